@@ -1,0 +1,1 @@
+"""Pipeline building blocks: datasets, features (Feast), models, training, evaluation."""

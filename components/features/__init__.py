@@ -1,0 +1,1 @@
+"""Feature engineering on Feast: ingest sources, apply the repo, materialize, look up."""

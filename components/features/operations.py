@@ -1,0 +1,146 @@
+"""The feature operations the pipeline and the CLI call: apply, materialize, look up.
+
+Materialization follows the data's own clock: its end is the newest source
+timestamp (the watermark), not the wall clock, so replayed or historical data
+(MovieLens is from 1998) is materialized in full, and re-running with no newer
+data writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+from feast import FeatureService, FeatureStore
+from feast.errors import FeastObjectNotFoundException
+
+from kuberec.errors import FeatureStoreError
+from kuberec.feature_repo.definitions import SCHEMA_FILE, load
+
+LABEL_OFFSET = pd.Timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class MaterializeResult:
+    start: pd.Timestamp | None
+    end: pd.Timestamp
+    views: list[str]
+
+    @property
+    def skipped(self) -> bool:
+        return not self.views
+
+
+def apply(store: FeatureStore, sources_dir_name: str = "sources") -> list[str]:
+    """Register entities, views and services for the ingested sources; returns view names."""
+    sources = _sources_dir(store, sources_dir_name)
+    if not (sources / SCHEMA_FILE).exists():
+        raise FeatureStoreError(
+            f"{sources} holds no ingested sources: run `kuberec features ingest` first"
+        )
+    definitions = load(sources)
+    wanted = {view.name for view in definitions.views}
+    # Views the sources no longer have (e.g. text embeddings switched off) are removed,
+    # so nothing reads a file that is gone.
+    stale = [view for view in store.list_feature_views() if view.name not in wanted]
+    store.apply(definitions.objects(), objects_to_delete=stale, partial=not stale)
+    return sorted(wanted)
+
+
+def materialize(store: FeatureStore, *, full: bool = False) -> MaterializeResult:
+    """Load the newest values into the online store, incrementally from the last watermark."""
+    watermark = _watermark(store)
+    end = watermark + timedelta(seconds=1)
+    views = store.list_feature_views()
+    if not views:
+        raise FeatureStoreError("no feature views registered: run `kuberec features apply` first")
+    fresh = [v for v in views if v.most_recent_end_time is None or full]
+    if fresh:
+        start = _origin(store) - timedelta(days=1)
+        store.materialize(start_date=start, end_date=end, feature_views=[v.name for v in fresh])
+    stale = [
+        v for v in views if v not in fresh and pd.Timestamp(v.most_recent_end_time) < end
+    ]
+    if stale:
+        store.materialize_incremental(end_date=end, feature_views=[v.name for v in stale])
+    start = None if not fresh else _origin(store)
+    return MaterializeResult(start, end, [v.name for v in fresh + stale])
+
+
+def training_frame(
+    store: FeatureStore, labels: pd.DataFrame, service: str = "training"
+) -> pd.DataFrame:
+    """Point-in-time features for each labelled interaction (``user_id, item_id, timestamp``).
+
+    Features are taken as of one second before the label, so the interaction
+    being predicted (and anything after it) never leaks into its own features.
+    """
+    missing = {"user_id", "item_id", "timestamp"} - set(labels.columns)
+    if missing:
+        raise FeatureStoreError(
+            f"labels need columns user_id, item_id, timestamp; missing {sorted(missing)}"
+        )
+    entity_df = labels.copy()
+    entity_df["user_id"] = entity_df["user_id"].astype(str)
+    entity_df["item_id"] = entity_df["item_id"].astype(str)
+    entity_df["event_timestamp"] = pd.to_datetime(entity_df["timestamp"], utc=True) - LABEL_OFFSET
+    job = store.get_historical_features(
+        entity_df=entity_df,
+        features=_service(store, service),
+        full_feature_names=True,
+    )
+    frame = job.to_df()
+    return frame.sort_values(["event_timestamp", "user_id", "item_id"]).reset_index(drop=True)
+
+
+def online_features(
+    store: FeatureStore, entity: str, ids: Iterable[object], service: str = "serving"
+) -> pd.DataFrame:
+    """The serving service's features of one entity kind (``user`` or ``item``) for ``ids``."""
+    join_key = {"user": "user_id", "item": "item_id"}.get(entity)
+    if join_key is None:
+        raise FeatureStoreError(f"unknown entity {entity!r}; choose 'user' or 'item'")
+    refs = feature_refs(store, service, entity)
+    rows = [{join_key: str(i)} for i in ids]
+    # to_dict keeps list features as Python lists; to_df turns some into arrays of objects.
+    return pd.DataFrame(store.get_online_features(features=refs, entity_rows=rows).to_dict())
+
+
+def feature_refs(store: FeatureStore, service: str, entity: str) -> list[str]:
+    """``view:feature`` references of a service's views keyed by ``entity``."""
+    views = {v.name: v for v in store.list_feature_views()}
+    refs: list[str] = []
+    for projection in _service(store, service).feature_view_projections:
+        if entity in views[projection.name].entities:
+            refs.extend(f"{projection.name_to_use()}:{f.name}" for f in projection.features)
+    return refs
+
+
+def _service(store: FeatureStore, name: str) -> FeatureService:
+    try:
+        return store.get_feature_service(name)
+    except FeastObjectNotFoundException as exc:
+        raise FeatureStoreError(
+            f"no feature service {name!r} in Feast project {store.project!r}: run "
+            "`kuberec features apply` for this store first"
+        ) from exc
+
+
+def _sources_dir(store: FeatureStore, name: str) -> Path:
+    return Path(store.repo_path).parent / name
+
+
+def _schema(store: FeatureStore) -> dict[str, object]:
+    return json.loads((_sources_dir(store, "sources") / SCHEMA_FILE).read_text())
+
+
+def _watermark(store: FeatureStore) -> pd.Timestamp:
+    return pd.Timestamp(str(_schema(store)["watermark"]))
+
+
+def _origin(store: FeatureStore) -> pd.Timestamp:
+    return pd.Timestamp(str(_schema(store)["origin"]))

@@ -1,0 +1,1 @@
+"""The Feast feature repo: entities, sources, feature views and services, store profiles."""

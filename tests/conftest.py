@@ -1,0 +1,38 @@
+"""Shared fixtures: the MovieLens copy in ../shared/datasets and one ingested feature store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kuberec.components.datasets.canonical import Dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATASETS = (ROOT.parent / "shared" / "datasets").resolve()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Datasets from the local copy (never downloaded), caches in a per-run folder."""
+    saved = {k: os.environ.get(k) for k in ("KUBEREC_DATA_DIR", "KUBEREC_CACHE_DIR")}
+    os.environ["KUBEREC_DATA_DIR"] = str(SHARED_DATASETS)
+    os.environ["KUBEREC_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache") / "datasets")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def ml100k() -> Dataset:
+    from kuberec.components.datasets.movielens import load_movielens
+
+    if not (SHARED_DATASETS / "ml-100k" / "u.data").exists():
+        pytest.fail(f"MovieLens 100K is expected at {SHARED_DATASETS / 'ml-100k'}")
+    return load_movielens("ml-100k")

@@ -1,0 +1,62 @@
+"""RecommenderJob files: valid ones load, mistakes name the field path and the rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kuberec.errors import ConfigError
+from kuberec.operator.spec import load_job
+
+from .conftest import ROOT
+
+HEADER = "apiVersion: kuberec.io/v1alpha1\nkind: RecommenderJob\nmetadata: {name: demo}\n"
+
+
+def _job(tmp_path: Path, spec: str) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(HEADER + spec)
+    return path
+
+
+def test_the_example_job_is_valid() -> None:
+    job = load_job(ROOT / "examples" / "movielens-100k.yaml")
+    assert job.spec.data.movielens == "ml-100k"
+    assert job.spec.features.text_embeddings is True
+
+
+def test_two_data_sources_are_refused(tmp_path: Path) -> None:
+    path = _job(
+        tmp_path,
+        "spec:\n  data:\n    movielens: ml-100k\n    interactions: {uri: x.csv}\n",
+    )
+    with pytest.raises(ConfigError, match=r"spec.data: set exactly one of"):
+        load_job(path)
+
+
+def test_an_unknown_field_is_named(tmp_path: Path) -> None:
+    path = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n  featurez: {}\n")
+    with pytest.raises(ConfigError, match=r"spec.featurez: unknown field"):
+        load_job(path)
+
+
+def test_a_number_below_its_minimum_names_the_rule(tmp_path: Path) -> None:
+    path = _job(tmp_path, "spec:\n  data:\n    synthetic: {users: 0, items: 5, interactions: 9}\n")
+    rule = r"spec.data.synthetic.users: .*greater than or equal to 1"
+    with pytest.raises(ConfigError, match=rule):
+        load_job(path)
+
+
+def test_a_bad_name_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text(HEADER.replace("demo", "Demo_Job") + "spec:\n  data: {movielens: ml-100k}\n")
+    with pytest.raises(ConfigError, match=r"metadata.name"):
+        load_job(path)
+
+
+def test_not_yaml_is_reported_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text("spec: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_job(path)
