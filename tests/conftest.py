@@ -36,3 +36,17 @@ def ml100k() -> Dataset:
     if not (SHARED_DATASETS / "ml-100k" / "u.data").exists():
         pytest.fail(f"MovieLens 100K is expected at {SHARED_DATASETS / 'ml-100k'}")
     return load_movielens("ml-100k")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[None]:
+    """With KUBEREC_STRICT_SKIPS=1 (CI), a skip is a failure unless the test is opt-in (cluster)."""
+    outcome = yield
+    report = outcome.get_result()
+    strict = os.environ.get("KUBEREC_STRICT_SKIPS") == "1"
+    if strict and report.skipped and item.get_closest_marker("cluster") is None:
+        report.outcome = "failed"
+        reason = report.longrepr
+        report.longrepr = f"skipped without being opt-in; CI treats that as an error: {reason}"

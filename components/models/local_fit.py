@@ -1,0 +1,143 @@
+"""Single-process training: the loop the CLI uses and whose epoch step Ray Train reuses.
+
+:func:`train_epoch` is written against ``nn.Module`` so it works unchanged on a
+``DistributedDataParallel``-wrapped model: calling the wrapper runs the model's
+``forward`` (its loss) with gradient synchronisation. A Ray worker builds its model
+with :func:`build_model`, its shard with :func:`make_sampler` (``rank``,
+``world_size``) and calls :func:`train_epoch` once per epoch. Wrap with
+``DistributedDataParallel(model, broadcast_buffers=False)``: buffers hold fixed data
+tables, so broadcasting them every step is wasted bandwidth.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from kuberec.components.models.base import Batch, Recommender
+from kuberec.components.models.encoded import EncodedData
+from kuberec.components.models.errors import TrainingError
+from kuberec.components.models.registry import HParams, build_model, resolve_hparams
+from kuberec.components.models.samplers import make_sampler
+from kuberec.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch of training: what a progress line, a metrics log or a Ray report shows."""
+
+    epoch: int
+    loss: float
+    steps: int
+    seconds: float
+
+
+#: Called after every epoch with its record and the model; returning False stops training.
+EpochCallback = Callable[[EpochRecord, Recommender], bool | None]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` picks CUDA when available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def make_optimizer(model: nn.Module, hparams: Mapping[str, object]) -> torch.optim.Optimizer:
+    return torch.optim.Adam(
+        model.parameters(),
+        lr=float(hparams["lr"]),  # type: ignore[arg-type]
+        weight_decay=float(hparams["weight_decay"]),  # type: ignore[arg-type]
+    )
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[Batch],
+    *,
+    epoch: int = 0,
+    device: torch.device | None = None,
+    max_grad_norm: float = 0.0,
+) -> float:
+    """One pass over ``batches``; returns the mean batch loss (NaN when there were none).
+
+    Raises TrainingError at the first non-finite loss, before it corrupts the weights.
+    """
+    model.train()
+    if device is None:
+        device = next(model.parameters()).device
+    total, steps = 0.0, 0
+    for step, batch in enumerate(batches):
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        optimizer.zero_grad(set_to_none=True)
+        loss = model(batch)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise _diverged(model, optimizer, value, epoch, step)
+        loss.backward()
+        if max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        total, steps = total + value, steps + 1
+    return total / steps if steps else math.nan
+
+
+def _diverged(
+    model: nn.Module, optimizer: torch.optim.Optimizer, value: float, epoch: int, step: int
+) -> TrainingError:
+    name = type(getattr(model, "module", model)).__name__
+    lr = optimizer.param_groups[0]["lr"]
+    return TrainingError(
+        f"{name}: training diverged, the loss is {value} at epoch {epoch}, step {step}; "
+        f"lower the learning rate (lr is {lr:g}, try {lr / 10:g}) or set max_grad_norm "
+        "to clip gradients"
+    )
+
+
+def fit(
+    model_type: str,
+    data: EncodedData,
+    hparams: Mapping[str, object] | None = None,
+    *,
+    seed: int = 0,
+    epochs: int = 10,
+    device: str | torch.device | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[Recommender, list[EpochRecord]]:
+    """Build and train ``model_type`` on ``data``; the same seed gives the same weights.
+
+    Baselines are built from the data and returned with an empty history.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ConfigError(f"epochs must be an integer >= 0, got {epochs!r}")
+    resolved: HParams = resolve_hparams(model_type, hparams)
+    target = resolve_device(device)
+    torch.manual_seed(seed)
+    model = build_model(model_type, data, resolved).to(target)
+    records: list[EpochRecord] = []
+    if not model.trainable:
+        return model.eval(), records
+    optimizer = make_optimizer(model, resolved)
+    sampler = make_sampler(model, data, resolved, seed=seed)
+    if epochs and len(sampler) == 0:
+        raise DataError(
+            f"{model_type}: no training examples (sequence models need users with at least "
+            "2 interactions); check the training split"
+        )
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        loss = train_epoch(
+            model, optimizer, sampler.batches(epoch), epoch=epoch, device=target,
+            max_grad_norm=float(resolved["max_grad_norm"]),  # type: ignore[arg-type]
+        )
+        record = EpochRecord(epoch, loss, len(sampler), time.perf_counter() - started)
+        records.append(record)
+        if on_epoch is not None and on_epoch(record, model) is False:
+            break
+    return model.eval(), records

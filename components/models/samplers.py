@@ -1,0 +1,239 @@
+"""Seeded batch samplers, one per training family, each yielding only its rank's shard.
+
+Every epoch, all ranks draw the same permutation of the sampling units
+(interactions, or sequence windows) from ``(seed, epoch)`` and rank ``r`` takes
+every ``world_size``-th unit starting at ``r``, after trimming the permutation to
+a multiple of ``world_size``: shards are disjoint, equally long (so DDP ranks take
+the same number of steps) and differ between epochs. Negatives come from a
+generator seeded with ``(seed, epoch, rank)``. Batches are dicts of CPU tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from kuberec.components.models.base import Batch, Recommender
+from kuberec.components.models.encoded import EncodedData
+from kuberec.errors import ConfigError
+
+#: Rounds of re-drawing a negative that the user has already seen.
+_REJECTION_ROUNDS = 4
+
+
+def shard_rows(n_rows: int, *, seed: int, epoch: int, rank: int, world_size: int) -> np.ndarray:
+    """The unit indices rank ``rank`` of ``world_size`` trains on in ``epoch``."""
+    check_shard(rank, world_size)
+    order = np.random.default_rng([seed, epoch]).permutation(n_rows)
+    usable = n_rows - n_rows % world_size
+    return order[:usable][rank::world_size]
+
+
+def check_shard(rank: int, world_size: int) -> None:
+    if world_size < 1:
+        raise ConfigError(f"world_size must be >= 1, got {world_size}")
+    if not 0 <= rank < world_size:
+        raise ConfigError(f"rank must be in [0, world_size={world_size}), got {rank}")
+
+
+class NegativeSampler:
+    """Uniform items a user has not interacted with.
+
+    Rejection sampling for a few rounds (cheap: most users have seen a small share of
+    the catalogue), then an exact draw from the unseen items of the few users left.
+    A user who has seen every item gets a random (seen) item.
+    """
+
+    def __init__(self, data: EncodedData) -> None:
+        self.seen = data.seen
+        self.n_items = data.n_items
+        seen = data.seen.tocoo()
+        self._keys = np.sort(seen.row.astype(np.int64) * self.n_items + seen.col)
+
+    def draw(self, rng: np.random.Generator, users: np.ndarray) -> np.ndarray:
+        items = rng.integers(0, self.n_items, size=users.shape)
+        for _ in range(_REJECTION_ROUNDS):
+            clash = self._seen(users, items)
+            if not clash.any():
+                return items
+            items[clash] = rng.integers(0, self.n_items, size=int(clash.sum()))
+        for at in zip(*np.nonzero(self._seen(users, items)), strict=True):
+            row = self.seen.indices[self.seen.indptr[users[at]] : self.seen.indptr[users[at] + 1]]
+            unseen = np.setdiff1d(np.arange(self.n_items), row, assume_unique=True)
+            if len(unseen):
+                items[at] = unseen[rng.integers(len(unseen))]
+        return items
+
+    def _seen(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        keys = users * self.n_items + items
+        pos = np.searchsorted(self._keys, keys).clip(max=max(len(self._keys) - 1, 0))
+        return self._keys[pos] == keys if len(self._keys) else np.zeros(keys.shape, bool)
+
+
+class BatchSampler:
+    """Shuffled, sharded mini-batches over ``n_units`` sampling units."""
+
+    def __init__(
+        self, data: EncodedData, *, batch_size: int, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
+        check_shard(rank, world_size)
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.rank, self.world_size = rank, world_size
+
+    @property
+    def n_units(self) -> int:
+        return self.data.n_interactions
+
+    def shard(self, epoch: int) -> np.ndarray:
+        return shard_rows(self.n_units, seed=self.seed, epoch=epoch, rank=self.rank,
+                          world_size=self.world_size)
+
+    def __len__(self) -> int:
+        return math.ceil((self.n_units // self.world_size) / self.batch_size)
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        units = self.shard(epoch)
+        rng = np.random.default_rng([self.seed, epoch, self.rank, 1])
+        for lo in range(0, len(units), self.batch_size):
+            arrays = self.make_batch(units[lo : lo + self.batch_size], rng)
+            yield {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+    def make_batch(self, units: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class PairwiseSampler(BatchSampler):
+    """BPR triples: (user, an item they interacted with, a random item they did not)."""
+
+    def __init__(self, data: EncodedData, **kwargs: int) -> None:
+        super().__init__(data, **kwargs)
+        self.negatives = NegativeSampler(data)
+
+    def make_batch(self, units: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        users = self.data.users[units]
+        return {"users": users, "pos_items": self.data.items[units],
+                "neg_items": self.negatives.draw(rng, users)}
+
+
+class PointwiseSampler(BatchSampler):
+    """Each positive followed by ``n_negatives`` sampled negatives, labels 1/0, with context."""
+
+    def __init__(self, data: EncodedData, *, n_negatives: int, **kwargs: int) -> None:
+        super().__init__(data, **kwargs)
+        self.n_negatives = n_negatives
+        self.negatives = NegativeSampler(data)
+        self.context = data.context()
+
+    def make_batch(self, units: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        width = 1 + self.n_negatives
+        users = np.repeat(self.data.users[units], width)
+        items = np.repeat(self.data.items[units], width)
+        negative = np.tile(np.arange(width) > 0, len(units))
+        items[negative] = self.negatives.draw(rng, users[negative])
+        return {
+            "users": users,
+            "items": items,
+            "labels": (~negative).astype(np.float32),
+            "context": np.repeat(self.context[units], width, axis=0),
+        }
+
+
+class InBatchSampler(BatchSampler):
+    """(user, item, the user's ``history_length`` items before it): negatives come in-batch."""
+
+    def __init__(self, data: EncodedData, *, history_length: int, **kwargs: int) -> None:
+        super().__init__(data, **kwargs)
+        self.history_length = history_length
+
+    def make_batch(self, units: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        users = self.data.users[units]
+        start = self.data.history.indptr[users]
+        history = _window(self.data.items, units - 1, start, self.history_length,
+                          self.data.n_items)
+        return {"users": users, "items": self.data.items[units], "history": history}
+
+
+class SequenceSampler(BatchSampler):
+    """Windows of each user's sequence: inputs and next-item targets, ``history_length`` wide.
+
+    A user with n items yields windows ending at positions n-1, n-1-L, ... so every
+    item after the first is a target exactly once per epoch.
+    """
+
+    def __init__(
+        self, data: EncodedData, *, history_length: int, negatives: bool = False, **kwargs: int
+    ) -> None:
+        super().__init__(data, **kwargs)
+        self.history_length, self.with_negatives = history_length, negatives
+        self.window_end, self.window_user = _windows(data, history_length)
+        self.negatives = NegativeSampler(data)
+
+    @property
+    def n_units(self) -> int:
+        return len(self.window_end)
+
+    def make_batch(self, units: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        ends, users = self.window_end[units], self.window_user[units]
+        start = self.data.history.indptr[users]
+        pad, length = self.data.n_items, self.history_length
+        inputs = _window(self.data.items, ends - 1, start, length, pad)
+        targets = np.where(inputs != pad, _window(self.data.items, ends, start, length, pad), pad)
+        batch = {"users": users, "inputs": inputs, "targets": targets}
+        if self.with_negatives:
+            drawn = self.negatives.draw(rng, np.repeat(users, length).reshape(targets.shape))
+            batch["negatives"] = np.where(targets != pad, drawn, pad)
+        return batch
+
+
+def _window(
+    items: np.ndarray, last: np.ndarray, start: np.ndarray, length: int, pad: int
+) -> np.ndarray:
+    """(B, length) items at rows last-length+1..last, padded where a row is before ``start``."""
+    rows = last[:, None] - length + 1 + np.arange(length)[None, :]
+    valid = rows >= start[:, None]
+    return np.where(valid, items[np.clip(rows, 0, None)], pad) if len(items) else np.full(
+        rows.shape, pad
+    )
+
+
+def _windows(data: EncodedData, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Absolute end rows and users of every training window, users in index order."""
+    indptr = data.history.indptr
+    lens = np.diff(indptr)
+    per_user = np.where(lens >= 2, (lens - 1 + length - 1) // length, 0)
+    users = np.repeat(np.arange(len(lens), dtype=np.int64), per_user)
+    k = np.arange(len(users)) - np.repeat(np.cumsum(per_user) - per_user, per_user)
+    return indptr[users + 1] - 1 - k * length, users
+
+
+def make_sampler(
+    model: Recommender,
+    data: EncodedData,
+    hparams: Mapping[str, object],
+    *,
+    seed: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> BatchSampler:
+    """The sampler of ``model``'s training family, configured from its hyperparameters."""
+    common: dict[str, Any] = {
+        "batch_size": hparams["batch_size"], "seed": seed, "rank": rank, "world_size": world_size,
+    }
+    family = model.family
+    if family == "pairwise":
+        return PairwiseSampler(data, **common)
+    if family == "pointwise":
+        return PointwiseSampler(data, n_negatives=int(hparams["n_negatives"]), **common)  # type: ignore[call-overload]
+    if family == "inbatch":
+        return InBatchSampler(data, history_length=int(model.history_length or 1), **common)
+    if family == "sequence":
+        negatives = getattr(model, "loss_type", "ce") == "bce"
+        return SequenceSampler(data, history_length=int(model.history_length or 1),
+                               negatives=negatives, **common)
+    raise ConfigError(f"{type(model).__name__} is not trained with batches (family {family!r})")

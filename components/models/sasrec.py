@@ -1,0 +1,60 @@
+"""SASRec: causal self-attention over the user's item sequence (Kang & McAuley 2018).
+
+Pre-norm Transformer blocks with learned positions counted from the most recent
+item; each position attends to itself and earlier real (non-pad) items only.
+As in the paper, padded positions are zeroed after every block.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from kuberec.components.models.encoded import DataSchema
+from kuberec.components.models.sequential import SequenceLoss, SequenceRecommender
+
+
+class SASRec(SequenceRecommender):
+    def __init__(
+        self,
+        schema: DataSchema,
+        *,
+        dim: int,
+        n_layers: int,
+        n_heads: int,
+        dropout: float,
+        history_length: int,
+        loss: SequenceLoss,
+    ) -> None:
+        super().__init__(schema, dim=dim, history_length=history_length, loss=loss)
+        self.n_heads = n_heads
+        self.positions = nn.Embedding(history_length, dim)
+        nn.init.normal_(self.positions.weight, std=0.1)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                d_model=dim, nhead=n_heads, dim_feedforward=dim, dropout=dropout,
+                batch_first=True, norm_first=True,
+            )
+            for _ in range(n_layers)
+        )
+        self.norm = nn.LayerNorm(dim)
+
+    def _attention_mask(self, pad: Tensor) -> Tensor:
+        """(B * heads, L, L), True where attention is forbidden: the future and other pads."""
+        length = pad.shape[1]
+        future = torch.ones(length, length, dtype=torch.bool, device=pad.device).triu(1)
+        other_pad = pad[:, None, :] & ~torch.eye(length, dtype=torch.bool, device=pad.device)
+        return (future[None] | other_pad).repeat_interleave(self.n_heads, dim=0)
+
+    def encode(self, sequence: Tensor) -> Tensor:
+        length = sequence.shape[1]
+        pad = sequence == self.pad
+        keep = (~pad).unsqueeze(-1).to(self.positions.weight.dtype)
+        start = self.history_length - length
+        positions = torch.arange(start, self.history_length, device=sequence.device)
+        x = self.dropout(self.item_embeddings(sequence) + self.positions(positions)[None]) * keep
+        mask = self._attention_mask(pad)
+        for block in self.blocks:
+            x = block(x, src_mask=mask) * keep
+        return self.norm(x)
