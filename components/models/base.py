@@ -43,7 +43,7 @@ class Recommender(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        tensor = next(iter(self.parameters()), None)
+        tensor: Tensor | None = next(iter(self.parameters()), None)
         if tensor is None:
             tensor = next(iter(self.buffers()), None)
         return tensor.device if tensor is not None else torch.device("cpu")

@@ -10,9 +10,10 @@ sequence and :class:`UserHistory` is a view on them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,14 +49,13 @@ class DataSchema:
         """The item index that pads histories; embeddings have ``n_items + 1`` rows."""
         return self.n_items
 
-    def to_dict(self) -> dict[str, object]:
-        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
-                for f in fields(self)}
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "user_cardinalities": list(self.user_cardinalities)}
 
     @classmethod
-    def from_dict(cls, values: dict[str, object]) -> DataSchema:
-        cards = values.get("user_cardinalities") or ()
-        return cls(**{**values, "user_cardinalities": tuple(int(c) for c in cards)})  # type: ignore[arg-type,union-attr]
+    def from_dict(cls, values: Mapping[str, Any]) -> DataSchema:
+        cards = tuple(int(c) for c in values.get("user_cardinalities", ()))
+        return cls(**{**values, "user_cardinalities": cards})
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 class ItemFeatureTable(nn.Module):
     """Per item: genre weights (multi-hot / count), year bucket, text embedding."""
 
+    genres: Tensor
+    year: Tensor
+    text: Tensor
+
     def __init__(self, schema: DataSchema) -> None:
         super().__init__()
         n = schema.n_items
@@ -39,6 +43,9 @@ class ItemFeatureTable(nn.Module):
 
 class UserFeatureTable(nn.Module):
     """Per user (plus a last all-unknown row for cold users): categorical and numeric attributes."""
+
+    categorical: Tensor
+    numeric: Tensor
 
     def __init__(self, schema: DataSchema) -> None:
         super().__init__()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,17 +48,20 @@ class FeatureEncodings:
         }
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, object]) -> FeatureEncodings:
-        categorical = values.get("user_categorical") or {}
-        numeric = values.get("user_numeric") or {}
-        assert isinstance(categorical, Mapping) and isinstance(numeric, Mapping)
+    def from_dict(cls, values: Mapping[str, Any]) -> FeatureEncodings:
         origin = values.get("year_origin")
         return cls(
-            genres=tuple(str(g) for g in values.get("genres") or ()),  # type: ignore[union-attr]
-            year_origin=None if origin is None else int(origin),  # type: ignore[arg-type]
-            n_year_buckets=int(values.get("n_year_buckets", 1)),  # type: ignore[arg-type]
-            user_categorical={str(k): tuple(map(str, v)) for k, v in categorical.items()},
-            user_numeric={str(k): (float(v[0]), float(v[1])) for k, v in numeric.items()},
+            genres=tuple(str(g) for g in values.get("genres", ())),
+            year_origin=None if origin is None else int(origin),
+            n_year_buckets=int(values.get("n_year_buckets", 1)),
+            user_categorical={
+                str(k): tuple(str(x) for x in v)
+                for k, v in values.get("user_categorical", {}).items()
+            },
+            user_numeric={
+                str(k): (float(v[0]), float(v[1]))
+                for k, v in values.get("user_numeric", {}).items()
+            },
         )
 
     @property

@@ -3,7 +3,8 @@
 score(u, j) = Σ over items h in u's history of sim(h, j), where each item keeps
 only its ``neighbours`` most similar items (Sarwar et al. 2001; Deshpande &
 Karypis 2004). Similarities are computed with scipy in row blocks, so memory is
-bounded by the block, not the catalogue squared; scoring is a torch scatter.
+bounded by the block, not the catalogue squared; scoring is a sparse matrix product
+(torch, so it also runs on CUDA) whose memory is O(n_items * neighbours).
 """
 
 from __future__ import annotations
@@ -42,12 +43,19 @@ class ItemKNN(Recommender):
     def score(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         history = require_history(history, "ItemKNN")
         n_items = self.schema.n_items
-        real = history != n_items
-        safe = history.clamp_max(n_items - 1)
-        targets = self.neighbours[safe].flatten(1)  # (B, L * k)
-        weights = (self.weights[safe] * real.unsqueeze(-1)).flatten(1)
-        out = torch.zeros(len(history), n_items, dtype=weights.dtype, device=weights.device)
-        return out.scatter_add_(1, targets, weights)
+        bought = torch.zeros(len(history), n_items + 1, device=history.device)
+        bought = bought.scatter_(1, history, 1.0)[:, :n_items]  # binary, pad column dropped
+        return torch.sparse.mm(self._similarity_transposed(), bought.T).T
+
+    def _similarity_transposed(self) -> Tensor:
+        """Sparse S^T with S[h, neighbour] = weight: scores = history @ S, memory O(n k)."""
+        n_items, k = self.neighbours.shape
+        rows = self.neighbours.flatten()
+        cols = torch.arange(n_items, device=rows.device).repeat_interleave(k)
+        return torch.sparse_coo_tensor(
+            torch.stack([rows, cols]), self.weights.flatten(), (n_items, n_items),
+            check_invariants=True,
+        ).coalesce()
 
 
 def top_neighbours(

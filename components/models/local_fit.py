@@ -5,8 +5,10 @@
 ``forward`` (its loss) with gradient synchronisation. A Ray worker builds its model
 with :func:`build_model`, its shard with :func:`make_sampler` (``rank``,
 ``world_size``) and calls :func:`train_epoch` once per epoch. Wrap with
-``DistributedDataParallel(model, broadcast_buffers=False)``: buffers hold fixed data
-tables, so broadcasting them every step is wasted bandwidth.
+``DistributedDataParallel(model, forward_sync_buffers=False)``: buffers hold fixed
+data tables (identical on every rank), so syncing them every step is wasted
+bandwidth. Every parameter takes part in every loss, so ``find_unused_parameters``
+stays False.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,11 +51,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def make_optimizer(model: nn.Module, hparams: Mapping[str, object]) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, hparams: Mapping[str, Any]) -> torch.optim.Optimizer:
     return torch.optim.Adam(
         model.parameters(),
-        lr=float(hparams["lr"]),  # type: ignore[arg-type]
-        weight_decay=float(hparams["weight_decay"]),  # type: ignore[arg-type]
+        lr=float(hparams["lr"]),
+        weight_decay=float(hparams["weight_decay"]),
     )
 
 
@@ -134,7 +137,7 @@ def fit(
         started = time.perf_counter()
         loss = train_epoch(
             model, optimizer, sampler.batches(epoch), epoch=epoch, device=target,
-            max_grad_norm=float(resolved["max_grad_norm"]),  # type: ignore[arg-type]
+            max_grad_norm=float(resolved["max_grad_norm"]),
         )
         record = EpochRecord(epoch, loss, len(sampler), time.perf_counter() - started)
         records.append(record)

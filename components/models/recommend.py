@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ from kuberec.components.models.base import Recommender
 from kuberec.components.models.encoded import UserHistory
 from kuberec.errors import ConfigError
 
-Mask = np.ndarray | sp.spmatrix
+Mask: TypeAlias = np.ndarray | sp.spmatrix | sp.sparray
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ def _candidates(shape: tuple[int, int], exclude: Mask | None, allowed: np.ndarra
     if allowed is not None:
         candidate &= _allowed_mask(np.asarray(allowed), shape)
     if exclude is not None:
-        dense = exclude.toarray() if sp.issparse(exclude) else np.asarray(exclude)
+        dense = np.asarray(exclude.toarray() if isinstance(exclude, sp.spmatrix | sp.sparray)
+                           else exclude)
         if dense.shape != shape:
             raise ValueError(f"exclude must have the scores' shape {shape}, got {dense.shape}")
         candidate &= ~dense.astype(bool)
@@ -143,7 +145,9 @@ def genre_mask(item_genres: np.ndarray, vocabulary: Sequence[str], genres: Seque
     if unknown:
         raise ConfigError(f"unknown genre(s) {unknown}; valid: {list(vocabulary)}")
     columns = [position[g] for g in genres]
-    return item_genres[:, columns].any(axis=1) if columns else np.zeros(len(item_genres), bool)
+    if not columns:
+        return np.zeros(len(item_genres), dtype=bool)
+    return np.asarray(item_genres[:, columns].any(axis=1))
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kuberec.components.models.base import Recommender
 from kuberec.components.models.dcn import DCNv2
@@ -37,7 +37,8 @@ from kuberec.errors import ConfigError
 if TYPE_CHECKING:
     from kuberec.components.models.encoded import EncodedData
 
-HParams = dict[str, HParam]
+#: Validated hyperparameters (values are plain JSON types: int, float, bool, str, list[int]).
+HParams = dict[str, Any]
 CrossCheck = Callable[[HParams], None]
 
 
@@ -63,7 +64,7 @@ def _training(lr: float, batch_size: int) -> dict[str, HParam]:
 
 
 def _heads_divide_dim(hp: HParams) -> None:
-    if int(hp["dim"]) % int(hp["n_heads"]):  # type: ignore[arg-type]
+    if int(hp["dim"]) % int(hp["n_heads"]):
         raise ConfigError(
             f"sasrec hyperparameter 'n_heads': must divide dim ({hp['dim']}), got {hp['n_heads']}"
         )
@@ -97,7 +98,7 @@ MODEL_TYPES: dict[str, ModelType] = {
         ModelType(
             "ncf", NeuMF, "neural CF (GMF + MLP), BCE on sampled negatives",
             defaults={"dim": 32, "mlp_layers": [64, 32, 16], "dropout": 0.0, "n_negatives": 4,
-                      **_training(0.005, 1024)},
+                      **_training(0.005, 256)},
             rules={"dim": IntRange(1), "mlp_layers": IntList(1), "dropout": _UNIT,
                    "n_negatives": IntRange(1), **TRAINING_RULES},
             model_keys=("dim", "mlp_layers", "dropout"),
@@ -131,7 +132,7 @@ MODEL_TYPES: dict[str, ModelType] = {
             "dcn", DCNv2, "DCN-v2 CTR ranker over user, item and context features",
             defaults={"embed_dim": 16, "cross_layers": 3, "mlp_layers": [128, 64],
                       "dropout": 0.1, "context_dropout": 0.1, "n_negatives": 4,
-                      **_training(0.005, 1024)},
+                      **_training(0.005, 256)},
             rules={"embed_dim": IntRange(1), "cross_layers": IntRange(0),
                    "mlp_layers": IntList(1), "dropout": _UNIT,
                    "context_dropout": FloatRange(0.0, 1.0), "n_negatives": IntRange(1),

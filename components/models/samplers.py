@@ -61,12 +61,15 @@ class NegativeSampler:
             if not clash.any():
                 return items
             items[clash] = rng.integers(0, self.n_items, size=int(clash.sum()))
-        for at in zip(*np.nonzero(self._seen(users, items)), strict=True):
-            row = self.seen.indices[self.seen.indptr[users[at]] : self.seen.indptr[users[at] + 1]]
+        flat_users, flat_items = users.reshape(-1), items.reshape(-1)
+        left = np.flatnonzero(self._seen(flat_users, flat_items))
+        for user in np.unique(flat_users[left]):
+            at = left[flat_users[left] == user]
+            row = self.seen.indices[self.seen.indptr[user] : self.seen.indptr[user + 1]]
             unseen = np.setdiff1d(np.arange(self.n_items), row, assume_unique=True)
             if len(unseen):
-                items[at] = unseen[rng.integers(len(unseen))]
-        return items
+                flat_items[at] = unseen[rng.integers(len(unseen), size=len(at))]
+        return flat_items.reshape(items.shape)
 
     def _seen(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         keys = users * self.n_items + items
@@ -215,7 +218,7 @@ def _windows(data: EncodedData, length: int) -> tuple[np.ndarray, np.ndarray]:
 def make_sampler(
     model: Recommender,
     data: EncodedData,
-    hparams: Mapping[str, object],
+    hparams: Mapping[str, Any],
     *,
     seed: int,
     rank: int = 0,
@@ -229,7 +232,7 @@ def make_sampler(
     if family == "pairwise":
         return PairwiseSampler(data, **common)
     if family == "pointwise":
-        return PointwiseSampler(data, n_negatives=int(hparams["n_negatives"]), **common)  # type: ignore[call-overload]
+        return PointwiseSampler(data, n_negatives=int(hparams["n_negatives"]), **common)
     if family == "inbatch":
         return InBatchSampler(data, history_length=int(model.history_length or 1), **common)
     if family == "sequence":
