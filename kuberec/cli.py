@@ -25,6 +25,7 @@ from kuberec.errors import ConfigError, KuberecError
 if TYPE_CHECKING:
     from kuberec.components.datasets.canonical import Dataset
     from kuberec.components.features.store import StoreSettings
+    from kuberec.operator.spec import DataSpec
 
 console = Console()
 err_console = Console(stderr=True)
@@ -80,6 +81,39 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--out", type=Path, required=True, help="output folder (Parquet)")
     synthetic.add_argument("--overwrite", action="store_true")
     synthetic.set_defaults(handler=_data_synthetic)
+
+    train = commands.add_parser("train", help="train a model on Ray and write a run directory")
+    train_source = train.add_mutually_exclusive_group(required=True)
+    train_source.add_argument("-f", "--file", type=Path, help="take the settings from a job")
+    train_source.add_argument("--interactions", type=Path, help="CSV or Parquet interactions")
+    train_source.add_argument("--dataset", help="a MovieLens release, e.g. ml-100k")
+    train.add_argument("--items", type=Path, help="items: item_id + title, genres, text")
+    train.add_argument("--users", type=Path, help="users: user_id + attributes")
+    train.add_argument("--column", action="append", default=[], metavar="CANONICAL=YOURS")
+    train.add_argument("--model", help="model type (default: the best measured)")
+    train.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="a hyperparameter or training setting, e.g. --set dim=128 --set workers=2",
+    )  # fmt: skip
+    train.add_argument("--no-text-embeddings", action="store_true")
+    train.add_argument("--out", type=Path, required=True, help="the run directory to write")
+    _add_data_dir(train)
+    train.set_defaults(handler=_train)
+
+    rec = commands.add_parser("recommend", help="top-K per user from a run directory")
+    rec.add_argument("run_dir", type=Path)
+    rec.add_argument("--users", type=Path, help="file with a user_id column (default: all)")
+    rec.add_argument("--k", type=int, default=10)
+    rec.add_argument("--out", type=Path, required=True, help=".csv or .parquet")
+    rec.set_defaults(handler=_recommend)
+
+    evaluate = commands.add_parser("evaluate", help="score a run's recipe under a protocol")
+    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("--protocol", required=True)
+    evaluate.add_argument("--k", type=int, default=10)
+    evaluate.add_argument("--seed", type=int, default=42)
+    _add_data_dir(evaluate)
+    evaluate.set_defaults(handler=_evaluate)
 
     features = commands.add_parser("features", help="the Feast feature store of a job")
     feature_commands = features.add_subparsers(title="features commands", metavar="COMMAND")
@@ -185,6 +219,87 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from kuberec.components.datasets.sources import load_source
+    from kuberec.components.train.run import describe, train_run
+    from kuberec.components.train.settings import TrainSettings
+    from kuberec.operator.spec import DataSpec, FileSpec, load_job
+
+    overrides = dict(_typed_key_value(item) for item in args.set)
+    if args.file:
+        job = load_job(args.file)
+        data_spec, base = job.spec.data, args.file.parent
+        model_type = args.model or job.spec.model.type
+        hparams = {**job.spec.model.hyperparameters}
+        training = job.spec.training.model_dump()
+    else:
+        columns = dict(_key_value(item, "--column") for item in args.column)
+        if args.dataset:
+            data_spec = DataSpec(movielens=args.dataset)
+        else:
+            data_spec = DataSpec(
+                interactions=FileSpec(uri=str(args.interactions.resolve()), columns=columns),
+                items=FileSpec(uri=str(args.items.resolve())) if args.items else None,
+                users=FileSpec(uri=str(args.users.resolve())) if args.users else None,
+            )
+        base, model_type, hparams, training = Path(), args.model, {}, {}
+    setting_names = set(TrainSettings.__dataclass_fields__) - {"extra", "storage_path"}
+    training.update({k: v for k, v in overrides.items() if k in setting_names})
+    hparams.update({k: v for k, v in overrides.items() if k not in setting_names})
+    settings = TrainSettings(**training)
+    dataset = load_source(data_spec, data_dir=args.data_dir, base=base)
+    embeddings = None
+    if not args.no_text_embeddings and (dataset.items["title"] != "").any():
+        from kuberec.components.features.embeddings import embed_items
+
+        with console.status("embedding item text"):
+            embeddings = embed_items(dataset.items)
+    source = {"spec": _absolute(data_spec, base).model_dump(exclude_none=True)}
+    summary = train_run(
+        dataset, args.out, model_type=model_type, hparams=hparams, settings=settings,
+        source=source, text_embeddings=embeddings,
+    )  # fmt: skip
+    console.print_json(describe(summary))
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from kuberec.components.datasets.generic import keep_ids
+    from kuberec.components.datasets.parsing import read_table, require_columns
+    from kuberec.components.train.batch_recommend import recommend_users
+
+    user_ids = None
+    if args.users:
+        table = read_table(args.users)
+        require_columns(table, ["user_id"], args.users)
+        user_ids = keep_ids(table["user_id"]).tolist()
+    frame, unknown = recommend_users(args.run_dir, user_ids, args.k)
+    _write_frame(frame, args.out)
+    console.print(f"wrote {len(frame):,} recommendations for {frame['user_id'].nunique():,} users "
+                  f"to {args.out}")  # fmt: skip
+    if unknown:
+        shown = ", ".join(map(str, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
+        err_console.print(f"[yellow]{len(unknown)} user(s) unknown to the model, skipped:[/] "
+                          f"{shown}")  # fmt: skip
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from kuberec.components.train.evaluate_run import evaluate_run
+
+    result = evaluate_run(
+        args.run_dir, args.protocol, k=args.k, seed=args.seed, data_dir=args.data_dir
+    )
+    table = Table(title=f"{args.run_dir}: {args.protocol} @ {args.k}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    return 0
+
+
 def _data_summary(args: argparse.Namespace) -> int:
     dataset = _load_dataset(args)
     console.print_json(json.dumps(dataset.summary()))
@@ -281,6 +396,27 @@ def _store_settings(args: argparse.Namespace) -> StoreSettings:
     from kuberec.components.features.store import StoreSettings
 
     return StoreSettings(args.store, profile=args.profile, project=args.project)
+
+
+def _typed_key_value(text: str) -> tuple[str, object]:
+    """``--set key=value`` with YAML typing: 0.01 is a float, 64 an int, [64, 32] a list."""
+    import yaml
+
+    key, value = _key_value(text, "--set")
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({exc})") from exc
+
+
+def _absolute(data: DataSpec, base: Path) -> DataSpec:
+    """File URIs made absolute, so a run directory can be evaluated from anywhere."""
+    updates = {}
+    for name in ("interactions", "items", "users"):
+        spec = getattr(data, name)
+        if spec is not None and "://" not in spec.uri and not Path(spec.uri).is_absolute():
+            updates[name] = spec.model_copy(update={"uri": str((base / spec.uri).resolve())})
+    return data.model_copy(update=updates)
 
 
 def _key_value(text: str, flag: str) -> tuple[str, str]:

@@ -9,7 +9,7 @@ Pipeline issue adds model, training, evaluation and serving.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -69,9 +69,34 @@ class FeaturesSpec(_Model):
     recent_days: int = Field(30, ge=1, alias="recentDays")
 
 
+class ModelSpec(_Model):
+    """The model type (the default model when absent) and its hyperparameters."""
+
+    type: str | None = None
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingSpec(_Model):
+    """Ray placement and stopping; mirrors ``kuberec.components.train.TrainSettings``."""
+
+    backend: Literal["ray", "local"] = "ray"
+    workers: int = Field(1, ge=1)
+    use_gpu: bool = Field(False, alias="useGpu")
+    cpus_per_worker: float = Field(1.0, ge=0, alias="cpusPerWorker")
+    gpus_per_worker: float = Field(0.0, ge=0, alias="gpusPerWorker")
+    ray_address: str | None = Field(None, alias="rayAddress")
+    max_failures: int = Field(1, ge=0, alias="maxFailures")
+    epochs: int = Field(20, ge=1)
+    patience: int = Field(3, ge=1)
+    validation_fraction: float = Field(0.1, ge=0, lt=1, alias="validationFraction")
+    seed: int = 0
+
+
 class JobSpec(_Model):
     data: DataSpec
     features: FeaturesSpec = Field(default_factory=FeaturesSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
 
 
 class Metadata(BaseModel):

@@ -1,0 +1,1 @@
+"""Training on Ray: TorchTrainer with DDP, checkpoints, early stopping, and Tune search."""

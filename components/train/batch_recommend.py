@@ -1,0 +1,31 @@
+"""Batch inference from a run directory: top-K per user, excluding what each user has seen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kuberec.components.models import load_model, recommend
+from kuberec.components.train.run_dir import MODEL
+from kuberec.errors import ConfigError
+
+
+def recommend_users(
+    run_dir: Path, user_ids: list[object] | None, k: int
+) -> tuple[pd.DataFrame, list[object]]:
+    """(``user_id, item_id, rank, score`` rows, ids the model has never seen)."""
+    if k < 1:
+        raise ConfigError(f"--k must be >= 1, got {k}")
+    model_dir = Path(run_dir) / MODEL
+    if not (model_dir / "config.json").exists():
+        raise ConfigError(f"{run_dir} holds no trained model ({model_dir} is missing)")
+    loaded = load_model(model_dir)
+    ids = list(loaded.user_index.ids) if user_ids is None else list(user_ids)
+    users = loaded.user_index.encode(ids, unknown=-1)
+    unknown = [i for i, u in zip(ids, users, strict=True) if u < 0]
+    known_ids = np.asarray(ids, dtype=object)[users >= 0]
+    top = recommend(loaded.model, loaded.history, users[users >= 0], k)
+    frame = top.to_frame(known_ids.tolist(), loaded.item_index)
+    return frame[["user_id", "item_id", "rank", "score"]], unknown

@@ -1,0 +1,65 @@
+"""``kuberec evaluate RUN_DIR --protocol NAME``: the run's recipe under a published protocol.
+
+A run's model has seen all of its data, so it cannot be scored on it. Evaluating
+a run re-trains the same recipe (model type, hyperparameters, training settings)
+on the protocol's train split and scores it on the test split; the result is
+added to the run's ``metrics.json`` under ``evaluations``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from kuberec.components.datasets.canonical import Dataset
+from kuberec.components.datasets.sources import load_source
+from kuberec.components.evaluation import split
+from kuberec.components.train.offline_eval import evaluate_split
+from kuberec.components.train.ray_runner import train
+from kuberec.components.train.run_dir import CONFIG, METRICS, read_json, write_json
+from kuberec.components.train.settings import TrainSettings
+from kuberec.operator.spec import DataSpec
+
+
+def evaluate_run(
+    run_dir: Path,
+    protocol: str,
+    *,
+    k: int = 10,
+    seed: int = 42,
+    data_dir: Path | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    config = read_json(run_dir, CONFIG)
+    dataset = load_source(DataSpec.model_validate(config["data"]["spec"]), data_dir=data_dir)
+    parts = split(protocol, dataset.interactions, seed=seed, **(options or {}))
+    settings = TrainSettings(**_settings_fields(config["training"]))
+    train_set = _with_interactions(dataset, parts.train)
+    embeddings = None
+    if config.get("text_embeddings"):
+        from kuberec.components.features.embeddings import embed_items
+
+        embeddings = embed_items(dataset.items)
+    outcome = train(
+        config["model_type"], train_set, config["hparams"], settings,
+        storage_path=Path(run_dir) / "ray-eval" / protocol, run_name=f"eval-{protocol}",
+        text_embeddings=embeddings,
+    )  # fmt: skip
+    result = evaluate_split(outcome.model, outcome.data, parts, dataset, k)
+    result["train_seconds"] = round(outcome.seconds, 2)
+    metrics = read_json(run_dir, METRICS)
+    metrics.setdefault("evaluations", {})[protocol] = result
+    write_json(Path(run_dir) / METRICS, metrics)
+    return result
+
+
+def _settings_fields(values: dict[str, Any]) -> dict[str, Any]:
+    fields = dict(values)
+    if fields.get("storage_path"):
+        fields["storage_path"] = Path(fields["storage_path"])
+    return fields
+
+
+def _with_interactions(dataset: Dataset, interactions: Any) -> Dataset:
+    return replace(dataset, interactions=interactions.reset_index(drop=True))

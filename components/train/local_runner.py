@@ -1,0 +1,77 @@
+"""The same training as the Ray workers run, in this process: one worker, no Ray.
+
+Used where Ray's start-up (tens of seconds on a small machine) would dominate:
+the quality benchmark trains dozens of models, and the speed benchmark needs a
+plain torch loop as its baseline. Early stopping and the kept weights follow the
+Ray path exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+
+from kuberec.components.models import (
+    EncodedData,
+    Recommender,
+    build_model,
+    make_optimizer,
+    make_sampler,
+    resolve_device,
+    train_epoch,
+)
+from kuberec.components.train.settings import TrainSettings
+from kuberec.components.train.validation import Holdout, validate
+
+
+def fit_local(
+    model_type: str,
+    data: EncodedData,
+    hparams: dict[str, Any],
+    holdout: Holdout,
+    settings: TrainSettings,
+    *,
+    device: str | None = None,
+) -> tuple[Recommender, list[dict[str, Any]], int]:
+    """(best model, per-epoch history, best epoch), stopping after ``patience`` stale epochs."""
+    torch.manual_seed(settings.seed)
+    target = resolve_device(device or ("cuda" if settings.use_gpu else "cpu"))
+    model = build_model(model_type, data, hparams).to(target)
+    optimizer = make_optimizer(model, hparams)
+    sampler = make_sampler(model, data, hparams, seed=settings.seed)
+    amp = settings.mixed_precision and target.type == "cuda"
+    history: list[dict[str, Any]] = []
+    best, best_epoch, stale, best_weights = -math.inf, -1, 0, None
+    for epoch in range(settings.epochs):
+        started = time.perf_counter()
+        with torch.autocast(device_type=target.type, dtype=torch.bfloat16, enabled=amp):
+            loss = train_epoch(
+                model, optimizer, sampler.batches(epoch), epoch=epoch, device=target,
+                max_grad_norm=float(hparams.get("max_grad_norm", 0.0)),
+            )  # fmt: skip
+        seconds = time.perf_counter() - started
+        scores = validate(model, data, holdout, settings.validation_k)
+        value = scores.get(settings.validation_metric, -loss)
+        if value > best + 1e-6:
+            best, best_epoch, stale = value, epoch, 0
+            best_weights = {n: t.detach().clone() for n, t in model.state_dict().items()}
+        else:
+            stale += 1
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": loss,
+                "seconds": seconds,
+                "samples_per_second": sampler.n_units / seconds,
+                **{f"val_{k}": v for k, v in scores.items()},
+                "best_epoch": best_epoch,
+            }
+        )
+        if stale >= settings.patience:
+            break
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
+    return model.eval(), history, best_epoch

@@ -1,0 +1,110 @@
+"""One training run end to end: train on Ray, then write the run directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kuberec import __version__
+from kuberec.components.datasets.canonical import Dataset
+from kuberec.components.models import save_model
+from kuberec.components.train.ray_runner import TrainOutcome, train
+from kuberec.components.train.run_dir import CONFIG, METRICS, MODEL, write_curves, write_json
+from kuberec.components.train.settings import TrainSettings
+from kuberec.errors import ConfigError
+
+DEFAULT_MODEL = "two_tower"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_dir: Path
+    model_type: str
+    best_epoch: int
+    validation: dict[str, float]
+    seconds: float
+
+
+def train_run(
+    dataset: Dataset,
+    out: Path,
+    *,
+    model_type: str | None = None,
+    hparams: dict[str, Any] | None = None,
+    settings: TrainSettings | None = None,
+    source: dict[str, Any] | None = None,
+    text_embeddings: np.ndarray | None = None,
+    overwrite: bool = False,
+) -> RunSummary:
+    """Train and write ``out``; an existing non-empty run directory is never clobbered."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"{out} already holds a run; choose another --out or remove it")
+    settings = settings or TrainSettings()
+    model_type = model_type or DEFAULT_MODEL
+    out.mkdir(parents=True, exist_ok=True)
+    storage = settings.storage_path or out / "ray"
+    outcome = train(
+        model_type, dataset, hparams, settings, storage_path=storage,
+        run_name=out.name or "run", text_embeddings=text_embeddings,
+    )  # fmt: skip
+    _write(out, outcome, settings, source or {"dataset": dataset.name}, overwrite)
+    return RunSummary(
+        out, model_type, outcome.best_epoch, outcome.validation, round(outcome.seconds, 2)
+    )
+
+
+def _write(
+    out: Path,
+    outcome: TrainOutcome,
+    settings: TrainSettings,
+    source: dict[str, Any],
+    overwrite: bool,
+) -> None:
+    if overwrite and (out / MODEL).exists():
+        shutil.rmtree(out / MODEL)
+    save_model(outcome.model, outcome.model_type, outcome.hparams, outcome.data, out / MODEL)
+    write_json(
+        out / CONFIG,
+        {
+            "kuberec_version": __version__,
+            "model_type": outcome.model_type,
+            "hparams": outcome.hparams,
+            "training": settings.to_dict(),
+            "data": source,
+            "text_embeddings": outcome.data.item_text is not None,
+        },
+    )
+    write_json(
+        out / METRICS,
+        {
+            "history": outcome.history,
+            "best_epoch": outcome.best_epoch,
+            "validation": outcome.validation,
+            "seconds": outcome.seconds,
+            "checkpoint": outcome.checkpoint,
+            "data": {
+                "users": outcome.data.n_users,
+                "items": outcome.data.n_items,
+                "interactions": outcome.data.n_interactions,
+            },
+        },
+    )
+    write_curves(out, outcome.history, settings.validation_metric)
+
+
+def describe(summary: RunSummary) -> str:
+    return json.dumps(
+        {
+            "run_dir": str(summary.run_dir),
+            "model": summary.model_type,
+            "best_epoch": summary.best_epoch,
+            "validation": {k: round(v, 4) for k, v in summary.validation.items()},
+            "seconds": summary.seconds,
+        }
+    )

@@ -1,0 +1,130 @@
+"""The loop every Ray Train worker runs: its data shard, DDP, validation, checkpoints.
+
+Every worker validates the same synchronised weights on the same holdout, so all
+of them reach the same early-stopping decision without extra communication.
+Rank 0 alone writes checkpoints, which hold the latest state (to resume after a
+worker failure) and the best weights so far (what early stopping returns).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+
+from kuberec.components.models import build_model, make_optimizer, make_sampler, train_epoch
+from kuberec.components.train.validation import Holdout, validate
+
+STATE_FILE = "state.pt"
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    data = ray.get(config["data_ref"])
+    holdout: Holdout = ray.get(config["holdout_ref"])
+    hparams: dict[str, Any] = config["hparams"]
+    settings: dict[str, Any] = config["settings"]
+    seed = int(settings["seed"])
+
+    torch.manual_seed(seed)
+    device = ray.train.torch.get_device()
+    model = build_model(config["model_type"], data, hparams).to(device)
+    optimizer = make_optimizer(model, hparams)
+    state = _restore(model, optimizer)
+    # Buffers hold fixed data tables: broadcasting them every step would be wasted traffic.
+    kwargs = {"forward_sync_buffers": False} if world > 1 else None
+    wrapped = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=kwargs)
+    sampler = make_sampler(model, data, hparams, seed=seed, rank=rank, world_size=world)
+    amp = bool(settings["mixed_precision"]) and device.type == "cuda"
+    metric, k = settings["validation_metric"], int(settings["validation_k"])
+
+    for epoch in range(state["epoch"] + 1, int(settings["epochs"])):
+        started = time.perf_counter()
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = train_epoch(
+                wrapped, optimizer, sampler.batches(epoch), epoch=epoch, device=device,
+                max_grad_norm=float(hparams.get("max_grad_norm", 0.0)),
+            )  # fmt: skip
+        seconds = time.perf_counter() - started
+        scores = validate(model, data, holdout, k)
+        value = scores.get(metric, -loss)  # no holdout: the (negated) loss decides
+        improved = value > state["best"] + 1e-6
+        if improved:
+            state["best"], state["best_epoch"], state["stale"] = value, epoch, 0
+            state["best_weights"] = {
+                n: t.detach().cpu().clone() for n, t in model.state_dict().items()
+            }
+        else:
+            state["stale"] += 1
+        state["epoch"] = epoch
+        record = {
+            "epoch": epoch,
+            "loss": _mean_over_workers(loss, device, world),
+            "seconds": seconds,
+            # examples per second over all workers: each trains on its 1/world shard
+            "samples_per_second": _mean_over_workers(sampler.n_units / seconds, device, world),
+            **{f"val_{name}": v for name, v in scores.items()},
+            "best_epoch": state["best_epoch"],
+        }
+        state["history"].append(record)
+        _report(record, state, model, optimizer, rank)
+        if rank == 0 and config.get("progress") is not None:
+            config["progress"].put(record)
+        if state["stale"] >= int(settings["patience"]):
+            break
+
+
+def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The state to resume from after a failure, or a fresh one."""
+    checkpoint = ray.train.get_checkpoint()
+    fresh: dict[str, Any] = {
+        "epoch": -1, "best": -math.inf, "best_epoch": -1, "stale": 0, "history": [],
+        "best_weights": None,
+    }  # fmt: skip
+    if checkpoint is None:
+        return fresh
+    with checkpoint.as_directory() as folder:
+        saved = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+    model.load_state_dict(saved.pop("model"))
+    optimizer.load_state_dict(saved.pop("optimizer"))
+    return {**fresh, **saved}
+
+
+def _report(
+    record: dict[str, Any],
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rank: int,
+) -> None:
+    metrics = dict(record)  # the full history travels in the checkpoint, not in every report
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = None
+        if rank == 0:
+            payload = {
+                **state,
+                "model": {n: t.detach().cpu() for n, t in model.state_dict().items()},
+                "optimizer": optimizer.state_dict(),
+            }
+            torch.save(payload, Path(folder) / STATE_FILE)
+            checkpoint = ray.train.Checkpoint.from_directory(folder)
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _mean_over_workers(value: float, device: torch.device, world: int) -> float:
+    if world == 1 or not dist.is_initialized():
+        return float(value)
+    tensor = torch.tensor([float(value)], device=device)
+    with contextlib.suppress(RuntimeError):
+        dist.all_reduce(tensor)
+    return float(tensor.item()) / world
