@@ -49,6 +49,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     metric, k = settings["validation_metric"], int(settings["validation_k"])
 
     for epoch in range(state["epoch"] + 1, int(settings["epochs"])):
+        _chaos(settings, epoch, rank)
         started = time.perf_counter()
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
             loss = train_epoch(
@@ -82,6 +83,20 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             config["progress"].put(record)
         if state["stale"] >= int(settings["patience"]):
             break
+
+
+def _chaos(settings: dict[str, Any], epoch: int, rank: int) -> None:
+    """Fault injection for resilience tests: rank 0 dies once at the given epoch.
+
+    ``extra.chaos_fail_at_epoch`` and ``extra.chaos_marker`` (a file that records
+    the failure happened, so the restarted worker carries on).
+    """
+    extra = settings.get("extra") or {}
+    at, marker = extra.get("chaos_fail_at_epoch"), extra.get("chaos_marker")
+    if at is None or marker is None or rank != 0 or epoch != int(at) or Path(marker).exists():
+        return
+    Path(marker).touch()
+    raise RuntimeError(f"chaos: worker {rank} killed at epoch {epoch}")
 
 
 def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
