@@ -183,6 +183,7 @@ def tune_hparams(
             metric=metric,
             mode="max",
             num_samples=budget,
+            reuse_actors=True,  # a fresh trial process re-imports torch: seconds per trial
             scheduler=ASHAScheduler(
                 max_t=settings.epochs,
                 grace_period=_grace_period(settings.epochs),
