@@ -143,10 +143,11 @@ def tune_hparams(
 
     The searched space is :func:`search_space` without the keys ``base_hparams``
     fixes, updated with ``space`` (its keys win; values are ``ray.tune`` domains or
-    constants). Trials run with ``settings.cpus_per_worker`` CPUs (and
-    ``gpus_per_worker`` GPUs with ``use_gpu``), at most ``max_concurrent`` at a
-    time (default: as many as the cluster holds); with one at a time, a seeded
-    search is reproducible. Raises ConfigError before Ray starts on bad input.
+    constants). Each trial is one process (``settings.workers`` does not apply)
+    with ``settings.cpus_per_worker`` CPUs (and ``gpus_per_worker`` GPUs with
+    ``use_gpu``); at most ``max_concurrent`` run at a time (default: as many as
+    the cluster holds). With one at a time, a seeded search is reproducible.
+    Raises ConfigError before Ray starts on bad input.
     """
     _check_budget(budget)
     base = resolve_hparams(model_type, base_hparams)
@@ -321,12 +322,15 @@ def _tables(
     grid: tune.ResultGrid, keys: list[str], metric: str, settings: TrainSettings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per trial, one row per trial and epoch), trials in creation order."""
+    columns = ["trial_id", "training_iteration", "epoch", "loss", "seconds", metric]
     rows, epochs = [], []
     for result in grid:
         frame = result.metrics_dataframe
         last = result.metrics or {}
         trial_id = last.get("trial_id") or Path(result.path).name
-        scores = frame[metric] if frame is not None and metric in frame else pd.Series([])
+        scores = (
+            frame[metric] if frame is not None and metric in frame else pd.Series([], dtype=float)
+        )
         iterations = int(last.get("training_iteration", 0))
         rows.append(
             {
@@ -342,15 +346,14 @@ def _tables(
             }
         )
         if len(scores):
-            columns = ["training_iteration", "epoch", "loss", "seconds", metric]
-            epochs.append(frame[columns].assign(trial_id=trial_id))
+            epochs.append(frame.assign(trial_id=trial_id)[columns])
     trials = pd.DataFrame(rows).sort_values("trial_id", ignore_index=True)
     history = (
         pd.concat(epochs, ignore_index=True).sort_values(
             ["trial_id", "training_iteration"], ignore_index=True
         )
         if epochs
-        else pd.DataFrame(columns=["trial_id", "training_iteration", "epoch", metric])
+        else pd.DataFrame(columns=columns)
     )
     return trials, history
 
@@ -377,8 +380,7 @@ def _outcome(
 ) -> TuneOutcome:
     scored = trials.dropna(subset=["score"])
     if scored.empty:
-        first = grid.errors[0] if grid.errors else "no trial reported a score"
-        raise TrainingError(f"{model_type}: every tuning trial failed: {first}")
+        raise TrainingError(f"{model_type}: no tuning trial reported a score: {_cause(grid)}")
     winner = scored.loc[scored["score"].idxmax()]
     config = next(r.config for r in grid if r.config and _same_trial(r, winner["trial_id"]))
     best = resolve_hparams(model_type, {**base, **config})
@@ -387,3 +389,11 @@ def _outcome(
 
 def _same_trial(result: Any, trial_id: str) -> bool:
     return (result.metrics or {}).get("trial_id") == trial_id
+
+
+def _cause(grid: tune.ResultGrid) -> str:
+    """The first trial's own exception line, not Ray's traceback around it."""
+    if not grid.errors:
+        return "no trial failed; check the validation metric"
+    lines = [line for line in str(grid.errors[0]).splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(grid.errors[0]).__name__
