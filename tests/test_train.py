@@ -9,12 +9,12 @@ import pytest
 
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.datasets.synthetic import SyntheticSpec, generate
-from kuberec.components.models import load_model, recommend
+from kuberec.components.models import EncodedData, load_model, recommend
 from kuberec.components.models.errors import TrainingError
 from kuberec.components.train.ray_runner import train
 from kuberec.components.train.run import train_run
 from kuberec.components.train.settings import TrainSettings
-from kuberec.components.train.validation import validate
+from kuberec.components.train.validation import carve_holdout, encode_holdout, validate
 from kuberec.errors import ConfigError
 
 
@@ -36,11 +36,18 @@ def test_local_training_keeps_the_best_epoch_weights(synthetic: Dataset, tmp_pat
     outcome = train("mf", synthetic, {"dim": 16}, settings, storage_path=tmp_path)
     recorded = max(r["val_ndcg"] for r in outcome.history)
     assert outcome.best_epoch == max(outcome.history, key=lambda r: r["val_ndcg"])["epoch"]
-    from kuberec.components.train.validation import carve_holdout, encode_holdout
-
-    _, held = carve_holdout(synthetic, settings.validation_fraction, settings.seed)
-    again = validate(outcome.model, outcome.data, encode_holdout(outcome.data, held), 10)
+    fit_set, held = carve_holdout(synthetic, settings.validation_fraction, settings.seed)
+    fit_data = EncodedData.from_dataset(fit_set)
+    again = validate(outcome.model, fit_data, encode_holdout(fit_data, held), 10)
     assert again["ndcg"] == pytest.approx(recorded)
+
+
+def test_the_saved_encoding_holds_every_training_interaction(
+    synthetic: Dataset, tmp_path: Path
+) -> None:
+    settings = TrainSettings(backend="local", epochs=1, validation_fraction=0.2)
+    outcome = train("mf", synthetic, {"dim": 8}, settings, storage_path=tmp_path)
+    assert outcome.data.n_interactions == len(synthetic.interactions)
 
 
 def test_early_stopping_stops_after_patience_stale_epochs(

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainOutcome:
-    """A trained model, the data it was fitted on, and how training went."""
+    """A trained model, the data to save with it (all training interactions), and its run."""
 
     model: Recommender
     model_type: str
@@ -67,11 +67,12 @@ def train(
     fit_set, held_out = carve_holdout(dataset, settings.validation_fraction, settings.seed)
     data = EncodedData.from_dataset(fit_set, text_embeddings=text_embeddings)
     holdout = encode_holdout(data, held_out)
+    served = _served_data(dataset, data, held_out, text_embeddings)
     if not lookup_model_type(model_type).trainable:
         model = build_model(model_type, data, resolved).eval()
         scores = validate(model, data, holdout, settings.validation_k)
         return TrainOutcome(
-            model, model_type, resolved, data, [], -1, scores,
+            model, model_type, resolved, served, [], -1, scores,
             time.perf_counter() - started, None,
         )  # fmt: skip
 
@@ -80,7 +81,7 @@ def train(
         best = next((r for r in history if r["epoch"] == best_epoch), {})
         scores = {k.removeprefix("val_"): v for k, v in best.items() if k.startswith("val_")}
         return TrainOutcome(
-            model, model_type, resolved, data, history, best_epoch, scores,
+            model, model_type, resolved, served, history, best_epoch, scores,
             time.perf_counter() - started, None,
         )  # fmt: skip
 
@@ -120,9 +121,28 @@ def train(
     best = next((r for r in history if r["epoch"] == saved["best_epoch"]), {})
     scores = {k.removeprefix("val_"): v for k, v in best.items() if k.startswith("val_")}
     return TrainOutcome(
-        model, model_type, resolved, data, history, int(saved["best_epoch"]), scores,
+        model, model_type, resolved, served, history, int(saved["best_epoch"]), scores,
         time.perf_counter() - started, result.checkpoint.path if result.checkpoint else None,
     )  # fmt: skip
+
+
+def _served_data(
+    dataset: Dataset, fit: EncodedData, held_out: Any, text_embeddings: np.ndarray | None
+) -> EncodedData:
+    """The encoding saved with the model: every training interaction, holdout included.
+
+    The model learns from ``fit``; recommending must still exclude (and sequence
+    models read) all of a user's history. Ids map identically: both encodings
+    take their ids from the same user and item tables.
+    """
+    if len(held_out) == 0:
+        return fit
+    full = EncodedData.from_dataset(dataset, text_embeddings=text_embeddings)
+    if list(full.user_index.ids) != list(fit.user_index.ids) or list(full.item_index.ids) != list(
+        fit.item_index.ids
+    ):
+        raise TrainingError("the holdout changed the id mappings; report this as a bug")
+    return full
 
 
 def ensure_ray(settings: TrainSettings) -> None:
