@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,9 @@ def train(
             resources_per_worker=_worker_resources(settings),
         ),
         run_config=RunConfig(
-            name=run_name,
+            # A unique name: Ray resumes a run whose name it finds in the storage path,
+            # which would silently continue an unrelated earlier run.
+            name=f"{run_name}-{uuid.uuid4().hex[:8]}",
             storage_path=str(Path(storage_path).resolve()),
             failure_config=FailureConfig(max_failures=settings.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
