@@ -112,3 +112,12 @@ def test_bad_settings_name_the_setting() -> None:
         TrainSettings(workers=0)
     with pytest.raises(ConfigError, match="validation_metric"):
         TrainSettings(validation_metric="accuracy")
+
+
+def test_two_runs_in_one_storage_path_never_resume_each_other(tmp_path: Path) -> None:
+    small = generate(SyntheticSpec(100, 50, 2000, seed=1))
+    large = generate(SyntheticSpec(150, 80, 3000, seed=2))
+    settings = TrainSettings(workers=1, epochs=1)
+    first = train("mf", small, {"dim": 8}, settings, storage_path=tmp_path, run_name="same")
+    second = train("mf", large, {"dim": 8}, settings, storage_path=tmp_path, run_name="same")
+    assert (first.data.n_items, second.data.n_items) == (50, 80)
