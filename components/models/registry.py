@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kuberec.components.models.base import Recommender
 from kuberec.components.models.dcn import DCNv2
+from kuberec.components.models.ease import EASE
 from kuberec.components.models.encoded import DataSchema
 from kuberec.components.models.gru4rec import GRU4Rec
 from kuberec.components.models.hparams import (
@@ -76,6 +77,12 @@ _SEQUENCE_RULES: dict[str, Rule] = {
     "loss": OneOf(("ce", "bce")),
 }
 
+_EASE_RULES: dict[str, Rule] = {
+    "lam": FloatRange(0.0, open_minimum=True), "time_mix": FloatRange(0.0, 1.0),
+    "time_tau": FloatRange(0.0, open_minimum=True), "max_items": IntRange(1),
+}
+_EASE_KEYS = ("lam", "time_mix", "time_tau", "max_items")
+
 MODEL_TYPES: dict[str, ModelType] = {
     m.name: m
     for m in (
@@ -88,6 +95,16 @@ MODEL_TYPES: dict[str, ModelType] = {
             defaults={"neighbours": 50, "shrink": 0.0},
             rules={"neighbours": IntRange(1), "shrink": FloatRange(0.0)},
             model_keys=("neighbours", "shrink"),
+        ),
+        ModelType(
+            "ease", EASE, "closed-form linear item-item autoencoder (EASE)",
+            defaults={"lam": 800.0, "time_mix": 0.0, "time_tau": 60.0, "max_items": 20_000},
+            rules=_EASE_RULES, model_keys=_EASE_KEYS,
+        ),
+        ModelType(
+            "ease_t", EASE, "EASE over co-occurrence mixed with a time-proximity kernel",
+            defaults={"lam": 150.0, "time_mix": 0.7, "time_tau": 60.0, "max_items": 20_000},
+            rules=_EASE_RULES, model_keys=_EASE_KEYS,
         ),
         ModelType(
             "mf", MatrixFactorization, "matrix factorisation with BPR loss",

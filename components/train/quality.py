@@ -54,6 +54,8 @@ class Recipe:
 RECIPES: tuple[Recipe, ...] = (
     Recipe("popularity", {}),
     Recipe("item_knn", {}),
+    Recipe("ease", {}),
+    Recipe("ease_t", {}),
     Recipe("mf", {}),
     Recipe("ncf", {}),
     Recipe("two_tower", {}),

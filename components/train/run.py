@@ -18,7 +18,8 @@ from kuberec.components.train.run_dir import CONFIG, METRICS, MODEL, write_curve
 from kuberec.components.train.settings import TrainSettings
 from kuberec.errors import ConfigError
 
-DEFAULT_MODEL = "two_tower"
+#: The best model measured on ml-100k (benchmarks/RESULTS.md, quality).
+DEFAULT_MODEL = "ease_t"
 
 
 @dataclass(frozen=True)
