@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
 from kuberec.components.models import (
+    Batch,
     EncodedData,
     Recommender,
     build_model,
@@ -25,6 +27,29 @@ from kuberec.components.models import (
 )
 from kuberec.components.train.settings import TrainSettings
 from kuberec.components.train.validation import Holdout, validate
+
+
+def timed_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterable[Batch],
+    *,
+    epoch: int,
+    device: torch.device,
+    hparams: dict[str, Any],
+    amp: bool,
+) -> tuple[float, float]:
+    """(mean loss, seconds) of one epoch, under bf16 autocast when ``amp`` (GPU only).
+
+    The one epoch step of the local loop, the Ray workers and the Tune trials.
+    """
+    started = time.perf_counter()
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+        loss = train_epoch(
+            model, optimizer, batches, epoch=epoch, device=device,
+            max_grad_norm=float(hparams.get("max_grad_norm", 0.0)),
+        )  # fmt: skip
+    return loss, time.perf_counter() - started
 
 
 def fit_local(
@@ -46,13 +71,10 @@ def fit_local(
     history: list[dict[str, Any]] = []
     best, best_epoch, stale, best_weights = -math.inf, -1, 0, None
     for epoch in range(settings.epochs):
-        started = time.perf_counter()
-        with torch.autocast(device_type=target.type, dtype=torch.bfloat16, enabled=amp):
-            loss = train_epoch(
-                model, optimizer, sampler.batches(epoch), epoch=epoch, device=target,
-                max_grad_norm=float(hparams.get("max_grad_norm", 0.0)),
-            )  # fmt: skip
-        seconds = time.perf_counter() - started
+        loss, seconds = timed_epoch(
+            model, optimizer, sampler.batches(epoch), epoch=epoch, device=target,
+            hparams=hparams, amp=amp,
+        )  # fmt: skip
         scores = validate(model, data, holdout, settings.validation_k)
         value = scores.get(settings.validation_metric, -loss)
         if value > best + 1e-6:

@@ -16,7 +16,6 @@ weights (with DDP, checkpoints and the full epoch budget).
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +39,9 @@ from kuberec.components.models import (
     make_sampler,
     resolve_device,
     resolve_hparams,
-    train_epoch,
 )
 from kuberec.components.models.registry import model_type as lookup_model_type
+from kuberec.components.train.local_runner import timed_epoch
 from kuberec.components.train.ray_runner import ensure_ray
 from kuberec.components.train.settings import TrainSettings
 from kuberec.components.train.validation import Holdout, carve_holdout, encode_holdout, validate
@@ -228,13 +227,10 @@ def _run_trial(
     amp = bool(settings["mixed_precision"]) and device.type == "cuda"
     best, best_epoch, stale = -math.inf, -1, 0
     for epoch in range(int(settings["epochs"])):
-        started = time.perf_counter()
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = train_epoch(
-                model, optimizer, sampler.batches(epoch), epoch=epoch, device=device,
-                max_grad_norm=float(hparams.get("max_grad_norm", 0.0)),
-            )  # fmt: skip
-        seconds = time.perf_counter() - started
+        loss, seconds = timed_epoch(
+            model, optimizer, sampler.batches(epoch), epoch=epoch, device=device,
+            hparams=hparams, amp=amp,
+        )  # fmt: skip
         scores = validate(model, data, holdout, int(settings["validation_k"]))
         value = scores[metric]
         if value > best + 1e-6:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,8 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from kuberec.components.models import build_model, make_optimizer, make_sampler, train_epoch
+from kuberec.components.models import build_model, make_optimizer, make_sampler
+from kuberec.components.train.local_runner import timed_epoch
 from kuberec.components.train.validation import Holdout, validate
 
 STATE_FILE = "state.pt"
@@ -50,13 +50,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     for epoch in range(state["epoch"] + 1, int(settings["epochs"])):
         _chaos(settings, epoch, rank)
-        started = time.perf_counter()
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = train_epoch(
-                wrapped, optimizer, sampler.batches(epoch), epoch=epoch, device=device,
-                max_grad_norm=float(hparams.get("max_grad_norm", 0.0)),
-            )  # fmt: skip
-        seconds = time.perf_counter() - started
+        loss, seconds = timed_epoch(
+            wrapped, optimizer, sampler.batches(epoch), epoch=epoch, device=device,
+            hparams=hparams, amp=amp,
+        )  # fmt: skip
         scores = validate(model, data, holdout, k)
         value = scores.get(metric, -loss)  # no holdout: the (negated) loss decides
         improved = value > state["best"] + 1e-6
