@@ -31,7 +31,7 @@ from kuberec.components.models.errors import TrainingError
 from kuberec.components.models.registry import model_type as lookup_model_type
 from kuberec.components.train.local_runner import fit_local
 from kuberec.components.train.settings import TrainSettings
-from kuberec.components.train.validation import carve_holdout, encode_holdout, validate
+from kuberec.components.train.validation import carve_holdout, encode_holdout
 from kuberec.components.train.worker import STATE_FILE, train_loop_per_worker
 
 log = logging.getLogger(__name__)
@@ -62,20 +62,23 @@ def train(
     run_name: str = "kuberec-train",
     text_embeddings: np.ndarray | None = None,
 ) -> TrainOutcome:
-    """Fit ``model_type`` on ``dataset`` with early stopping on a holdout of it."""
+    """Fit ``model_type`` on ``dataset``, stopping early on a holdout of it when trained.
+
+    Models built in closed form (baselines, EASE) have nothing to stop, so they
+    are fitted on all of ``dataset``, with no holdout and no Ray.
+    """
     started = time.perf_counter()
     resolved = resolve_hparams(model_type, hparams)
+    if not lookup_model_type(model_type).trainable:
+        data = EncodedData.from_dataset(dataset, text_embeddings=text_embeddings)
+        model = build_model(model_type, data, resolved).eval()
+        return TrainOutcome(
+            model, model_type, resolved, data, [], -1, {}, time.perf_counter() - started, None
+        )
     fit_set, held_out = carve_holdout(dataset, settings.validation_fraction, settings.seed)
     data = EncodedData.from_dataset(fit_set, text_embeddings=text_embeddings)
     holdout = encode_holdout(data, held_out)
     served = _served_data(dataset, data, held_out, text_embeddings)
-    if not lookup_model_type(model_type).trainable:
-        model = build_model(model_type, data, resolved).eval()
-        scores = validate(model, data, holdout, settings.validation_k)
-        return TrainOutcome(
-            model, model_type, resolved, served, [], -1, scores,
-            time.perf_counter() - started, None,
-        )  # fmt: skip
 
     if settings.backend == "local":
         model, history, best_epoch = fit_local(model_type, data, resolved, holdout, settings)
