@@ -82,8 +82,7 @@ def train(
 
     if settings.backend == "local":
         model, history, best_epoch = fit_local(model_type, data, resolved, holdout, settings)
-        best = next((r for r in history if r["epoch"] == best_epoch), {})
-        scores = {k.removeprefix("val_"): v for k, v in best.items() if k.startswith("val_")}
+        scores = _validation_at(history, best_epoch)
         return TrainOutcome(
             model, model_type, resolved, served, history, best_epoch, scores,
             time.perf_counter() - started, None,
@@ -124,12 +123,17 @@ def train(
         raise _training_error(result.error, storage_path)
     model, saved = _best_model(model_type, data, resolved, result.checkpoint)
     history = list(saved["history"])
-    best = next((r for r in history if r["epoch"] == saved["best_epoch"]), {})
-    scores = {k.removeprefix("val_"): v for k, v in best.items() if k.startswith("val_")}
+    scores = _validation_at(history, int(saved["best_epoch"]))
     return TrainOutcome(
         model, model_type, resolved, served, history, int(saved["best_epoch"]), scores,
         time.perf_counter() - started, result.checkpoint.path if result.checkpoint else None,
     )  # fmt: skip
+
+
+def _validation_at(history: list[dict[str, Any]], epoch: int) -> dict[str, float]:
+    """The validation metrics recorded for ``epoch`` (the kept one), without their prefix."""
+    record = next((r for r in history if r["epoch"] == epoch), {})
+    return {k.removeprefix("val_"): v for k, v in record.items() if k.startswith("val_")}
 
 
 def _served_data(
