@@ -37,10 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.log_format, args.verbose)
     if not args.verbose:
-        # Library deprecation chatter (Feast, ibis, pandas) is for their developers, not ours.
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", category=UserWarning)
+        _hide_library_warnings()
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
@@ -470,6 +467,24 @@ def _write_frame(frame: pd.DataFrame, path: Path) -> None:
             frame.to_csv(tmp, index=False)
         else:
             frame.to_parquet(tmp, index=False)
+
+
+def _hide_library_warnings() -> None:
+    """Library deprecation chatter (Feast, ibis, pandas) is for their developers, not users.
+
+    Feast resets warning filters when imported, so the display hook is wrapped
+    instead of relying on filters alone.
+    """
+    hidden = (DeprecationWarning, FutureWarning, UserWarning)
+    for category in hidden:
+        warnings.filterwarnings("ignore", category=category)
+    show = warnings.showwarning
+
+    def showwarning(message, category, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not issubclass(category, hidden):
+            show(message, category, *args, **kwargs)
+
+    warnings.showwarning = showwarning
 
 
 def _json_value(value: object) -> object:
