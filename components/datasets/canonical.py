@@ -92,17 +92,6 @@ def empty_items(item_ids: Iterable[object] = ()) -> pd.DataFrame:
     )
 
 
-def normalise_ids(series: pd.Series) -> pd.Series:
-    """Keep integer ids as int64 and everything else as str, as the source gave them."""
-    if pd.api.types.is_integer_dtype(series):
-        return series.astype("int64")
-    if pd.api.types.is_float_dtype(series):
-        values = series.dropna()
-        if len(values) == len(series) and np.all(np.mod(values, 1) == 0):
-            return series.astype("int64")
-    return series.astype(str)
-
-
 @dataclass(frozen=True)
 class IdIndex:
     """A bijection between the caller's ids and dense indices 0..n-1."""

@@ -19,7 +19,12 @@ import pandas as pd
 
 from kuberec.components.datasets.canonical import Dataset, empty_items
 from kuberec.components.datasets.download import DATA_DIR_ENV, cache_dir, fetch_archive
-from kuberec.components.datasets.parsing import parse_numeric, parse_timestamps, read_table
+from kuberec.components.datasets.parsing import (
+    parse_numeric,
+    parse_timestamps,
+    read_table,
+    require_columns,
+)
 from kuberec.errors import DataError
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
@@ -141,19 +146,19 @@ def read_csv_release(folder: Path) -> Dataset:
     """The CSV releases (ml-latest-small, ml-25m, ml-32m): ratings, movies and tags."""
     data_path = folder / "ratings.csv"
     raw = read_table(data_path)
-    _expect(raw, ["userId", "movieId", "rating", "timestamp"], data_path)
+    require_columns(raw, ["userId", "movieId", "rating", "timestamp"], data_path)
     raw = raw[["userId", "movieId", "rating", "timestamp"]]
     raw.columns = ["u", "i", "r", "t"]
     interactions = _interactions(raw, data_path, first_line=2)
 
     movie_path = folder / "movies.csv"
     movies = read_table(movie_path)
-    _expect(movies, ["movieId", "title", "genres"], movie_path)
+    require_columns(movies, ["movieId", "title", "genres"], movie_path)
     tags_text: pd.Series | None = None
     tag_path = folder / "tags.csv"
     if tag_path.exists():
         tags = read_table(tag_path)
-        _expect(tags, ["movieId", "tag"], tag_path)
+        require_columns(tags, ["movieId", "tag"], tag_path)
         tags_text = tags.groupby("movieId")["tag"].agg(lambda t: ", ".join(dict.fromkeys(t)))
     item_ids = parse_numeric(movies["movieId"], movie_path, "movieId", 2).astype("int64")
     text = None
@@ -193,12 +198,6 @@ def _items(
 
 def _split_genres(column: pd.Series) -> list[list[str]]:
     return [[g for g in str(v).split("|") if g and g != "(no genres listed)"] for v in column]
-
-
-def _expect(frame: pd.DataFrame, columns: list[str], path: Path) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
 
 
 # Archive md5s as GroupLens publishes them (``<archive>.md5``); ml-latest-small is

@@ -153,5 +153,5 @@ def check_same_id_types(left: pd.DataFrame, right: pd.DataFrame, what: str) -> N
         if pd.api.types.is_numeric_dtype(a) != pd.api.types.is_numeric_dtype(b):
             raise DataError(
                 f"{what}: {column} is {a} on one side and {b} on the other; ids must have the "
-                "same type (canonical.normalise_ids keeps integer ids int64, others str)"
+                "same type (datasets.generic.keep_ids keeps integer ids int64, others str)"
             )
