@@ -19,7 +19,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from kuberec import __version__
+from kuberec import __version__, cli_operator, cli_serving
 from kuberec.errors import ConfigError, KuberecError
 
 if TYPE_CHECKING:
@@ -154,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     online.add_argument("--entity", choices=["user", "item"], default="user")
     online.add_argument("ids", nargs="+", help="entity ids")
     online.set_defaults(handler=_features_online)
+    cli_serving.add_commands(commands)
+    cli_operator.add_commands(commands)
     return parser
 
 

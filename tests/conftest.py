@@ -17,9 +17,12 @@ SHARED_DATASETS = (ROOT.parent / "shared" / "datasets").resolve()
 @pytest.fixture(scope="session", autouse=True)
 def _offline_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Datasets from the local copy (never downloaded), caches in a per-run folder."""
-    saved = {k: os.environ.get(k) for k in ("KUBEREC_DATA_DIR", "KUBEREC_CACHE_DIR")}
+    saved = {
+        k: os.environ.get(k) for k in ("KUBEREC_DATA_DIR", "KUBEREC_CACHE_DIR", "BENTOML_HOME")
+    }
     os.environ["KUBEREC_DATA_DIR"] = str(SHARED_DATASETS)
     os.environ["KUBEREC_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache") / "datasets")
+    os.environ["BENTOML_HOME"] = str(tmp_path_factory.mktemp("bentoml"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     yield
     for key, value in saved.items():
