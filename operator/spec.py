@@ -1,20 +1,23 @@
 """The typed model of a ``RecommenderJob`` (``kuberec.io/v1alpha1``).
 
-This is the contract: the CLI validates job files with it, and later the CRD's
-OpenAPI schema and the pipeline's parameters are generated from it. So far it
-covers the sections the embedded default runs (``data``, ``features``); the
-Pipeline issue adds model, training, evaluation and serving.
+This is the contract: the CLI validates job files with it, the CRD's OpenAPI
+schema is generated from it (``operator/crd.py``), and the pipeline takes its
+parameters from it. Field names are snake_case in Python and camelCase in YAML.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kuberec.errors import ConfigError
+from kuberec.operator.camel import CamelModel
+from kuberec.operator.status import JobStatus
 
 GROUP = "kuberec.io"
 VERSION = "v1alpha1"
@@ -22,26 +25,46 @@ API_VERSION = f"{GROUP}/{VERSION}"
 MOVIELENS_RELEASES = ("ml-100k", "ml-1m", "ml-latest-small", "ml-25m", "ml-32m")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+MAX_STEPS = 10
 
 
-class FileSpec(_Model):
+def _cel(*rules: tuple[str, str]) -> ConfigDict:
+    """CEL rules for the CRD (``x-kubernetes-validations``), mirroring a Python validator."""
+    validations = [{"rule": rule, "message": message} for rule, message in rules]
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": validations})
+
+
+def _increasing(path: str, length: int) -> str:
+    """Strict order in standard CEL (no index loops there): one clause per adjacent pair."""
+    return " && ".join(
+        f"(size({path}) <= {i + 1} || {path}[{i}] < {path}[{i + 1}])" for i in range(length - 1)
+    )
+
+
+class FileSpec(CamelModel):
     """A CSV or Parquet file by path or URI, with optional column renames."""
 
     uri: str = Field(min_length=1)
     columns: dict[str, str] = Field(default_factory=dict)
 
 
-class SyntheticSpec(_Model):
+class SyntheticSpec(CamelModel):
     users: int = Field(ge=1)
     items: int = Field(ge=1)
     interactions: int = Field(ge=1)
     seed: int = 0
 
 
-class DataSpec(_Model):
+class DataSpec(CamelModel):
     """Exactly one source: a MovieLens release, your own files, or synthetic data."""
+
+    model_config = _cel(
+        ("[has(self.movielens), has(self.interactions), has(self.synthetic)]"
+         ".filter(x, x).size() == 1",
+         "set exactly one of movielens, interactions, synthetic"),
+        ("!(has(self.items) || has(self.users)) || has(self.interactions)",
+         "items and users files go with interactions"),
+    )  # fmt: skip
 
     movielens: Literal["ml-100k", "ml-1m", "ml-latest-small", "ml-25m", "ml-32m"] | None = None
     interactions: FileSpec | None = None
@@ -63,53 +86,197 @@ class DataSpec(_Model):
         return self
 
 
-class FeaturesSpec(_Model):
+class FeaturesSpec(CamelModel):
     profile: Literal["default", "production"] = "default"
-    text_embeddings: bool = Field(True, alias="textEmbeddings")
-    recent_days: int = Field(30, ge=1, alias="recentDays")
+    text_embeddings: bool = True
+    recent_days: int = Field(30, ge=1)
+    feature_service: Literal["training", "serving"] = "training"
 
 
-class ModelSpec(_Model):
+class TuningSpec(CamelModel):
+    """Ray Tune (ASHA) over the model's search space; 0 trials trains the given hyperparameters."""
+
+    trials: int = Field(0, ge=0, le=200)
+
+
+class ModelSpec(CamelModel):
     """The model type (the default model when absent) and its hyperparameters."""
 
     type: str | None = None
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    tuning: TuningSpec = Field(default_factory=TuningSpec)
 
 
-class TrainingSpec(_Model):
-    """Ray placement and stopping; mirrors ``kuberec.components.train.TrainSettings``."""
+class Toleration(CamelModel):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class RetrainOn(CamelModel):
+    """Retrain once this many interactions arrived after the last training's data."""
+
+    min_new_interactions: int | None = Field(None, ge=1)
+
+
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+CRON = r"^(@(hourly|daily|weekly|monthly|yearly))|(\S+ \S+ \S+ \S+ \S+)$"
+DURATION = r"^[0-9]+(ms|s|m|h)$"
+
+
+class TrainingSpec(CamelModel):
+    """Ray placement, schedule and stopping; mirrors ``components.train.TrainSettings``."""
+
+    model_config = _cel(
+        ("self.backend != 'local' || self.workers == 1",
+         "the local backend runs one worker; use backend ray for more"),
+    )  # fmt: skip
 
     backend: Literal["ray", "local"] = "ray"
     workers: int = Field(1, ge=1)
-    use_gpu: bool = Field(False, alias="useGpu")
-    cpus_per_worker: float = Field(1.0, ge=0, alias="cpusPerWorker")
-    gpus_per_worker: float = Field(0.0, ge=0, alias="gpusPerWorker")
-    ray_address: str | None = Field(None, alias="rayAddress")
-    max_failures: int = Field(1, ge=0, alias="maxFailures")
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, ge=0)
+    gpus_per_worker: float = Field(0.0, ge=0)
+    memory_per_worker: str | None = Field(None, pattern=QUANTITY)
+    ray_address: str | None = None
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    priority_class_name: str | None = None
+    schedule: str | None = Field(None, pattern=CRON, description="cron: retrain periodically")
+    retrain_on: RetrainOn = Field(default_factory=RetrainOn)
+    max_failures: int = Field(1, ge=0)
     epochs: int = Field(20, ge=1)
     patience: int = Field(3, ge=1)
-    validation_fraction: float = Field(0.1, ge=0, lt=1, alias="validationFraction")
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _local_is_one_worker(self) -> TrainingSpec:
+        if self.backend == "local" and self.workers != 1:
+            raise ValueError("the local backend runs one worker; use backend ray for more")
+        return self
 
-class JobSpec(_Model):
+
+class GatesSpec(CamelModel):
+    """What a challenger must reach to replace the champion."""
+
+    min_metrics: dict[str, float] = Field(default_factory=dict)
+    min_improvement: float = Field(0.0, ge=-1, le=10)
+
+
+EVALUATION_PROTOCOLS = ("temporal", "stratified", "random-811", "leave-one-out")
+METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "mrr")
+
+
+class EvaluationSpec(CamelModel):
+    """The holdout both champion and challenger are scored on, and the gate."""
+
+    protocol: Literal["temporal", "stratified", "random-811", "leave-one-out"] = "temporal"
+    k: int = Field(10, ge=1, le=1000)
+    metric: Literal["ndcg", "precision", "recall", "map", "hit_rate", "mrr"] = "ndcg"
+    seed: int = 42
+    gates: GatesSpec = Field(default_factory=GatesSpec)
+
+    model_config = _cel(
+        ("self.gates.minMetrics.all(m, m.matches('^(ndcg|precision|recall|map|hit_rate|mrr)"
+         "(@[0-9]+)?$'))",
+         "gates.minMetrics keys are metrics like ndcg@10"),
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _known_gate_metrics(self) -> EvaluationSpec:
+        for name in self.gates.min_metrics:
+            base, _, k = name.partition("@")
+            if base not in METRICS or (k and not k.isdigit()):
+                raise ValueError(
+                    f"gates.minMetrics: {name!r} is not a metric; use one of "
+                    f"{[m + '@K' for m in METRICS]}"
+                )
+        return self
+
+
+class ResourcesSpec(CamelModel):
+    cpu: str | None = Field(None, pattern=QUANTITY)
+    memory: str | None = Field(None, pattern=QUANTITY)
+
+
+class AnalysisSpec(CamelModel):
+    """Thresholds of the canary analysis, checked at every interval."""
+
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+    max_p95_latency_ms: float = Field(500.0, gt=0)
+    min_click_through_ratio: float = Field(0.9, ge=0)
+    min_samples: int = Field(50, ge=0)
+    on_insufficient_data: Literal["Hold", "Extend", "Fail"] = "Hold"
+
+
+class CanarySpec(CamelModel):
+    model_config = _cel((_increasing("self.steps", MAX_STEPS), "steps must be strictly increasing"))
+
+    steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(
+        default_factory=lambda: [10, 25, 50, 100], min_length=1, max_length=MAX_STEPS
+    )
+    interval: str = Field("60s", pattern=DURATION)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    shadow: bool = False
+
+    @model_validator(mode="after")
+    def _increasing_steps(self) -> CanarySpec:
+        if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)):
+            raise ValueError("steps: must be strictly increasing")
+        return self
+
+    @property
+    def interval_seconds(self) -> float:
+        return parse_duration(self.interval)
+
+
+class ServingSpec(CamelModel):
+    replicas: int = Field(1, ge=1)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    canary: CanarySpec = Field(default_factory=CanarySpec)
+
+
+class JobSpec(CamelModel):
     data: DataSpec
     features: FeaturesSpec = Field(default_factory=FeaturesSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+    suspend: bool = False
 
 
 class Metadata(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     namespace: str = "default"
+    generation: int | None = None
+    uid: str | None = None
 
 
-class RecommenderJob(_Model):
+class RecommenderJob(CamelModel):
     api_version: Literal["kuberec.io/v1alpha1"] = Field(alias="apiVersion")
     kind: Literal["RecommenderJob"]
     metadata: Metadata
     spec: JobSpec
+    status: JobStatus | None = None
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"``, ``"5m"``, ``"250ms"``, ``"1h"`` -> seconds."""
+    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if text.endswith(suffix) and text[: -len(suffix)].isdigit():
+            return int(text[: -len(suffix)]) * factor
+    raise ConfigError(f"{text!r} is not a duration like 30s, 5m, 1h")
+
+
+def spec_hash(spec: JobSpec) -> str:
+    """What decides whether a trained model still matches the spec (serving/suspend excluded)."""
+    relevant = spec.model_dump(mode="json", by_alias=True, exclude={"serving", "suspend"})
+    text = json.dumps(relevant, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_job(path: Path) -> RecommenderJob:

@@ -129,8 +129,8 @@ def _bento_name(name: str) -> str:
 
 def _plain(value: Any) -> Any:
     """BentoML metadata must be JSON-like scalars, lists and dicts."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, dict):  # BentoML refuses None values: absent means unknown
+        return {str(k): _plain(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, float | int | str | bool) or value is None:

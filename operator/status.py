@@ -1,0 +1,111 @@
+"""The status of a ``RecommenderJob``: what the reconcile loop knows and shows.
+
+The loop is a pure function of spec, status and observations, so everything it
+must remember between passes (the run it launched, the champion, the canary's
+step) lives here and survives operator restarts (on Kubernetes in the status
+subresource, locally in ``<workdir>/status.json``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from kuberec.operator.camel import CamelModel
+
+Phase = Literal[
+    "Pending", "Training", "Evaluating", "Rejected", "RollingOut", "Serving", "Failed",
+    "Suspended",
+]  # fmt: skip
+PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
+RunState = Literal["Running", "Succeeded", "Failed"]
+HISTORY_LENGTH = 20
+
+
+class Condition(CamelModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+class Lineage(CamelModel):
+    """Where a model came from: enough to tell whether it is stale and to reproduce it."""
+
+    spec_hash: str
+    dataset_digest: str
+    interactions: int = Field(ge=0)
+    pipeline_run: str
+    code_version: str
+    trained_at: str
+
+
+class ModelRecord(CamelModel):
+    """A packaged model: the champion (serving) or a challenger (candidate)."""
+
+    version: str  # BentoML tag
+    uri: str  # exported artifact
+    model_type: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    lineage: Lineage
+
+
+class GateDecision(CamelModel):
+    accepted: bool
+    reasons: list[str]
+    metric: str
+    challenger: float
+    champion: float | None = None
+
+
+class PipelineRunStatus(CamelModel):
+    id: str
+    key: str
+    state: RunState
+    step: str | None = None
+    message: str | None = None
+    log: str | None = None
+    started_at: str
+    finished_at: str | None = None
+
+
+class RolloutDecision(CamelModel):
+    time: str
+    step: int
+    weight: int
+    verdict: str
+    action: str
+    reasons: list[str] = Field(default_factory=list)
+    values: dict[str, float] = Field(default_factory=dict)
+
+
+class RolloutStatus(CamelModel):
+    step: int = Field(0, ge=0)  # index into spec.serving.canary.steps
+    weight: int = Field(0, ge=0, le=100)  # percent of traffic on the challenger
+    started_at: str
+    step_started_at: str
+    decisions: list[RolloutDecision] = Field(default_factory=list)
+
+
+class HistoryEntry(CamelModel):
+    time: str
+    phase: Phase
+    reason: str
+    message: str = ""
+
+
+class JobStatus(CamelModel):
+    phase: Phase = "Pending"
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    champion: ModelRecord | None = None
+    challenger: ModelRecord | None = None
+    gate: GateDecision | None = None
+    pipeline_run: PipelineRunStatus | None = None
+    rollout: RolloutStatus | None = None
+    url: str | None = None
+    last_trained_at: str | None = None
+    history: list[HistoryEntry] = Field(default_factory=list)

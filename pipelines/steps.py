@@ -1,0 +1,253 @@
+"""The five pipeline steps as plain functions; the KFP components in ``pipeline.py`` call them.
+
+Keeping the work here (not inside the component functions, whose source KFP
+ships as text) makes each step importable, testable and identical in
+``kfp.local`` and on a cluster. Every step records start, success or failure
+(with the reason) to ``context.events`` when the local platform asks for it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from kuberec import __version__
+from kuberec.components.datasets.artifact import load_dataset, save_dataset
+from kuberec.components.datasets.canonical import Dataset
+from kuberec.components.datasets.sources import load_source
+from kuberec.components.evaluation import Split, split
+from kuberec.components.models import load_model
+from kuberec.components.package import (
+    dataset_digest,
+    export_model,
+    model_dir,
+    package_run,
+    resolve_model,
+)
+from kuberec.components.train.compare import compare, with_interactions
+from kuberec.components.train.gate import Gate, decide
+from kuberec.components.train.run_dir import MODEL
+from kuberec.operator.spec import RecommenderJob
+from kuberec.pipelines.context import RunContext, parse_job
+
+STEPS = ("ingest", "features", "train", "evaluate", "package")
+
+
+@contextmanager
+def recorded(step: str, context: RunContext) -> Iterator[None]:
+    """Append ``started``/``succeeded``/``failed`` events; a failure keeps its reason."""
+    _event(context, step, "started")
+    started = time.perf_counter()
+    try:
+        yield
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {exc}".strip()
+        _event(context, step, "failed", reason=reason, traceback=traceback.format_exc())
+        raise
+    _event(context, step, "succeeded", seconds=round(time.perf_counter() - started, 2))
+
+
+def ingest_step(job_text: str, context_text: str, out_dir: str) -> dict[str, Any]:
+    """Load the job's data and store it canonically; returns the lineage of the data."""
+    job, context = parse_job(job_text), RunContext.from_json(context_text)
+    with recorded("ingest", context):
+        dataset = load_source(
+            job.spec.data,
+            data_dir=Path(context.data_dir) if context.data_dir else None,
+            base=Path(context.base or "."),
+        )
+        save_dataset(dataset, Path(out_dir))
+        return {"digest": dataset_digest(dataset), **_json_safe(dataset.summary())}
+
+
+def features_step(job_text: str, context_text: str, dataset_dir: str, frame_path: str) -> dict:
+    """Feast: ingest sources, apply, materialize, and the point-in-time training frame."""
+    from kuberec.components.features import operations
+    from kuberec.components.features.store import StoreSettings, open_store
+    from kuberec.pipelines.features_step import run_features
+
+    job, context = parse_job(job_text), RunContext.from_json(context_text)
+    with recorded("features", context):
+        dataset = load_dataset(Path(dataset_dir))
+        features = job.spec.features
+        settings = StoreSettings(
+            Path(context.feature_store_dir), profile=features.profile, project=job.metadata.name
+        )
+        summary = run_features(
+            dataset, settings,
+            text_embeddings=features.text_embeddings, recent_days=features.recent_days,
+        )  # fmt: skip
+        train = _split(job, dataset).train
+        labels = train[["user_id", "item_id", "timestamp"]]
+        frame = operations.training_frame(open_store(settings), labels, features.feature_service)
+        Path(frame_path).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(frame_path, index=False)
+        return {
+            "rows": summary.rows, "materialized": summary.materialized,
+            "watermark": summary.watermark, "training_frame_rows": len(frame),
+            "training_frame_columns": len(frame.columns), "seconds": summary.seconds,
+        }  # fmt: skip
+
+
+def train_step(job_text: str, context_text: str, dataset_dir: str, run_dir: str) -> dict:
+    """Train the job's model on the evaluation protocol's training part (Ray, or closed form)."""
+    from kuberec.components.train.run import DEFAULT_MODEL, train_run
+    from kuberec.components.train.settings import TrainSettings
+
+    job, context = parse_job(job_text), RunContext.from_json(context_text)
+    with recorded("train", context):
+        dataset = load_dataset(Path(dataset_dir))
+        parts = _split(job, dataset)
+        train_set = with_interactions(dataset, parts.train)
+        training = job.spec.training
+        settings = TrainSettings(
+            backend=training.backend, workers=training.workers, use_gpu=training.use_gpu,
+            cpus_per_worker=training.cpus_per_worker, gpus_per_worker=training.gpus_per_worker,
+            ray_address=training.ray_address, max_failures=training.max_failures,
+            epochs=training.epochs, patience=training.patience,
+            validation_fraction=training.validation_fraction, seed=training.seed,
+        )  # fmt: skip
+        model_type = job.spec.model.type or DEFAULT_MODEL
+        hparams = dict(job.spec.model.hyperparameters)
+        embeddings = _embeddings(job, dataset)
+        tuned: dict[str, Any] = {}
+        if job.spec.model.tuning.trials > 0:
+            from kuberec.components.train.tune import tune_hparams
+
+            outcome = tune_hparams(
+                model_type, train_set, budget=job.spec.model.tuning.trials, settings=settings,
+                storage_path=Path(run_dir).parent / "tune", base_hparams=hparams,
+                run_name=f"tune-{context.run_key}", text_embeddings=embeddings,
+            )  # fmt: skip
+            hparams = {**hparams, **outcome.best_hparams}
+            tuned = {"trials": len(outcome.trials), "best_score": outcome.best_score}
+        summary = train_run(
+            train_set, Path(run_dir), model_type=model_type, hparams=hparams, settings=settings,
+            source={"spec": job.spec.data.model_dump(mode="json", exclude_none=True),
+                    "protocol": job.spec.evaluation.protocol, "part": "train"},
+            text_embeddings=embeddings, overwrite=True,
+        )  # fmt: skip
+        return {
+            "model_type": summary.model_type,
+            "best_epoch": summary.best_epoch,
+            "validation": summary.validation,
+            "seconds": summary.seconds,
+            "tuning": tuned,
+        }
+
+
+def evaluate_step(
+    job_text: str, context_text: str, dataset_dir: str, run_dir: str, report_path: str
+) -> dict[str, Any]:
+    """Challenger vs champion on the same holdout, the gate's decision, and a report."""
+    from kuberec.pipelines.report import write_report
+
+    job, context = parse_job(job_text), RunContext.from_json(context_text)
+    with recorded("evaluate", context):
+        dataset = load_dataset(Path(dataset_dir))
+        parts = _split(job, dataset)
+        evaluation = job.spec.evaluation
+        challenger = load_model(Path(run_dir) / MODEL)
+        champion = None
+        if context.champion_uri:
+            champion = load_model(model_dir(resolve_model(context.champion_uri)))
+        comparison = compare(challenger, champion, parts, evaluation.k)
+        metric = f"{evaluation.metric}@{evaluation.k}"
+        gate = Gate(metric, evaluation.gates.min_metrics, evaluation.gates.min_improvement)
+        decision = decide(gate, comparison.challenger, comparison.champion)
+        result = {
+            "protocol": evaluation.protocol,
+            "k": evaluation.k,
+            **comparison.to_dict(),
+            "decision": decision.to_dict(),
+        }
+        write_report(Path(report_path), job, result)
+        return result
+
+
+def package_step(
+    job_text: str, context_text: str, run_dir: str, train_text: str, evaluation_text: str,
+    digest: str, interactions: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The challenger as a BentoML model with its lineage, exported to the artifact store."""
+    job, context = parse_job(job_text), RunContext.from_json(context_text)
+    with recorded("package", context):
+        evaluation = json.loads(evaluation_text)
+        training = json.loads(train_text)
+        lineage = {
+            "specHash": _spec_hash(job),
+            "datasetDigest": digest,
+            "interactions": interactions,
+            "pipelineRun": context.run_id,
+            "codeVersion": __version__,
+            "trainedAt": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        metadata = {
+            "job": f"{job.metadata.namespace}/{job.metadata.name}",
+            "model_type": training["model_type"],
+            "metrics": evaluation["challenger"],
+            "lineage": lineage,
+            "feature_service": job.spec.features.feature_service,
+            "decision": evaluation["decision"],
+        }
+        packaged = package_run(Path(run_dir), job.metadata.name, metadata)
+        version = packaged.tag.split(":", 1)[1]
+        root = f"{context.artifact_root.rstrip('/')}/{job.metadata.namespace}/{job.metadata.name}"
+        uri = export_model(packaged.tag, f"{root}/models/{version}.bentomodel")
+        result = {
+            "runKey": context.run_key,
+            "model": {
+                "version": packaged.tag, "uri": uri, "modelType": training["model_type"],
+                "metrics": evaluation["challenger"], "lineage": lineage,
+            },
+            "decision": evaluation["decision"],
+            "championMetrics": evaluation["champion"],
+        }  # fmt: skip
+        _write_text(context.result_uri(job), json.dumps(result, indent=2))
+        return result
+
+
+def _split(job: RecommenderJob, dataset: Dataset) -> Split:
+    evaluation = job.spec.evaluation
+    return split(evaluation.protocol, dataset.interactions, seed=evaluation.seed)
+
+
+def _embeddings(job: RecommenderJob, dataset: Dataset) -> Any:
+    if not job.spec.features.text_embeddings or not (dataset.items["title"] != "").any():
+        return None
+    from kuberec.components.features.embeddings import embed_items
+
+    return embed_items(dataset.items)
+
+
+def _spec_hash(job: RecommenderJob) -> str:
+    from kuberec.operator.spec import spec_hash
+
+    return spec_hash(job.spec)
+
+
+def _event(context: RunContext, step: str, state: str, **extra: object) -> None:
+    if not context.events:
+        return
+    record = {"time": datetime.now(UTC).isoformat(), "step": step, "state": state, **extra}
+    with open(context.events, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _write_text(uri: str, text: str) -> None:
+    if uri.startswith("file://") or "://" not in uri:
+        Path(uri.removeprefix("file://")).parent.mkdir(parents=True, exist_ok=True)
+    with fsspec.open(uri, "w") as handle:
+        handle.write(text)
+
+
+def _json_safe(values: dict[str, object]) -> dict[str, object]:
+    return json.loads(json.dumps(values, default=str))

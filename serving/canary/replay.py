@@ -1,0 +1,243 @@
+"""Replay held-out interactions as live traffic: the online signal a canary is judged on.
+
+Each request is one visit of a user from the held-out file (users in the order
+of their first held-out interaction, cycling when ``limit`` asks for more
+visits than there are users), sent as ``POST /recommend`` at a fixed rate.
+What the user "does" with the answer comes from the held-out file: an item
+the user really took is clicked. With ``impressions="item"`` every shown item
+is an ``impression`` and every such hit a ``click`` (click-through =
+precision@K); with ``"list"`` each answer is one impression (its top item)
+and at most one click (click-through = hit rate@K), a tenth of the feedback
+traffic. Feedback carries the answer's ``request_id``, so a router credits it
+to the version that served the list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import aiohttp
+import pandas as pd
+
+from kuberec.errors import ConfigError, DataError
+
+ImpressionMode = Literal["item", "list"]
+
+
+@dataclass
+class VersionTally:
+    requests: int = 0
+    errors: int = 0
+    impressions: int = 0
+    clicks: int = 0
+    latency_ms: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def click_through(self) -> float | None:
+        return self.clicks / self.impressions if self.impressions else None
+
+    def to_dict(self) -> dict[str, Any]:
+        ordered = sorted(self.latency_ms)
+        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] if ordered else None
+        data = {k: v for k, v in asdict(self).items() if k != "latency_ms"}
+        return {**data, "click_through": self.click_through,
+                "latency_p95_ms": None if p95 is None else round(p95, 2)}  # fmt: skip
+
+
+@dataclass
+class ReplayReport:
+    """What was sent and seen, overall and per ``model_version`` of the answers."""
+
+    requests: int = 0
+    errors: int = 0
+    feedback_errors: int = 0
+    seconds: float = 0.0
+    by_version: dict[str, VersionTally] = field(default_factory=dict)
+
+    @property
+    def impressions(self) -> int:
+        return sum(t.impressions for t in self.by_version.values())
+
+    @property
+    def clicks(self) -> int:
+        return sum(t.clicks for t in self.by_version.values())
+
+    def tally(self, version: str) -> VersionTally:
+        return self.by_version.setdefault(version, VersionTally())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "feedback_errors": self.feedback_errors,
+            "impressions": self.impressions,
+            "clicks": self.clicks,
+            "click_through": round(self.clicks / self.impressions, 4) if self.impressions else None,
+            "rate": round(self.requests / self.seconds, 2) if self.seconds else None,
+            "seconds": round(self.seconds, 2),
+            "by_version": {v: t.to_dict() for v, t in sorted(self.by_version.items())},
+        }
+
+
+def read_held_out(path: Path) -> pd.DataFrame:
+    """A CSV/Parquet file with ``user_id,item_id[,timestamp]``, ids as the file gives them."""
+    from kuberec.components.datasets.generic import keep_ids
+    from kuberec.components.datasets.parsing import read_table, require_columns
+
+    frame = read_table(path)
+    require_columns(frame, ["user_id", "item_id"], path)
+    columns = ["user_id", "item_id"] + (["timestamp"] if "timestamp" in frame.columns else [])
+    frame = frame[columns].copy()
+    frame["user_id"] = keep_ids(frame["user_id"])
+    frame["item_id"] = keep_ids(frame["item_id"])
+    return frame
+
+
+def visits(held_out: pd.DataFrame, limit: int | None = None) -> list[object]:
+    """The user of each request: users by first held-out interaction, cycled up to ``limit``."""
+    if held_out.empty:
+        raise DataError("the held-out interactions are empty; nothing to replay")
+    frame = held_out
+    if "timestamp" in frame.columns:
+        frame = frame.sort_values("timestamp", kind="stable")
+    users = [_plain(u) for u in pd.unique(frame["user_id"])]
+    if limit is None:
+        return users
+    return [users[i % len(users)] for i in range(limit)]
+
+
+def truth(held_out: pd.DataFrame) -> dict[str, set[str]]:
+    """Per user (as text), the held-out items (as text): ``1`` and ``"1"`` are one id."""
+    grouped = held_out.groupby(held_out["user_id"].astype(str))["item_id"]
+    return {user: set(items.astype(str)) for user, items in grouped}
+
+
+def replay(
+    url: str,
+    held_out: pd.DataFrame,
+    *,
+    rate: float,
+    k: int = 10,
+    limit: int | None = None,
+    impressions: ImpressionMode = "item",
+    stop: threading.Event | None = None,
+    timeout_s: float = 30.0,
+) -> ReplayReport:
+    """Send the visits at ``rate`` requests/s to ``url`` and their feedback; blocks until done.
+
+    ``stop`` (set from another thread) ends the replay early; with ``limit`` None
+    and a ``stop`` event the visits cycle until it is set (background traffic).
+    """
+    if rate <= 0:
+        raise ConfigError(f"--rate must be > 0 requests per second, got {rate}")
+    if k < 1:
+        raise ConfigError(f"--k must be >= 1, got {k}")
+    if impressions not in ("item", "list"):
+        raise ConfigError(f"impressions must be 'item' or 'list', got {impressions!r}")
+    users = visits(held_out, limit)
+    if limit is None and stop is not None:
+        users = _cycle(users)  # type: ignore[assignment]
+    player = _Player(url.rstrip("/"), truth(held_out), k, impressions, timeout_s)
+    return asyncio.run(player.run(users, rate, stop))
+
+
+class _Player:
+    def __init__(
+        self, url: str, truth: dict[str, set[str]], k: int, mode: ImpressionMode, timeout_s: float
+    ) -> None:
+        self.url, self.truth, self.k, self.mode = url, truth, k, mode
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.report = ReplayReport()
+
+    async def run(
+        self, users: Iterable[object], rate: float, stop: threading.Event | None
+    ) -> ReplayReport:
+        started = time.perf_counter()
+        tasks: set[asyncio.Task[None]] = set()
+        connector = aiohttp.TCPConnector(limit=64)
+        async with aiohttp.ClientSession(timeout=self.timeout, connector=connector) as session:
+            for i, user in enumerate(users):
+                if stop is not None and stop.is_set():
+                    break
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.create_task(self._visit(session, user))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+        self.report.seconds = time.perf_counter() - started
+        return self.report
+
+    async def _visit(self, session: aiohttp.ClientSession, user: object) -> None:
+        report = self.report
+        report.requests += 1
+        sent = time.perf_counter()
+        try:
+            async with session.post(
+                self.url + "/recommend", json={"user_id": user, "k": self.k}
+            ) as response:
+                body = await response.json(content_type=None) if response.status == 200 else None
+                track = response.headers.get("X-Kuberec-Track")
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            body, track = None, None
+        latency_ms = (time.perf_counter() - sent) * 1000.0
+        if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+            report.errors += 1
+            tally = report.tally(f"error:{track or 'unknown'}")
+            tally.requests += 1
+            tally.errors += 1
+            return
+        tally = report.tally(str(body.get("model_version", "unknown")))
+        tally.requests += 1
+        tally.latency_ms.append(latency_ms)
+        events = self._events(user, body)
+        results = await asyncio.gather(*(self._feedback(session, e) for e in events))
+        for event, ok in zip(events, results, strict=True):
+            if ok and event["event"] == "impression":
+                tally.impressions += 1
+            elif ok and event["event"] == "click":
+                tally.clicks += 1
+
+    def _events(self, user: object, body: dict[str, Any]) -> list[dict[str, Any]]:
+        items = [i.get("item_id") if isinstance(i, dict) else i for i in body["items"]]
+        if not items:
+            return []
+        taken = self.truth.get(str(user), set())
+        hits = [item for item in items if str(item) in taken]
+        base = {"request_id": str(body.get("request_id", "")), "user_id": user}
+        if self.mode == "list":
+            shown, clicked = items[:1], hits[:1]
+        else:
+            shown, clicked = items, hits
+        return [{**base, "item_id": i, "event": "impression"} for i in shown] + [
+            {**base, "item_id": i, "event": "click"} for i in clicked
+        ]
+
+    async def _feedback(self, session: aiohttp.ClientSession, event: dict[str, Any]) -> bool:
+        try:
+            async with session.post(self.url + "/feedback", json=event) as response:
+                await response.read()
+                ok = response.status < 400
+        except (aiohttp.ClientError, TimeoutError):
+            ok = False
+        if not ok:
+            self.report.feedback_errors += 1
+        return ok
+
+
+def _cycle(users: list[object]) -> Iterable[object]:
+    while True:
+        yield from users
+
+
+def _plain(value: object) -> object:
+    """numpy scalars as JSON-able ints and strings."""
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,299 @@
+"""The serving logic, free of HTTP: ids in, ranked and explained items out.
+
+One :class:`Engine` holds a loaded model with everything around it (id
+mappings, histories, titles, the retrieval index) and answers batches of
+queries, which is what BentoML's adaptive batching hands over. A user the model
+has never seen, with no recent items to go on (or a model that cannot read
+them), gets the most popular items, flagged as a fallback, so a cold user is
+never an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from kuberec.components.datasets.canonical import IdIndex
+from kuberec.components.models import LoadedModel, genre_mask, load_model
+from kuberec.components.package import PackagedModel, model_dir, resolve_model
+from kuberec.errors import ConfigError
+from kuberec.serving.explain import Explainer, Similarity, load_titles
+from kuberec.serving.retrieval import (
+    AnnIndex,
+    ExactIndex,
+    Factors,
+    build_index,
+    factorize,
+    masked_top_k,
+)
+
+log = logging.getLogger(__name__)
+
+
+class RequestError(ConfigError):
+    """A request that is well formed but cannot be answered as asked; names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
+
+
+@dataclass(frozen=True)
+class Query:
+    """One recommendation request in model terms (dense indices; user -1: unknown)."""
+
+    user: int
+    recent: tuple[int, ...] = ()
+    k: int = 10
+    exclude_seen: bool = True
+    genres: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"user": self.user, "recent": list(self.recent), "k": self.k,
+                "exclude_seen": self.exclude_seen,
+                "genres": None if self.genres is None else list(self.genres)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Query:
+        genres = values.get("genres")
+        return cls(int(values["user"]), tuple(int(i) for i in values.get("recent", ())),
+                   int(values.get("k", 10)), bool(values.get("exclude_seen", True)),
+                   None if genres is None else tuple(str(g) for g in genres))
+
+
+@dataclass(frozen=True)
+class Ranked:
+    items: np.ndarray  # dense indices, best first
+    scores: np.ndarray
+    fallback: bool
+    history: np.ndarray = field(repr=False)  # what the list was based on (for explanations)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"items": self.items.tolist(), "scores": [float(s) for s in self.scores],
+                "fallback": self.fallback}
+
+
+def model_version(packaged: PackagedModel) -> str:
+    """The BentoML tag; a plain run directory is named by its folder."""
+    if packaged.metadata.get("run_dir") is not None:
+        return f"run-{Path(packaged.metadata['run_dir']).name}"
+    return packaged.tag
+
+
+class Engine:
+    def __init__(
+        self, loaded: LoadedModel, version: str, titles: Sequence[str] | None = None,
+        *, ann_min_items: int | None = None, with_index: bool = True,
+    ) -> None:
+        self.loaded = loaded
+        self.version = version
+        self.model = loaded.model
+        self.n_items = loaded.schema.n_items
+        self.uses_history = self.model.history_length != 0
+        self.factors: Factors | None = factorize(self.model)
+        self.index: ExactIndex | AnnIndex | None = None
+        self.exact: ExactIndex | None = None
+        if self.factors is not None and with_index:
+            self.index = build_index(self.factors.items, min_items=ann_min_items)
+            self.exact = self.index if isinstance(self.index, ExactIndex) else ExactIndex(
+                self.factors.items)
+        counts = np.bincount(loaded.history.items, minlength=self.n_items).astype(np.float32)
+        self.popularity = counts
+        self.popular_order = np.lexsort((np.arange(self.n_items), -counts))
+        embeddings = self.factors.embeddings if self.factors is not None else None
+        self.similarity = Similarity(loaded.history, embeddings)
+        self.titles = list(titles) if titles is not None else [
+            f"item {i}" for i in loaded.item_index.ids.tolist()]
+        self.explainer = Explainer(self.similarity, self.titles)
+
+    @classmethod
+    def load(cls, reference: str | Path, *, ann_min_items: int | None = None,
+             with_index: bool = True) -> Engine:
+        """A run directory, BentoML tag or artifact URI -> a ready engine.
+
+        ``with_index=False``: no retrieval index (a front end that only maps ids and explains).
+        """
+        packaged = resolve_model(reference)
+        folder = model_dir(packaged)
+        loaded = load_model(folder)
+        titles = load_titles(folder.parent, loaded.item_index)
+        engine = cls(loaded, model_version(packaged), titles, ann_min_items=ann_min_items,
+                     with_index=with_index)
+        log.info("loaded %s (%s, %d items, index %s)", engine.version, loaded.model_type,
+                 engine.n_items, type(engine.index).__name__ if engine.index else "model")
+        return engine
+
+    # ids <-> indices -------------------------------------------------------------------
+    def user(self, user_id: object) -> int:
+        return _encode(self.loaded.user_index, user_id)
+
+    def items(self, item_ids: Sequence[object]) -> tuple[np.ndarray, list[object]]:
+        """Dense indices of the known ids, and the unknown ids as given."""
+        index = np.asarray([_encode(self.loaded.item_index, i) for i in item_ids], np.int64)
+        unknown = [i for i, x in zip(item_ids, index, strict=True) if x < 0]
+        return index[index >= 0], unknown
+
+    def item_id(self, index: int) -> int | str:
+        value = self.loaded.item_index.ids[int(index)]
+        return int(value) if isinstance(value, int | np.integer) else str(value)
+
+    def check_genres(self, genres: Sequence[str]) -> None:
+        try:
+            genre_mask(self.loaded.item_genres, self.loaded.encodings.genres, genres)
+        except ConfigError as exc:
+            raise RequestError("filters.genres", str(exc)) from None
+
+    # ranking ---------------------------------------------------------------------------
+    def history(self, query: Query) -> np.ndarray:
+        known = self.loaded.history.of(query.user) if query.user >= 0 else np.zeros(0, np.int64)
+        return np.concatenate([known, np.asarray(query.recent, dtype=np.int64)])
+
+    def is_fallback(self, query: Query) -> bool:
+        if query.user >= 0:
+            return False
+        return not (self.uses_history and query.recent)
+
+    @torch.no_grad()
+    def rank(self, queries: Sequence[Query]) -> list[Ranked]:
+        """Top-K per query; one model call for all personalised queries of the batch."""
+        results: list[Ranked | None] = [None] * len(queries)
+        personal = [i for i, q in enumerate(queries) if not self.is_fallback(q)]
+        for i, q in enumerate(queries):
+            if i not in personal:
+                results[i] = self._popular(q)
+        if personal:
+            for i, ranked in zip(personal, self._personal([queries[i] for i in personal]),
+                                 strict=True):
+                results[i] = ranked
+        return [r for r in results if r is not None]
+
+    def _allowed(self, genres: tuple[str, ...] | None) -> np.ndarray | None:
+        if genres is None:
+            return None
+        return genre_mask(self.loaded.item_genres, self.loaded.encodings.genres, genres)
+
+    def _popular(self, query: Query) -> Ranked:
+        order = self.popular_order
+        keep = np.ones(len(order), dtype=bool)
+        allowed = self._allowed(query.genres)
+        if allowed is not None:
+            keep &= allowed[order]
+        recent = np.asarray(query.recent, dtype=np.int64)
+        if query.exclude_seen and len(recent):
+            keep &= ~np.isin(order, recent)
+        items = order[keep][: query.k]
+        return Ranked(items, self.popularity[items], True, recent)
+
+    def _personal(self, queries: Sequence[Query]) -> list[Ranked]:
+        histories = [self.history(q) for q in queries]
+        users = torch.as_tensor([q.user for q in queries], dtype=torch.long)
+        padded = self._padded(histories)
+        excluded = [h if q.exclude_seen else np.zeros(0, np.int64)
+                    for q, h in zip(queries, histories, strict=True)]
+        if self.factors is None:
+            scores = self.model.score(users, padded).float()
+            return [self._top(scores[i : i + 1], q, excluded[i], histories[i])
+                    for i, q in enumerate(queries)]
+        vectors = self.factors.user_vectors(users, padded).float().numpy()
+        out: list[Ranked] = []
+        for i, q in enumerate(queries):
+            found = None
+            if isinstance(self.index, AnnIndex) and q.genres is None:
+                found = self._ann(vectors[i : i + 1], q.k, excluded[i])
+            if found is None:
+                assert self.exact is not None
+                out.append(self._top(self.exact.scores(vectors[i : i + 1]), q, excluded[i],
+                                     histories[i]))
+            else:
+                out.append(Ranked(found[0], found[1], False, histories[i]))
+        return out
+
+    def _top(self, scores: torch.Tensor, query: Query, excluded: np.ndarray,
+             history: np.ndarray) -> Ranked:
+        items, values = masked_top_k(scores, query.k, [excluded], self._allowed(query.genres))
+        keep = items[0] >= 0
+        return Ranked(items[0][keep], values[0][keep], False, history)
+
+    def _ann(self, vector: np.ndarray, k: int, excluded: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray] | None:
+        """ANN top-K past the excluded items; ``None`` when too few survive (then exact)."""
+        assert isinstance(self.index, AnnIndex)
+        drop = np.unique(excluded)
+        items, scores = self.index.search(vector, min(self.n_items, k + len(drop)))
+        keep = (items[0] >= 0) & ~np.isin(items[0], drop)
+        if keep.sum() < min(k, self.n_items - len(drop)):
+            return None
+        return items[0][keep][:k], scores[0][keep][:k]
+
+    def _padded(self, histories: Sequence[np.ndarray]) -> torch.Tensor | None:
+        length = self.model.history_length
+        if length == 0:
+            return None
+        width = max(1, max(len(h) for h in histories)) if length is None else int(length)
+        out = np.full((len(histories), width), self.n_items, dtype=np.int64)
+        for row, h in enumerate(histories):
+            tail = h[-width:]
+            if len(tail):
+                out[row, width - len(tail):] = tail
+        return torch.from_numpy(out)
+
+    # scoring given items ---------------------------------------------------------------
+    @torch.no_grad()
+    def score(self, queries: Sequence[tuple[Query, np.ndarray]]) -> list[tuple[np.ndarray, bool]]:
+        """Scores of the given item indices per (query, items); cold users: popularity."""
+        out: list[tuple[np.ndarray, bool] | None] = [None] * len(queries)
+        personal = []
+        for i, (q, items) in enumerate(queries):
+            if self.is_fallback(q):
+                out[i] = (self.popularity[items], True)
+            else:
+                personal.append(i)
+        if personal:
+            chosen = [queries[i][0] for i in personal]
+            users = torch.as_tensor([q.user for q in chosen], dtype=torch.long)
+            padded = self._padded([self.history(q) for q in chosen])
+            if self.factors is not None:
+                vectors = self.factors.user_vectors(users, padded).float().numpy()
+                rows = [vectors[j] @ self.factors.items[queries[i][1]].T
+                        for j, i in enumerate(personal)]
+            else:
+                full = self.model.score(users, padded).float().numpy()
+                rows = [full[j, queries[i][1]] for j, i in enumerate(personal)]
+            for i, row in zip(personal, rows, strict=True):
+                out[i] = (np.asarray(row, dtype=np.float32), False)
+        return [o for o in out if o is not None]
+
+    # similar items ---------------------------------------------------------------------
+    def similar(self, item: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.similarity.most_similar(item, k)
+
+    def explain(self, ranked: Ranked) -> list[str]:
+        return self.explainer.explain(ranked.history, ranked.items, fallback=ranked.fallback)
+
+
+def _encode(index: IdIndex, value: object) -> int:
+    """Dense index of an id (-1: unknown), matching ``"1"`` to 1 and 1 to ``"1"``.
+
+    JSON clients send ids either way; the model keeps them as the data had them
+    (ints, or strings when any id was not a plain integer). ``"007"`` is never 7.
+    """
+    found = int(index.encode([value], unknown=-1)[0])
+    if found >= 0:
+        return found
+    alternative: object | None = None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit() and text == str(int(text)):
+            alternative = int(text)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        alternative = str(value)
+    if alternative is None:
+        return -1
+    return int(index.encode([alternative], unknown=-1)[0])

@@ -1,0 +1,131 @@
+"""Why an item was recommended: the most similar item in the user's history, by title.
+
+Similarity is the cosine of item embeddings where the model has meaningful ones
+(``mf``, ``two_tower``, ``sasrec``, ``gru4rec``) and otherwise the cosine of
+item columns of the user-item matrix (co-occurrence), which every saved model
+carries in its histories. The same measure answers ``/similar``.
+
+Titles are not part of a saved model; they are read once at start-up from the
+data the run names in its ``config.json`` (a MovieLens release or an items
+file). Where none can be read the item id stands in, so serving never depends
+on the training data being present.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from kuberec.components.datasets.canonical import IdIndex
+from kuberec.components.models.encoded import UserHistory
+
+log = logging.getLogger(__name__)
+
+#: History items compared per explanation (the most recent ones): bounds the cost.
+MAX_HISTORY = 200
+
+
+class Similarity:
+    """Item-item cosine similarity from embeddings, or from co-occurrence in histories."""
+
+    def __init__(self, history: UserHistory, embeddings: np.ndarray | None = None) -> None:
+        if embeddings is not None:
+            norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+            self._dense: np.ndarray | None = (embeddings / np.maximum(norms, 1e-12)).astype(
+                np.float32
+            )
+            self._sparse: sp.csr_matrix | None = None
+            self.kind = "embedding"
+        else:
+            columns = history.seen_matrix().T.tocsr()  # items x users
+            norms = np.sqrt(np.asarray(columns.multiply(columns).sum(axis=1)).ravel())
+            inverse = np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0)
+            self._sparse = sp.csr_matrix(sp.diags(inverse.astype(np.float32)) @ columns)
+            self._dense = None
+            self.kind = "co-occurrence"
+
+    def between(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """(len(left), len(right)) cosine similarities of item indices."""
+        if self._dense is not None:
+            return self._dense[left] @ self._dense[right].T
+        assert self._sparse is not None
+        return np.asarray((self._sparse[left] @ self._sparse[right].T).todense())
+
+    def most_similar(self, item: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items most similar to ``item`` (itself excluded), best first."""
+        if self._dense is not None:
+            row = self._dense @ self._dense[item]
+        else:
+            assert self._sparse is not None
+            row = np.asarray((self._sparse @ self._sparse[item].T).todense()).ravel()
+        row = row.astype(np.float32)
+        row[item] = -np.inf
+        k = min(k, len(row) - 1)
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        top = np.argpartition(-row, k - 1)[:k]
+        top = top[np.lexsort((top, -row[top]))]
+        top = top[np.isfinite(row[top])]
+        return top.astype(np.int64), row[top]
+
+
+class Explainer:
+    """One short sentence per recommended item."""
+
+    def __init__(self, similarity: Similarity, titles: Sequence[str]) -> None:
+        self.similarity = similarity
+        self.titles = titles
+
+    def explain(self, history: np.ndarray, items: np.ndarray, *, fallback: bool) -> list[str]:
+        if fallback or len(history) == 0:
+            return ["popular with other users"] * len(items)
+        recent = np.unique(np.asarray(history, dtype=np.int64)[-MAX_HISTORY:])
+        sims = self.similarity.between(recent, np.asarray(items, dtype=np.int64))
+        best = recent[np.argmax(sims, axis=0)]
+        return [f"because you liked {self.titles[int(i)]}" for i in best]
+
+
+def load_titles(model_root: Path, item_index: IdIndex) -> list[str]:
+    """Item titles in index order, from the run's data; ``item <id>`` where unknown."""
+    titles = [f"item {item_id}" for item_id in item_index.ids.tolist()]
+    try:
+        found = _titles_from_config(model_root)
+    except Exception as exc:  # titles are cosmetic: never fail serving over them
+        log.warning("item titles unavailable (%s); explanations use item ids", exc)
+        return titles
+    if not found:
+        return titles
+    for position, item_id in enumerate(item_index.ids.tolist()):
+        title = found.get(item_id) or found.get(str(item_id))
+        if title:
+            titles[position] = title
+    return titles
+
+
+def _titles_from_config(model_root: Path) -> dict[object, str]:
+    config_path = model_root / "config.json"
+    if not config_path.is_file():
+        return {}
+    data = json.loads(config_path.read_text()).get("data", {})
+    spec = data.get("spec", data)
+    name = spec.get("movielens") or spec.get("dataset")
+    if isinstance(name, str) and name.startswith("ml-"):
+        from kuberec.components.datasets.movielens import load_movielens
+
+        items = load_movielens(name).items
+    elif isinstance(spec.get("items"), dict) and spec["items"].get("uri"):
+        from kuberec.components.datasets.generic import keep_ids
+        from kuberec.components.datasets.parsing import read_table
+
+        items = read_table(Path(str(spec["items"]["uri"]).removeprefix("file://")))
+        if "item_id" not in items or "title" not in items:
+            return {}
+        items = items.assign(item_id=keep_ids(items["item_id"]))
+    else:
+        return {}
+    return {k: str(v) for k, v in zip(items["item_id"], items["title"], strict=True) if v}

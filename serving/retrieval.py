@@ -1,0 +1,227 @@
+"""Top-K retrieval over a catalogue of item vectors: exact matrix product, or an ANN index.
+
+Models whose score is a dot product of a user vector and an item vector (``mf``,
+``two_tower``, ``sasrec``, ``gru4rec``; ``popularity`` trivially) expose those
+vectors through :func:`factorize`. Small catalogues are searched exactly (one
+matrix product and a top-K, milliseconds up to ~10^5 items); from
+``KUBEREC_ANN_MIN_ITEMS`` items (default 50,000) a faiss index (IVF by default,
+HNSW on request) answers instead, because the exact product grows linearly with
+the catalogue. :func:`recall_at_k` measures what the approximation costs.
+Every other model (EASE, item-kNN, NCF, DCN) keeps exact scoring through its own
+``score``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from kuberec.components.models.base import Recommender
+from kuberec.errors import ConfigError
+
+ANN_MIN_ITEMS_ENV = "KUBEREC_ANN_MIN_ITEMS"
+ANN_KIND_ENV = "KUBEREC_ANN_KIND"
+DEFAULT_ANN_MIN_ITEMS = 50_000
+AnnKind = Literal["ivf", "hnsw"]
+
+UserVectors = Callable[[Tensor, Tensor | None], Tensor]
+
+
+@dataclass(frozen=True)
+class Factors:
+    """A model seen as ``score(u, i) = user_vector(u) · items[i]``."""
+
+    items: np.ndarray  # (n_items, d) float32, C-contiguous
+    user_vectors: UserVectors  # (users (B,), padded history (B, L) | None) -> (B, d)
+    #: Item vectors whose cosine says "similar items" (no bias column); None: not meaningful.
+    embeddings: np.ndarray | None = None
+
+
+def factorize(model: Recommender) -> Factors | None:
+    """The dot-product form of ``model``, or ``None`` when its scores are not one."""
+    from kuberec.components.models.mf import MatrixFactorization
+    from kuberec.components.models.popularity import Popularity
+    from kuberec.components.models.sequential import SequenceRecommender
+    from kuberec.components.models.two_tower import TwoTower
+
+    with torch.no_grad():
+        if isinstance(model, MatrixFactorization):
+            # p_u · q_i + b_i == [p_u, 1] · [q_i, b_i]
+            items = torch.cat([model.item_factors.weight, model.item_bias.weight], dim=1)
+
+            def mf_users(users: Tensor, history: Tensor | None) -> Tensor:
+                p = model._users(users)
+                return torch.cat([p, torch.ones(len(p), 1, dtype=p.dtype)], dim=1)
+
+            return Factors(_rows(items), mf_users, _rows(model.item_factors.weight))
+        if isinstance(model, TwoTower):
+            items = model.item_vectors()
+
+            def tower_users(users: Tensor, history: Tensor | None) -> Tensor:
+                return model.user_vectors(users, history) / model.temperature
+
+            vectors = _rows(items)
+            return Factors(vectors, tower_users, vectors)
+        if isinstance(model, SequenceRecommender):
+            items = model._catalogue()
+
+            def sequence_users(users: Tensor, history: Tensor | None) -> Tensor:
+                if history is None:
+                    raise ValueError("sequence models need the user's history")
+                return model.encode(history[:, -model.history_length :])[:, -1]
+
+            vectors = _rows(items)
+            return Factors(vectors, sequence_users, vectors)
+        if isinstance(model, Popularity):
+            counts = model.counts[:, None]
+
+            def constant_users(users: Tensor, history: Tensor | None) -> Tensor:
+                return torch.ones(len(users), 1)
+
+            return Factors(_rows(counts), constant_users)
+    return None
+
+
+def _rows(matrix: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(matrix.detach().float().cpu().numpy())
+
+
+class Index(Protocol):
+    """Maximum-inner-product search: (B, d) queries -> (B, k) item indices and scores."""
+
+    n_items: int
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class ExactIndex:
+    """Every item scored: one (B, d) x (d, n_items) product and a top-K."""
+
+    exact = True
+
+    def __init__(self, items: np.ndarray) -> None:
+        self._items = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32))
+        self.n_items = len(items)
+
+    def scores(self, queries: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)) @ self._items.T
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return masked_top_k(self.scores(queries), k)
+
+
+class AnnIndex:
+    """A faiss inner-product index: IVF-Flat (fast to build) or HNSW (no training)."""
+
+    exact = False
+
+    def __init__(
+        self,
+        items: np.ndarray,
+        *,
+        kind: AnnKind = "ivf",
+        nlist: int | None = None,
+        nprobe: int | None = None,
+        hnsw_m: int = 32,
+        ef_search: int = 128,
+        seed: int = 0,
+    ) -> None:
+        import faiss
+
+        vectors = np.ascontiguousarray(items, dtype=np.float32)
+        self.n_items, dim = vectors.shape
+        self.kind = kind
+        if kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = max(ef_search, 64)
+            index.add(vectors)
+            index.hnsw.efSearch = ef_search
+        elif kind == "ivf":
+            nlist = nlist or max(1, min(int(math.sqrt(self.n_items)), self.n_items // 40))
+            quantizer = faiss.IndexFlatIP(dim)
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            rng = np.random.default_rng(seed)
+            sample = vectors[rng.choice(self.n_items, min(self.n_items, 40 * nlist),
+                                        replace=False)]
+            index.cp.seed = seed
+            index.train(sample)
+            index.add(vectors)
+            index.nprobe = nprobe or max(1, nlist // 16)
+        else:
+            raise ConfigError(f"{ANN_KIND_ENV}: {kind!r} is not one of ['ivf', 'hnsw']")
+        self._index = index
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, self.n_items)
+        scores, items = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return items.astype(np.int64), scores.astype(np.float32)
+
+
+def ann_min_items() -> int:
+    raw = os.environ.get(ANN_MIN_ITEMS_ENV, str(DEFAULT_ANN_MIN_ITEMS))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{ANN_MIN_ITEMS_ENV}: must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{ANN_MIN_ITEMS_ENV}: must be >= 1, got {value}")
+    return value
+
+
+def build_index(items: np.ndarray, *, min_items: int | None = None) -> ExactIndex | AnnIndex:
+    """Exact below ``min_items`` (``$KUBEREC_ANN_MIN_ITEMS``), an ANN index from there on."""
+    threshold = ann_min_items() if min_items is None else min_items
+    if len(items) < threshold:
+        return ExactIndex(items)
+    kind = os.environ.get(ANN_KIND_ENV, "ivf")
+    if kind not in ("ivf", "hnsw"):
+        raise ConfigError(f"{ANN_KIND_ENV}: {kind!r} is not one of ['ivf', 'hnsw']")
+    return AnnIndex(items, kind=kind)  # type: ignore[arg-type]
+
+
+def masked_top_k(
+    scores: Tensor, k: int, exclude: Sequence[Sequence[int]] | None = None,
+    allowed: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(B, k) best items per row after dropping ``exclude[row]`` and items not ``allowed``.
+
+    Rows with fewer candidates than ``k`` are padded with item -1 and score -inf.
+    """
+    scores = scores.float().clone()
+    if allowed is not None:
+        scores[:, ~torch.from_numpy(np.asarray(allowed, dtype=bool))] = -math.inf
+    if exclude is not None:
+        for row, items in enumerate(exclude):
+            if len(items):
+                scores[row, torch.as_tensor(np.asarray(items, dtype=np.int64))] = -math.inf
+    k = min(k, scores.shape[1])
+    values, index = torch.topk(scores, k, dim=1)
+    items = np.where(torch.isfinite(values).numpy(), index.numpy(), -1)
+    return items.astype(np.int64), values.numpy().astype(np.float32)
+
+
+def recall_at_k(index: Index, exact: ExactIndex, queries: np.ndarray, k: int = 10) -> float:
+    """Mean share of the exact top-``k`` that ``index`` also returns in its top-``k``."""
+    truth, _ = exact.search(queries, k)
+    found, _ = index.search(queries, k)
+    hits = [len(set(t[t >= 0].tolist()) & set(f.tolist())) / max(1, int((t >= 0).sum()))
+            for t, f in zip(truth, found, strict=True)]
+    return float(np.mean(hits)) if hits else 1.0
+
+
+def clustered_catalogue(
+    n_items: int, dim: int = 32, *, clusters: int = 256, spread: float = 0.35, seed: int = 0
+) -> np.ndarray:
+    """Synthetic item vectors with the cluster structure learned embeddings have."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    assignment = rng.integers(0, clusters, n_items)
+    noise = rng.standard_normal((n_items, dim)).astype(np.float32) * spread
+    return np.ascontiguousarray(centres[assignment] + noise, dtype=np.float32)

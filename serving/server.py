@@ -1,0 +1,121 @@
+"""Start, wait for and stop ``bentoml serve`` processes that serve a kuberec model.
+
+Used by ``kuberec serve``, the tests, the benchmark and anything else that needs
+a server (the canary router runs two). The model reference is resolved here,
+once, before the server starts: an artifact URI is imported into the BentoML
+store and the server is handed its tag, so the service's two processes never
+race to import the same file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from kuberec.components.package import resolve_model
+from kuberec.errors import KuberecError
+
+SERVICE = "kuberec.serving.service:Recommender"
+#: The environment variable that tells the service which model to load.
+MODEL_ENV = "KUBEREC_MODEL"
+
+
+class ServingError(KuberecError):
+    """A server did not start or did not become ready."""
+
+
+def resolve_reference(reference: str | Path) -> str:
+    """What ``$KUBEREC_MODEL`` gets: a run directory as an absolute path, else a store tag."""
+    packaged = resolve_model(reference)
+    if packaged.metadata.get("run_dir") is not None:
+        return str(Path(packaged.metadata["run_dir"]).resolve())
+    return packaged.tag
+
+
+def start_server(
+    reference: str | Path,
+    port: int = 3000,
+    host: str = "127.0.0.1",
+    *,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Launch ``bentoml serve`` for the model in its own process group; returns at once.
+
+    Output goes to ``log_path`` (default: a temporary file, ``process.log_path``),
+    never to a pipe nobody reads. Pair with :func:`wait_ready` and :func:`stop_server`.
+    """
+    environment = {**os.environ, **(env or {}), MODEL_ENV: resolve_reference(reference)}
+    environment.setdefault("OMP_NUM_THREADS", "1")
+    if log_path is None:
+        handle, name = tempfile.mkstemp(prefix=f"kuberec-serve-{port}-", suffix=".log")
+        os.close(handle)
+        log_path = Path(name)
+    command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port),
+               "--host", host]
+    with Path(log_path).open("ab") as log:
+        process = subprocess.Popen(command, env=environment, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    process.log_path = Path(log_path)  # type: ignore[attr-defined]
+    return process
+
+
+def wait_ready(
+    url: str, timeout: float = 120.0, *, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll ``url``/readyz until it answers 200; fail early if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    probe = url.rstrip("/") + "/readyz"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServingError(f"the server for {url} exited with status {process.returncode}"
+                               f"{_log_tail(process)}")
+        try:
+            with urllib.request.urlopen(probe, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.25)
+    raise ServingError(f"{url} was not ready after {timeout:.0f}s"
+                       f"{_log_tail(process) if process is not None else ''}")
+
+
+def stop_server(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Stop the server and its workers (the whole process group): TERM, then KILL."""
+    if process.poll() is not None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """An ephemeral port that is free now (for tests and benchmarks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _log_tail(process: subprocess.Popen[bytes] | None, lines: int = 20) -> str:
+    path = getattr(process, "log_path", None)
+    if path is None or not Path(path).exists():
+        return ""
+    tail = Path(path).read_text(errors="replace").splitlines()[-lines:]
+    return "; last log lines:\n" + "\n".join(tail)
