@@ -62,7 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("job", type=Path, help="RecommenderJob YAML file")
     _add_data_dir(run)
     run.add_argument("--workdir", type=Path, help="job directory (default .kuberec/<job name>)")
+    run.add_argument("--no-serve", action="store_true",
+                     help="stop at the packaged model; start no servers")  # fmt: skip
+    run.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (1 h)")
     run.set_defaults(handler=_run)
+
+    compile_ = commands.add_parser("compile", help="compile a job's KFP pipeline to IR YAML")
+    compile_.add_argument("-f", "--file", type=Path, required=True, help="RecommenderJob YAML")
+    compile_.add_argument("-o", "--out", type=Path, required=True, help="pipeline.yaml to write")
+    compile_.set_defaults(handler=_compile)
 
     data = commands.add_parser("data", help="datasets: summaries and synthetic data")
     data_commands = data.add_subparsers(title="data commands", metavar="COMMAND")
@@ -200,36 +208,35 @@ def _add_store_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kuberec.components.datasets.sources import load_source
-    from kuberec.components.features.store import StoreSettings
+    from kuberec.operator.local_platform import LocalPlatform
+    from kuberec.operator.loop import run_until_settled
     from kuberec.operator.spec import load_job
-    from kuberec.pipelines.features_step import run_features
+    from kuberec.run_summary import describe_pass, summary_table
 
     job = load_job(args.job)
-    workdir = args.workdir or Path(".kuberec") / job.metadata.name
-    features = job.spec.features
-    with console.status(f"[bold]{job.metadata.name}[/]: loading data"):
-        dataset = load_source(job.spec.data, data_dir=args.data_dir, base=args.job.parent)
-    settings = StoreSettings(
-        workdir / "data", profile=features.profile, project=job.metadata.name
+    workdir = (args.workdir or Path(".kuberec") / job.metadata.name).resolve()
+    platform = LocalPlatform(
+        workdir, data_dir=args.data_dir, base=args.job.parent, serve=not args.no_serve
     )
-    with console.status(f"[bold]{job.metadata.name}[/]: ingest, apply, materialize"):
-        summary = run_features(
-            dataset,
-            settings,
-            text_embeddings=features.text_embeddings,
-            recent_days=features.recent_days,
-        )
-    table = Table(title=f"RecommenderJob {job.metadata.name}: features ready", show_header=False)
-    for key, value in summary.dataset.items():
-        table.add_row(key, str(value))
-    for view, rows in summary.rows.items():
-        table.add_row(f"rows {view}", f"{rows:,}")
-    table.add_row("materialized", ", ".join(summary.materialized) or "nothing new (up to date)")
-    table.add_row("watermark", summary.watermark)
-    table.add_row("feature store", summary.store)
-    table.add_row("seconds", json.dumps(summary.seconds))
-    console.print(table)
+    with console.status(f"[bold]{job.metadata.name}[/]: reconciling") as spinner:
+        status = run_until_settled(
+            job, platform, workdir, timeout_s=args.timeout,
+            on_pass=lambda result: spinner.update(describe_pass(job, result)),
+        )  # fmt: skip
+    console.print(summary_table(job, status, workdir))
+    if status.phase == "Failed":
+        message = status.pipeline_run.message if status.pipeline_run else "the job failed"
+        raise KuberecError(f"{job.metadata.name}: {message}")
+    return 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from kuberec.operator.spec import load_job
+    from kuberec.pipelines.compile import compile_pipeline
+
+    job = load_job(args.file)
+    out = compile_pipeline(job, args.out)
+    console.print(f"wrote {out} (KFP v2 IR YAML for {job.metadata.name})")
     return 0
 
 

@@ -85,8 +85,11 @@ class RolloutDecision(CamelModel):
 class RolloutStatus(CamelModel):
     step: int = Field(0, ge=0)  # index into spec.serving.canary.steps
     weight: int = Field(0, ge=0, le=100)  # percent of traffic on the challenger
+    extensions: int = Field(0, ge=0)
     started_at: str
-    step_started_at: str
+    window_started_at: str  # traffic since then is what the next analysis measures
+    analysed_at: str  # the next analysis is due one interval after this
+    baseline: dict[str, float | None] | None = None  # the stable version's last full interval
     decisions: list[RolloutDecision] = Field(default_factory=list)
 
 

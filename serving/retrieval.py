@@ -56,6 +56,7 @@ def factorize(model: Recommender) -> Factors | None:
             # p_u · q_i + b_i == [p_u, 1] · [q_i, b_i]
             items = torch.cat([model.item_factors.weight, model.item_bias.weight], dim=1)
 
+            @torch.no_grad()
             def mf_users(users: Tensor, history: Tensor | None) -> Tensor:
                 p = model._users(users)
                 return torch.cat([p, torch.ones(len(p), 1, dtype=p.dtype)], dim=1)
@@ -64,6 +65,7 @@ def factorize(model: Recommender) -> Factors | None:
         if isinstance(model, TwoTower):
             items = model.item_vectors()
 
+            @torch.no_grad()
             def tower_users(users: Tensor, history: Tensor | None) -> Tensor:
                 return model.user_vectors(users, history) / model.temperature
 
@@ -72,6 +74,7 @@ def factorize(model: Recommender) -> Factors | None:
         if isinstance(model, SequenceRecommender):
             items = model._catalogue()
 
+            @torch.no_grad()
             def sequence_users(users: Tensor, history: Tensor | None) -> Tensor:
                 if history is None:
                     raise ValueError("sequence models need the user's history")
@@ -82,6 +85,7 @@ def factorize(model: Recommender) -> Factors | None:
         if isinstance(model, Popularity):
             counts = model.counts[:, None]
 
+            @torch.no_grad()
             def constant_users(users: Tensor, history: Tensor | None) -> Tensor:
                 return torch.ones(len(users), 1)
 
@@ -118,7 +122,14 @@ class ExactIndex:
 
 
 class AnnIndex:
-    """A faiss inner-product index: IVF-Flat (fast to build) or HNSW (no training)."""
+    """A faiss index for maximum inner product: IVF-Flat (fast to build) or HNSW.
+
+    Inner product is turned into Euclidean distance first (Bachrach et al. 2014):
+    items get one more coordinate ``sqrt(M² - |x|²)`` (M: the largest norm) and
+    queries a 0, so every item has norm M and the nearest item is the one with
+    the largest inner product. Clustering and graph search are built for
+    distances; on raw inner products of unequal norms they lose recall.
+    """
 
     exact = False
 
@@ -138,30 +149,40 @@ class AnnIndex:
         vectors = np.ascontiguousarray(items, dtype=np.float32)
         self.n_items, dim = vectors.shape
         self.kind = kind
+        norms = np.einsum("ij,ij->i", vectors, vectors)
+        self._m2 = float(norms.max(initial=0.0))
+        extra = np.sqrt(np.maximum(self._m2 - norms, 0.0))[:, None].astype(np.float32)
+        augmented = np.ascontiguousarray(np.hstack([vectors, extra]))
         if kind == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index = faiss.IndexHNSWFlat(dim + 1, hnsw_m)
             index.hnsw.efConstruction = max(ef_search, 64)
-            index.add(vectors)
+            index.add(augmented)
             index.hnsw.efSearch = ef_search
         elif kind == "ivf":
             nlist = nlist or max(1, min(int(math.sqrt(self.n_items)), self.n_items // 40))
-            quantizer = faiss.IndexFlatIP(dim)
-            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            quantizer = faiss.IndexFlatL2(dim + 1)
+            index = faiss.IndexIVFFlat(quantizer, dim + 1, nlist)
             rng = np.random.default_rng(seed)
-            sample = vectors[rng.choice(self.n_items, min(self.n_items, 40 * nlist),
-                                        replace=False)]
+            sample = augmented[rng.choice(self.n_items, min(self.n_items, 40 * nlist),
+                                          replace=False)]
             index.cp.seed = seed
             index.train(sample)
-            index.add(vectors)
-            index.nprobe = nprobe or max(1, nlist // 16)
+            index.add(augmented)
+            index.nprobe = nprobe or max(1, nlist // 10)
         else:
             raise ConfigError(f"{ANN_KIND_ENV}: {kind!r} is not one of ['ivf', 'hnsw']")
         self._index = index
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, self.n_items)
-        scores, items = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return items.astype(np.int64), scores.astype(np.float32)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        padded = np.ascontiguousarray(np.hstack([queries, np.zeros((len(queries), 1),
+                                                                   np.float32)]))
+        distances, items = self._index.search(padded, k)
+        # |q - x'|² = |q|² + M² - 2 q·x  =>  q·x = (|q|² + M² - distance) / 2
+        q2 = np.einsum("ij,ij->i", queries, queries)[:, None]
+        scores = (q2 + self._m2 - distances) / 2
+        return items.astype(np.int64), np.where(items >= 0, scores, -np.inf).astype(np.float32)
 
 
 def ann_min_items() -> int:

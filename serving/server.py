@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from kuberec.components.package import resolve_model
-from kuberec.errors import KuberecError
+from kuberec.errors import ConfigError, KuberecError
 
 SERVICE = "kuberec.serving.service:Recommender"
 #: The environment variable that tells the service which model to load.
@@ -35,7 +35,11 @@ class ServingError(KuberecError):
 
 def resolve_reference(reference: str | Path) -> str:
     """What ``$KUBEREC_MODEL`` gets: a run directory as an absolute path, else a store tag."""
-    packaged = resolve_model(reference)
+    try:
+        packaged = resolve_model(reference)
+    except ValueError as exc:  # BentoML's tag parser on a string that is no tag (e.g. a path)
+        raise ConfigError(f"{reference} is neither a run directory, an exported model file, "
+                          f"nor a BentoML model tag ({exc})") from None
     if packaged.metadata.get("run_dir") is not None:
         return str(Path(packaged.metadata["run_dir"]).resolve())
     return packaged.tag
@@ -48,20 +52,24 @@ def start_server(
     *,
     env: Mapping[str, str] | None = None,
     log_path: Path | None = None,
+    capture: bool = True,
 ) -> subprocess.Popen[bytes]:
     """Launch ``bentoml serve`` for the model in its own process group; returns at once.
 
     Output goes to ``log_path`` (default: a temporary file, ``process.log_path``),
-    never to a pipe nobody reads. Pair with :func:`wait_ready` and :func:`stop_server`.
+    never to a pipe nobody reads; ``capture=False`` leaves it on this terminal.
+    Pair with :func:`wait_ready` and :func:`stop_server`.
     """
     environment = {**os.environ, **(env or {}), MODEL_ENV: resolve_reference(reference)}
     environment.setdefault("OMP_NUM_THREADS", "1")
+    command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port),
+               "--host", host]
+    if not capture:
+        return subprocess.Popen(command, env=environment, start_new_session=True)
     if log_path is None:
         handle, name = tempfile.mkstemp(prefix=f"kuberec-serve-{port}-", suffix=".log")
         os.close(handle)
         log_path = Path(name)
-    command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port),
-               "--host", host]
     with Path(log_path).open("ab") as log:
         process = subprocess.Popen(command, env=environment, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)

@@ -36,6 +36,7 @@ from kuberec.errors import ConfigError, KuberecError
 from kuberec.serving.canary.analysis import (
     Decision,
     RolloutPolicy,
+    RolloutState,
     VersionMetrics,
     evaluate_interval,
     start,
@@ -159,6 +160,11 @@ class LocalRollout:
         self._require("router", "canary")
         self._configure(shadow=shadow)
 
+    def inject_faults(self, faults: dict[str, dict[str, float]]) -> None:
+        """Router fault injection, e.g. ``{"canary": {"delay_ms": 300}}``; ``{}`` clears."""
+        self._require("router")
+        self._configure(faults=faults)
+
     def promote(self) -> str:
         """The canary becomes the stable version; the old stable server stops."""
         self._require("router", "canary")
@@ -221,14 +227,30 @@ class LocalRollout:
         on_decision: Callable[[Decision], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> list[Decision]:
-        """Deploy ``reference`` as a canary; walk the steps until promoted or rolled back.
+        """Deploy ``reference`` as a canary at the first step, then :meth:`drive` it."""
+        self.deploy_canary(reference, weight=policy.steps[0])
+        return self.drive(policy, interval_s=interval_s, on_decision=on_decision, sleep=sleep)
+
+    def drive(
+        self,
+        policy: RolloutPolicy,
+        *,
+        interval_s: float,
+        state: RolloutState | None = None,
+        on_decision: Callable[[Decision], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> list[Decision]:
+        """Walk the deployed canary through the steps until it is promoted or rolled back.
 
         One decision per interval, applied at once: advance (new weight),
-        promote, rollback, hold (fresh interval) or extend (the next interval
-        adds to this one).
+        promote, rollback, hold (a fresh interval) or extend (the next interval
+        adds to this one). The operator's reconcile loop does the same, one
+        interval per pass.
         """
-        state = start(policy)
-        self.deploy_canary(reference, weight=state.weight)
+        self._require("router", "canary")
+        state = state or start(policy)
+        if self.weight != state.weight:
+            self.set_weight(state.weight)
         decisions: list[Decision] = []
         before = self.snapshot()
         while state.phase == "Progressing":
@@ -250,13 +272,13 @@ class LocalRollout:
             elif decision.action == "advance":
                 self.set_weight(state.weight)
             if decision.action != "extend":
-                before = after
+                before = self.snapshot()
         return decisions
 
     # --- processes ------------------------------------------------------------------------------
 
     def _start(self, role: str, reference: str) -> ProcessRecord:
-        starter = self._start_server or _default_starter()
+        starter = self._start_server or _default_starter(self.state_dir)
         port = free_port(self.host)
         process = starter(reference, port, self.host)
         self._children[process.pid] = process
@@ -356,11 +378,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _default_starter() -> ServerStarter:
+def _default_starter(log_dir: Path) -> ServerStarter:
     from kuberec.serving.server import start_server
 
     def starter(reference: str, port: int, host: str) -> subprocess.Popen:
-        return start_server(reference, port=port, host=host)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        return start_server(reference, port=port, host=host, log_path=log_dir / f"{port}.log")
 
     return starter
 

@@ -128,11 +128,13 @@ def replay(
     impressions: ImpressionMode = "item",
     stop: threading.Event | None = None,
     timeout_s: float = 30.0,
+    report: ReplayReport | None = None,
 ) -> ReplayReport:
     """Send the visits at ``rate`` requests/s to ``url`` and their feedback; blocks until done.
 
     ``stop`` (set from another thread) ends the replay early; with ``limit`` None
     and a ``stop`` event the visits cycle until it is set (background traffic).
+    ``report``, when given, is filled as the replay goes (to watch it live).
     """
     if rate <= 0:
         raise ConfigError(f"--rate must be > 0 requests per second, got {rate}")
@@ -143,17 +145,23 @@ def replay(
     users = visits(held_out, limit)
     if limit is None and stop is not None:
         users = _cycle(users)  # type: ignore[assignment]
-    player = _Player(url.rstrip("/"), truth(held_out), k, impressions, timeout_s)
+    player = _Player(url.rstrip("/"), truth(held_out), k, impressions, timeout_s, report)
     return asyncio.run(player.run(users, rate, stop))
 
 
 class _Player:
     def __init__(
-        self, url: str, truth: dict[str, set[str]], k: int, mode: ImpressionMode, timeout_s: float
+        self,
+        url: str,
+        truth: dict[str, set[str]],
+        k: int,
+        mode: ImpressionMode,
+        timeout_s: float,
+        report: ReplayReport | None,
     ) -> None:
         self.url, self.truth, self.k, self.mode = url, truth, k, mode
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self.report = ReplayReport()
+        self.report = report if report is not None else ReplayReport()
 
     async def run(
         self, users: Iterable[object], rate: float, stop: threading.Event | None

@@ -14,8 +14,11 @@ the candidate in the background; its answers are never returned, only compared
 (overlap@K of the item lists, latency of both) on ``/router/shadow``.
 
 Admin: ``GET /router/state``, ``POST /router/config`` with any of ``stable``,
-``canary`` (a URL or null), ``weight`` (0..100), ``shadow`` (bool); a header
-``X-Kuberec-Track: stable|canary`` pins one request to a track (diagnostics).
+``canary`` (a URL or null), ``weight`` (0..100), ``shadow`` (bool) and
+``faults`` (``{"canary": {"delay_ms": 300, "abort_rate": 0.5}}``: injected
+delay and 503s per track, as a service mesh's fault injection, to rehearse a
+rollback); a header ``X-Kuberec-Track: stable|canary`` pins one request to a
+track (diagnostics).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import time
 from collections import OrderedDict, deque
 from typing import Any
@@ -66,6 +70,7 @@ class Router:
         self.shadow = False
         self.salt = salt
         self.timeout_s = timeout_s
+        self.faults: dict[str, dict[str, float]] = {}
         self.configure(canary=canary, weight=weight, shadow=shadow)
         self._served_by: OrderedDict[str, Track] = OrderedDict()
         self._session: aiohttp.ClientSession | None = None
@@ -77,7 +82,7 @@ class Router:
 
     def configure(self, **changes: Any) -> dict[str, Any]:
         """Change backends, weight or shadow mode at run time; returns the new state."""
-        unknown = set(changes) - {"stable", "canary", "weight", "shadow"}
+        unknown = set(changes) - {"stable", "canary", "weight", "shadow", "faults"}
         if unknown:
             raise ConfigError(f"unknown router setting(s): {sorted(unknown)}")
         if changes.get("stable") is not None:
@@ -86,11 +91,14 @@ class Router:
             canary = changes["canary"]
             if canary != self.backends["canary"]:
                 self._reset_shadow()
+                self.faults.pop("canary", None)
             self.backends["canary"] = str(canary).rstrip("/") if canary else None
         if changes.get("weight") is not None:
             self.weight = check_weight(changes["weight"])
         if changes.get("shadow") is not None:
             self.shadow = bool(changes["shadow"])
+        if changes.get("faults") is not None:
+            self.faults = _check_faults(changes["faults"])
         if self.backends["canary"] is None:
             self.weight, self.shadow = 0, False
         return self.state()
@@ -101,6 +109,7 @@ class Router:
             "canary": self.backends["canary"],
             "weight": self.weight,
             "shadow": self.shadow,
+            "faults": self.faults,
         }
 
     def track_for(self, user_id: object) -> Track:
@@ -194,6 +203,13 @@ class Router:
         base = self.backends[track]
         if base is None:  # feedback for a canary that has been removed
             return 410, {"Content-Type": "application/json"}, b'{"error": "version removed"}'
+        fault = self.faults.get(track)
+        if fault and not _is_probe(request.path):
+            if fault.get("delay_ms"):
+                await asyncio.sleep(fault["delay_ms"] / 1000.0)
+            if random.random() < fault.get("abort_rate", 0.0):
+                message = json.dumps({"error": f"injected fault on {track}"}).encode()
+                return 503, {"Content-Type": "application/json"}, message
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         headers.pop(TRACK_HEADER, None)
         assert self._session is not None
@@ -244,7 +260,7 @@ class Router:
     def _record(
         self, track: str, endpoint: str, status: int, seconds: float, payload: dict | None
     ) -> None:
-        if endpoint.startswith(("/metrics", "/healthz", "/readyz", "/livez")):
+        if _is_probe(endpoint):
             return
         self._requests.labels(track, endpoint).inc()
         self._latency.labels(track, endpoint).observe(seconds)
@@ -295,6 +311,28 @@ class Router:
             "shadow_p50_ms": _percentile(s["shadow_ms"], 50),
             "shadow_p95_ms": _percentile(s["shadow_ms"], 95),
         }
+
+
+def _is_probe(path: str) -> bool:
+    return path.startswith(("/metrics", "/healthz", "/readyz", "/livez"))
+
+
+def _check_faults(faults: object) -> dict[str, dict[str, float]]:
+    """``{track: {"delay_ms": >= 0, "abort_rate": 0..1}}``; ``{}`` clears them."""
+    if not isinstance(faults, dict):
+        raise ConfigError("faults must be an object like {\"canary\": {\"delay_ms\": 300}}")
+    checked: dict[str, dict[str, float]] = {}
+    for track, fault in faults.items():
+        if track not in ("stable", "canary") or not isinstance(fault, dict):
+            raise ConfigError(f"faults: {track!r} is not a track (stable, canary) with settings")
+        unknown = set(fault) - {"delay_ms", "abort_rate"}
+        if unknown:
+            raise ConfigError(f"faults.{track}: unknown setting(s) {sorted(unknown)}")
+        delay, rate = float(fault.get("delay_ms", 0.0)), float(fault.get("abort_rate", 0.0))
+        if delay < 0 or not 0 <= rate <= 1:
+            raise ConfigError(f"faults.{track}: delay_ms must be >= 0 and abort_rate in 0..1")
+        checked[track] = {"delay_ms": delay, "abort_rate": rate}
+    return checked
 
 
 def _json_object(body: bytes) -> dict | None:

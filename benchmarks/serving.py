@@ -1,0 +1,270 @@
+"""Serving benchmark: /recommend latency and throughput, BentoML beside plain FastAPI + torch.
+
+Two catalogues, measured in the same run:
+
+- ``ml-100k``: the default model (EASE-T) trained on MovieLens 100K (1,682 items);
+- ``synthetic-1M``: a matrix-factorisation model over 1,000,000 synthetic items
+  (32-d item factors drawn around 256 cluster centres, as learned embeddings
+  cluster; users from the synthetic generator). Its weights are not trained: a
+  latency benchmark needs the shapes, not the quality.
+
+For each, the kuberec BentoML service (adaptive batching, and a faiss index at
+1M items since that is above ``KUBEREC_ANN_MIN_ITEMS``) and a minimal FastAPI +
+torch server of the same model (one request at a time through ``model.score``,
+seen items masked, ``torch.topk``; no batching, no index) each take closed-loop
+load from 1, 8 and 32 concurrent clients for a few seconds per cell. Then ANN
+against exact top-10 at 1M items, in-process: speed per query and recall@10.
+
+The load generator shares the machine with the servers, so absolute figures on
+a 2-core machine are pessimistic; the side-by-side ratios are the point. Run
+from the repository root::
+
+    python benchmarks/serving.py                 # ~4 minutes on 2 cores
+    python benchmarks/serving.py --seconds 2 --skip-1m
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = ROOT.parent / "shared" / "datasets"
+CONCURRENCY = (1, 8, 32)
+
+
+# --- models --------------------------------------------------------------------------
+def ml100k_run(workdir: Path) -> Path:
+    from kuberec.components.datasets.movielens import load_movielens
+    from kuberec.components.train.run import train_run
+    from kuberec.components.train.settings import TrainSettings
+
+    out = workdir / "ml100k-ease_t"
+    train_run(load_movielens("ml-100k"), out, model_type="ease_t",
+              settings=TrainSettings(backend="local"), source={"spec": {"movielens": "ml-100k"}})
+    return out
+
+
+def synthetic_1m_run(workdir: Path, n_items: int = 1_000_000, dim: int = 32) -> Path:
+    """A kuberec-model/1 run directory holding an MF model over ``n_items`` items."""
+    import torch
+
+    from kuberec.components.datasets.synthetic import SyntheticSpec, generate
+    from kuberec.components.models import create_model, save_model
+    from kuberec.components.models.encoded import EncodedData
+    from kuberec.serving.retrieval import clustered_catalogue
+
+    data = EncodedData.from_dataset(generate(SyntheticSpec(2_000, n_items, 100_000, seed=7)))
+    model = create_model("mf", data.schema, {"dim": dim})
+    items = clustered_catalogue(n_items, dim, seed=7)
+    rng = np.random.default_rng(8)
+    users = items[rng.integers(0, n_items, data.n_users + 1)]
+    users += rng.standard_normal(users.shape).astype(np.float32) * 0.5
+    with torch.no_grad():
+        model.item_factors.weight.copy_(torch.from_numpy(items))
+        model.user_factors.weight.copy_(torch.from_numpy(users))
+    out = workdir / "synthetic-1m-mf"
+    save_model(model, "mf", {"dim": dim}, data, out / "model")
+    return out
+
+
+# --- the plain FastAPI + torch baseline ------------------------------------------------
+def baseline_main(run_dir: str, port: int) -> None:
+    """``uvicorn`` serving ``POST /recommend`` one request at a time."""
+    import torch
+    import uvicorn
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+
+    from kuberec.components.models import load_model
+
+    loaded = load_model(Path(run_dir) / "model")
+    model = loaded.model
+    app = FastAPI()
+
+    class Body(BaseModel):
+        user_id: int | str
+        k: int = 10
+
+    @app.post("/recommend")
+    def recommend(body: Body) -> dict[str, Any]:
+        user = int(loaded.user_index.encode([body.user_id], unknown=-1)[0])
+        seen = loaded.history.of(user) if user >= 0 else np.zeros(0, np.int64)
+        history = None
+        if model.history_length != 0:
+            history = torch.as_tensor(loaded.history.recent([user], model.history_length))
+        with torch.no_grad():
+            scores = model.score(torch.tensor([user]), history)[0].clone()
+        scores[torch.as_tensor(seen)] = -torch.inf
+        values, index = torch.topk(scores, body.k)
+        ids = loaded.item_index.decode(index.tolist())
+        return {"items": [{"item_id": int(i) if isinstance(i, int | np.integer) else str(i),
+                           "score": float(v)} for i, v in zip(ids, values.tolist(), strict=True)]}
+
+    @app.get("/readyz")
+    def ready() -> dict[str, bool]:
+        return {"ready": True}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def start_baseline(run_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    handle, log = tempfile.mkstemp(prefix="kuberec-baseline-", suffix=".log")
+    try:
+        return subprocess.Popen(
+            [sys.executable, __file__, "--baseline-server", str(run_dir), "--port", str(port)],
+            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+    finally:
+        os.close(handle)
+
+
+# --- load ------------------------------------------------------------------------------
+async def closed_loop(url: str, users: list[Any], concurrency: int, seconds: float
+                      ) -> dict[str, float]:
+    """``concurrency`` clients, each sending its next request when the last one answers."""
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+
+        async def worker(offset: int) -> None:
+            nonlocal errors
+            i = offset
+            while time.perf_counter() < stop:
+                body = {"user_id": users[i % len(users)], "k": 10}
+                start = time.perf_counter()
+                response = await client.post("/recommend", json=body)
+                latencies.append(time.perf_counter() - start)
+                errors += response.status_code != 200
+                i += concurrency
+
+        # warm-up, not measured
+        await client.post("/recommend", json={"user_id": users[0], "k": 10})
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(j) for j in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    ms = np.asarray(latencies) * 1e3
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "rps": len(ms) / elapsed, "errors": errors, "requests": len(ms)}
+
+
+def measure(name: str, run_dir: Path, users: list[Any], seconds: float) -> list[dict[str, Any]]:
+    from kuberec.serving.server import free_port, start_server, stop_server, wait_ready
+
+    rows: list[dict[str, Any]] = []
+    for server in ("bentoml", "fastapi"):
+        port = free_port()
+        process = (start_server(run_dir, port) if server == "bentoml"
+                   else start_baseline(run_dir, port))
+        try:
+            wait_ready(f"http://127.0.0.1:{port}", timeout=300, process=process)
+            for concurrency in CONCURRENCY:
+                result = asyncio.run(closed_loop(f"http://127.0.0.1:{port}", users,
+                                                 concurrency, seconds))
+                rows.append({"catalogue": name, "server": server,
+                             "concurrency": concurrency, **result})
+                print(json.dumps(rows[-1]), flush=True)
+        finally:
+            stop_server(process)
+    return rows
+
+
+def ann_versus_exact(run_dir: Path, n_queries: int = 500) -> dict[str, float]:
+    import torch
+
+    from kuberec.components.models import load_model
+    from kuberec.serving.retrieval import AnnIndex, ExactIndex, factorize, recall_at_k
+
+    loaded = load_model(run_dir / "model")
+    factors = factorize(loaded.model)
+    assert factors is not None
+    began = time.perf_counter()
+    ann = AnnIndex(factors.items)
+    build = time.perf_counter() - began
+    exact = ExactIndex(factors.items)
+    users = torch.arange(min(n_queries, loaded.schema.n_users))
+    queries = factors.user_vectors(users, None).numpy()
+    timings = {}
+    for name, index in (("exact", exact), ("ann", ann)):
+        began = time.perf_counter()
+        for row in queries:  # one query at a time, as a request is served
+            index.search(row[None, :], 10)
+        timings[name] = (time.perf_counter() - began) / len(queries) * 1e3
+    return {"items": factors.items.shape[0], "build_s": build,
+            "exact_ms_per_query": timings["exact"], "ann_ms_per_query": timings["ann"],
+            "speedup": timings["exact"] / timings["ann"],
+            "recall_at_10": recall_at_k(ann, exact, queries, 10)}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (f"{'catalogue':<13} {'conc':>4} | {'bentoml p50':>11} {'p99':>8} {'req/s':>7} | "
+            f"{'fastapi p50':>11} {'p99':>8} {'req/s':>7} | {'req/s ratio':>11}")
+    lines = [head, "-" * len(head)]
+    keyed = {(r["catalogue"], r["server"], r["concurrency"]): r for r in rows}
+    for catalogue in dict.fromkeys(r["catalogue"] for r in rows):
+        for c in CONCURRENCY:
+            b, f = keyed.get((catalogue, "bentoml", c)), keyed.get((catalogue, "fastapi", c))
+            if b is None or f is None:
+                continue
+            lines.append(
+                f"{catalogue:<13} {c:>4} | {b['p50_ms']:>9.1f}ms {b['p99_ms']:>6.1f}ms "
+                f"{b['rps']:>7.1f} | {f['p50_ms']:>9.1f}ms {f['p99_ms']:>6.1f}ms {f['rps']:>7.1f}"
+                f" | {b['rps'] / f['rps']:>10.2f}x")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="load per cell")
+    parser.add_argument("--skip-1m", action="store_true", help="only ml-100k")
+    parser.add_argument("--baseline-server", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_server:
+        baseline_main(args.baseline_server, args.port)
+        return 0
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("KUBEREC_DATA_DIR", str(DATA_DIR))
+    workdir = Path(tempfile.mkdtemp(prefix="kuberec-serving-bench-"))
+    os.environ.setdefault("BENTOML_HOME", str(workdir / "bentoml"))
+    from kuberec.components.models import load_model
+
+    rows: list[dict[str, Any]] = []
+    catalogues = [("ml-100k", ml100k_run(workdir))]
+    if not args.skip_1m:
+        catalogues.append(("synthetic-1M", synthetic_1m_run(workdir)))
+    ann: dict[str, float] | None = None
+    for name, run in catalogues:
+        ids = load_model(run / "model").user_index.ids.tolist()
+        users = [int(u) if isinstance(u, int | np.integer) else str(u) for u in ids]
+        rows += measure(name, run, users, args.seconds)
+        if name == "synthetic-1M":
+            ann = ann_versus_exact(run)
+    print()
+    print(table(rows))
+    if ann is not None:
+        print()
+        print(f"ANN (faiss IVF-Flat) vs exact top-10 at {ann['items']:,} items, one query at a "
+              f"time: exact {ann['exact_ms_per_query']:.2f} ms, ANN "
+              f"{ann['ann_ms_per_query']:.3f} ms ({ann['speedup']:.0f}x faster), "
+              f"recall@10 {ann['recall_at_10']:.3f}, index built in {ann['build_s']:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""What ``kuberec run`` shows: a one-line progress text per pass, and the final summary table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from kuberec.operator.loop import Pass
+from kuberec.operator.spec import RecommenderJob
+from kuberec.operator.status import JobStatus
+
+
+def describe_pass(job: RecommenderJob, result: Pass) -> str:
+    status = result.status
+    text = f"[bold]{job.metadata.name}[/]: {status.phase}"
+    run = status.pipeline_run
+    if run is not None and run.state == "Running":
+        text += f" · pipeline run {run.key} · step {run.step or 'starting'}"
+    if status.rollout is not None:
+        text += f" · canary at {status.rollout.weight}%"
+    return text
+
+
+def summary_table(job: RecommenderJob, status: JobStatus, workdir: Path) -> Table:
+    table = Table(title=f"RecommenderJob {job.metadata.name}: {status.phase}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    gate = status.gate
+    if gate is not None:
+        verdict = "[green]accepted[/]" if gate.accepted else "[red]rejected[/]"
+        table.add_row("gate", f"{verdict}: " + "; ".join(gate.reasons))
+    champion, challenger = status.champion, status.challenger
+    names = sorted({*(champion.metrics if champion else {}),
+                    *(challenger.metrics if challenger else {})})  # fmt: skip
+    for name in names:
+        has = challenger is not None and name in challenger.metrics
+        ours = f"{challenger.metrics[name]:.4f}" if has else ""  # type: ignore[union-attr]
+        theirs = f"{champion.metrics[name]:.4f}" if champion and name in champion.metrics else ""
+        row = f"champion {theirs or '-'}" + (f" · challenger {ours}" if ours else "")
+        table.add_row(name.replace("At", "@"), row)
+    if champion is not None:
+        table.add_row("champion", f"{champion.version} ({champion.model_type})")
+        table.add_row("model artifact", champion.uri)
+    if challenger is not None:
+        table.add_row("challenger", f"{challenger.version} ({challenger.model_type})")
+    run = status.pipeline_run
+    if run is not None:
+        detail = f" · {run.message}" if run.message else ""
+        table.add_row("pipeline run", f"{run.key} · {run.state}{detail}")
+        if run.log:
+            table.add_row("log", run.log)
+        report = _report(workdir, run.key)
+        if report:
+            table.add_row("report", str(report))
+    if status.url:
+        table.add_row("url", f"{status.url}  (POST /recommend; `kuberec stop {job.metadata.name}`)")
+    table.add_row("status", str(workdir / "status.json"))
+    return table
+
+
+def _report(workdir: Path, key: str) -> Path | None:
+    found = sorted((workdir / "pipeline-root").glob("*/evaluate/report"))
+    return found[-1] if found else None

@@ -1,0 +1,89 @@
+"""Drive the reconcile function on a platform until the job settles (the local operator).
+
+One pass: observe, reconcile, execute the actions, store the status. The
+Kubernetes operator runs the same pass from kopf handlers and timers; here a
+plain loop repeats it every ``poll_s`` until nothing is in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from kuberec.errors import KuberecError
+from kuberec.operator.actions import Action
+from kuberec.operator.local_store import load_status, save_status, with_generation
+from kuberec.operator.observations import Observations
+from kuberec.operator.reconcile import reconcile
+from kuberec.operator.spec import RecommenderJob
+from kuberec.operator.status import JobStatus
+
+SETTLED = ("Serving", "Rejected", "Failed", "Suspended")
+
+
+class Platform(Protocol):
+    def observe(self, job: RecommenderJob, status: JobStatus) -> Observations: ...
+
+    def execute(self, job: RecommenderJob, action: Action) -> None: ...
+
+
+class LoopTimeout(KuberecError):
+    """The job did not settle in time."""
+
+
+@dataclass(frozen=True)
+class Pass:
+    status: JobStatus
+    actions: list[Action]
+    observations: Observations
+
+
+def reconcile_once(job: RecommenderJob, status: JobStatus, platform: Platform) -> Pass:
+    job = job.model_copy(update={"status": status})
+    observations = platform.observe(job, status)
+    actions, new_status = reconcile(job, observations)
+    for action in actions:
+        platform.execute(job, action)
+    return Pass(new_status, actions, observations)
+
+
+def settled(result: Pass) -> bool:
+    status = result.status
+    running = status.pipeline_run is not None and status.pipeline_run.state == "Running"
+    return (
+        not result.actions and not running and status.rollout is None and status.phase in SETTLED
+    )
+
+
+def run_until_settled(
+    job: RecommenderJob,
+    platform: Platform,
+    workdir: Path,
+    *,
+    poll_s: float = 1.0,
+    timeout_s: float = 3600.0,
+    on_pass: Callable[[Pass], None] | None = None,
+) -> JobStatus:
+    """Reconcile until settled; the status is saved after every pass (a crash loses nothing)."""
+    job = with_generation(workdir, job)
+    status = load_status(workdir) or JobStatus()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = reconcile_once(job, status, platform)
+        if result.status != status:
+            save_status(workdir, job, result.status)
+        status = result.status
+        if on_pass is not None:
+            on_pass(result)
+        if settled(result):
+            return status
+        if time.monotonic() > deadline:
+            raise LoopTimeout(
+                f"{job.metadata.name} did not settle within {timeout_s:.0f}s "
+                f"(phase {status.phase}); `kuberec run` again resumes it"
+            )
+        if not result.actions:
+            time.sleep(poll_s)

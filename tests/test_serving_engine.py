@@ -1,0 +1,91 @@
+"""The serving logic in-process: id matching, cold-start fallback, explanations, ANN path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kuberec.components.datasets.canonical import Dataset
+from kuberec.components.train.run import train_run
+from kuberec.components.train.settings import TrainSettings
+from kuberec.serving.engine import Engine, Query
+
+
+@pytest.fixture(scope="module")
+def ease_run(ml100k: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("serving-engine") / "ease"
+    train_run(ml100k, out, model_type="ease_t", settings=TrainSettings(backend="local"),
+              source={"spec": {"movielens": "ml-100k"}})
+    return out
+
+
+@pytest.fixture(scope="module")
+def engine(ease_run: Path) -> Engine:
+    return Engine.load(ease_run)
+
+
+def test_string_and_number_ids_name_the_same_user_and_item(engine: Engine) -> None:
+    assert engine.user("1") == engine.user(1) >= 0
+    assert engine.items(["50"])[0].tolist() == engine.items([50])[0].tolist()
+
+
+def test_an_id_with_a_leading_zero_is_not_the_integer(engine: Engine) -> None:
+    assert engine.user("001") == -1
+
+
+def test_unknown_items_are_reported_not_fatal(engine: Engine) -> None:
+    known, unknown = engine.items([1, "nope", 99_999])
+    assert len(known) == 1
+    assert unknown == ["nope", 99_999]
+
+
+def test_a_cold_user_gets_the_popular_items_flagged_as_fallback(engine: Engine) -> None:
+    [ranked] = engine.rank([Query(user=-1, k=5)])
+    assert ranked.fallback
+    assert ranked.items.tolist() == engine.popular_order[:5].tolist()
+
+
+def test_a_cold_user_with_recent_items_gets_a_personal_list(engine: Engine) -> None:
+    star_wars = int(engine.items([50])[0][0])
+    [ranked] = engine.rank([Query(user=-1, recent=(star_wars,), k=5)])
+    assert not ranked.fallback
+    assert star_wars not in ranked.items.tolist()
+    assert engine.explain(ranked)[0] == "because you liked Star Wars (1977)"
+
+
+def test_seen_items_are_excluded_unless_asked_otherwise(engine: Engine) -> None:
+    user = engine.user(1)
+    seen = set(engine.loaded.history.of(user).tolist())
+    [kept, everything] = engine.rank([Query(user, k=50), Query(user, k=50, exclude_seen=False)])
+    assert not seen & set(kept.items.tolist())
+    assert seen & set(everything.items.tolist())
+
+
+def test_a_genre_filter_keeps_only_items_of_that_genre(engine: Engine) -> None:
+    [ranked] = engine.rank([Query(engine.user(1), k=10, genres=("Documentary",))])
+    column = engine.loaded.encodings.genres.index("Documentary")
+    assert len(ranked.items) == 10
+    assert engine.loaded.item_genres[ranked.items, column].all()
+
+
+def test_explanations_name_an_item_from_the_users_history(engine: Engine) -> None:
+    user = engine.user(1)
+    [ranked] = engine.rank([Query(user, k=3)])
+    titles = {engine.titles[i] for i in engine.loaded.history.of(user)}
+    for sentence in engine.explain(ranked):
+        assert sentence.removeprefix("because you liked ") in titles
+
+
+def test_ann_retrieval_agrees_with_exact_for_a_dot_product_model(
+    ml100k: Dataset, tmp_path: Path
+) -> None:
+    run = tmp_path / "mf"
+    train_run(ml100k, run, model_type="mf", hparams={"dim": 16},
+              settings=TrainSettings(backend="local", epochs=1))
+    exact, ann = Engine.load(run), Engine.load(run, ann_min_items=1)
+    users = [Query(u, k=10) for u in range(0, 900, 9)]
+    overlap = [len(set(a.items.tolist()) & set(e.items.tolist())) / 10
+               for a, e in zip(ann.rank(users), exact.rank(users), strict=True)]
+    assert np.mean(overlap) >= 0.9
