@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT.parent / "shared" / "datasets"
@@ -79,12 +80,16 @@ def synthetic_1m_run(workdir: Path, n_items: int = 1_000_000, dim: int = 32) -> 
 
 
 # --- the plain FastAPI + torch baseline ------------------------------------------------
+class BaselineBody(BaseModel):
+    user_id: int | str
+    k: int = 10
+
+
 def baseline_main(run_dir: str, port: int) -> None:
     """``uvicorn`` serving ``POST /recommend`` one request at a time."""
     import torch
     import uvicorn
     from fastapi import FastAPI
-    from pydantic import BaseModel
 
     from kuberec.components.models import load_model
 
@@ -92,12 +97,8 @@ def baseline_main(run_dir: str, port: int) -> None:
     model = loaded.model
     app = FastAPI()
 
-    class Body(BaseModel):
-        user_id: int | str
-        k: int = 10
-
     @app.post("/recommend")
-    def recommend(body: Body) -> dict[str, Any]:
+    def recommend(body: BaselineBody) -> dict[str, Any]:
         user = int(loaded.user_index.encode([body.user_id], unknown=-1)[0])
         seen = loaded.history.of(user) if user >= 0 else np.zeros(0, np.int64)
         history = None
@@ -119,7 +120,7 @@ def baseline_main(run_dir: str, port: int) -> None:
 
 
 def start_baseline(run_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    handle, log = tempfile.mkstemp(prefix="kuberec-baseline-", suffix=".log")
+    handle, _log = tempfile.mkstemp(prefix="kuberec-baseline-", suffix=".log")
     try:
         return subprocess.Popen(
             [sys.executable, __file__, "--baseline-server", str(run_dir), "--port", str(port)],

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: History items compared per explanation (the most recent ones): bounds the cost.
 MAX_HISTORY = 200
+#: Up to this many item x user cells, co-occurrence vectors are kept dense (float32).
+DENSE_CELLS = 20_000_000
 
 
 class Similarity:
@@ -45,8 +47,11 @@ class Similarity:
             columns = history.seen_matrix().T.tocsr()  # items x users
             norms = np.sqrt(np.asarray(columns.multiply(columns).sum(axis=1)).ravel())
             inverse = np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0)
-            self._sparse = sp.csr_matrix(sp.diags(inverse.astype(np.float32)) @ columns)
-            self._dense = None
+            normalised = sp.csr_matrix(sp.diags(inverse.astype(np.float32)) @ columns)
+            # Small catalogues: a dense matrix makes each explanation one small product.
+            dense = normalised.shape[0] * normalised.shape[1] <= DENSE_CELLS
+            self._dense = normalised.toarray() if dense else None
+            self._sparse = None if dense else normalised
             self.kind = "co-occurrence"
 
     def between(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -104,6 +104,21 @@ class Recommender:
         metrics.set_model_version(engine.version, engine.loaded.model_type)
         self._engine = engine
 
+    async def _call_ranker(self, method: str, batch: list[dict[str, Any]]) -> list[Any]:
+        """Call the ranker, retrying once when a pooled connection was closed under us.
+
+        BentoML's internal client keeps connections alive longer than the ranker's
+        server does (bentoml/BentoML#4971), so a reused connection can be gone.
+        """
+        import aiohttp
+
+        client = self.ranker.to_async
+        try:
+            return await getattr(client, method)(batch)
+        except aiohttp.ClientConnectionError:
+            log.warning("connection to the ranker dropped; retrying once")
+            return await getattr(client, method)(batch)
+
     def __is_ready__(self) -> bool:
         return self._engine is not None
 
@@ -122,7 +137,7 @@ class Recommender:
                            request.exclude_seen, request.filters and request.filters.genres)
         except RequestError as exc:
             return _unprocessable(exc)  # type: ignore[return-value]
-        [answer] = await self.ranker.to_async.rank([query.to_dict()])
+        [answer] = await self._call_ranker("rank", [query.to_dict()])
         ranked = Ranked(_indices(answer["items"]), answer["scores"], answer["fallback"],
                         engine.history(query))
         if ranked.fallback:
@@ -160,8 +175,8 @@ class Recommender:
         scores: list[float] = []
         fallback = engine.is_fallback(query)
         if len(items):
-            [answer] = await self.ranker.to_async.score(
-                [{"query": query.to_dict(), "items": items.tolist()}])
+            [answer] = await self._call_ranker(
+                "score", [{"query": query.to_dict(), "items": items.tolist()}])
             scores, fallback = answer["scores"], answer["fallback"]
         if fallback:
             metrics.count_fallback("/score")

@@ -20,13 +20,13 @@ import pytest
 
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.serving.canary.analysis import RolloutPolicy, Thresholds
-from kuberec.serving.canary.local import LocalRollout
+from kuberec.serving.canary.local import LocalRollout, process_tree
 from kuberec.serving.canary.replay import ReplayReport, replay
 
 pytestmark = pytest.mark.slow
 
-INTERVAL_S = 3.0
-RATE = 40.0  # requests/s, each with its impressions and clicks
+INTERVAL_S = 4.0
+RATE = 25.0  # requests/s, each with its impressions and clicks
 POLICY = RolloutPolicy(
     steps=(25, 50, 100),
     thresholds=Thresholds(
@@ -126,7 +126,8 @@ def test_a_candidate_that_errors_is_rolled_back_within_the_first_steps_share(
     platform: LocalRollout, runs: Runs, traffic: ReplayReport
 ) -> None:
     platform.deploy_canary(runs.stable, weight=POLICY.steps[0])
-    os.killpg(platform.records["canary"].pid, signal.SIGKILL)  # the canary dies under load
+    for pid in process_tree(platform.records["canary"].pid):  # the canary dies under load
+        os.kill(pid, signal.SIGKILL)
     requests, errors = traffic.requests, traffic.errors
     decisions = platform.drive(POLICY, interval_s=INTERVAL_S)
     failed, sent = traffic.errors - errors, traffic.requests - requests

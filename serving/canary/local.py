@@ -314,20 +314,29 @@ class LocalRollout:
         return record
 
     def _stop(self, record: ProcessRecord, timeout_s: float = 20.0) -> None:
+        """TERM the process (its group when it leads one), then KILL what is left of its tree.
+
+        ``bentoml serve`` runs its workers in sessions of their own: a KILL of
+        the arbiter alone would leave them serving, so the tree is collected
+        first and every remaining member is killed after the grace period.
+        """
         child = self._children.pop(record.pid, None)
         if child is not None and child.poll() is not None:
             return
         if child is None and not record.alive():
             return  # gone, or the pid now belongs to someone else
+        tree = process_tree(record.pid)
         _signal(record.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if child is not None and child.poll() is not None:
-                return
+                break
             if child is None and not record.alive():
-                return
+                break
             time.sleep(0.1)
-        _signal(record.pid, signal.SIGKILL)
+        for pid in tree:
+            if _cmdline(pid):
+                _signal(pid, signal.SIGKILL)
         if child is not None:
             child.wait(timeout=5)
 
@@ -430,6 +439,26 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
     except OSError:
         return ""
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from ``/proc``), parents first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop(0)
+        tree.append(current)
+        queue.extend(children.get(current, []))
+    return tree
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
