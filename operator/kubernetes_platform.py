@@ -137,7 +137,8 @@ class KubernetesPlatform:
         )  # fmt: skip
         run_id = self.runs().submit(job, context)
         fingerprint = self._fingerprints.get(_ref(job))
-        if fingerprint is not None and _annotations(job).get(TRAINED_DATA_ANNOTATION) != fingerprint:
+        recorded = _annotations(job).get(TRAINED_DATA_ANNOTATION)
+        if fingerprint is not None and recorded != fingerprint:
             body = {"metadata": {"annotations": {TRAINED_DATA_ANNOTATION: fingerprint}}}
             self._call(self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace,
                        PLURAL, name, body)  # fmt: skip
@@ -356,9 +357,12 @@ def _replicas(deployment: Any) -> int:
 
 
 def _ready(deployment: Any) -> bool:
-    """Available: at least one ready pod of the current generation (or scaled to zero)."""
+    """Rolled out: the current generation observed, and a ready pod of it (or scaled to zero)."""
     status = deployment.status
     if status is None:
         return False
     current = (status.observed_generation or 0) >= (deployment.metadata.generation or 0)
-    return current and (_replicas(deployment) == 0 or (status.ready_replicas or 0) >= 1)
+    if _replicas(deployment) == 0:
+        return current
+    updated = (status.updated_replicas or 0) >= 1
+    return current and updated and (status.ready_replicas or 0) >= 1

@@ -53,7 +53,7 @@ class KfpStandIn:
             if tasks is not None:
                 run["run_details"] = {"task_details": tasks}
 
-    # --- the API -----------------------------------------------------------------------------------
+    # --- the API ---------------------------------------------------------------------------
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], body: Any
                ) -> tuple[int, dict[str, Any]]:  # fmt: skip
@@ -132,13 +132,13 @@ def _handler(standin: KfpStandIn) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._serve("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._serve("POST")
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     return Handler

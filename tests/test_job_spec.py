@@ -60,3 +60,48 @@ def test_not_yaml_is_reported_as_such(tmp_path: Path) -> None:
     path.write_text("spec: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_job(path)
+
+
+def test_canary_steps_must_increase(tmp_path: Path) -> None:
+    path = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
+                          "  serving: {canary: {steps: [10, 50, 25]}}\n")  # fmt: skip
+    rule = r"spec.serving.canary: steps: must be strictly increasing"
+    with pytest.raises(ConfigError, match=rule):
+        load_job(path)
+
+
+def test_a_canary_step_above_100_percent_is_refused(tmp_path: Path) -> None:
+    path = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
+                          "  serving: {canary: {steps: [10, 150]}}\n")  # fmt: skip
+    rule = r"spec.serving.canary.steps.1: .*less than or equal to 100"
+    with pytest.raises(ConfigError, match=rule):
+        load_job(path)
+
+
+def test_a_gate_on_an_unknown_metric_lists_the_metrics(tmp_path: Path) -> None:
+    path = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
+                          "  evaluation: {gates: {minMetrics: {auc@10: 0.5}}}\n")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"spec.evaluation: gates.minMetrics: 'auc@10' .*ndcg@K"):
+        load_job(path)
+
+
+def test_the_local_backend_refuses_several_workers(tmp_path: Path) -> None:
+    path = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
+                          "  training: {backend: local, workers: 2}\n")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"spec.training: the local backend runs one worker"):
+        load_job(path)
+
+
+def test_a_malformed_interval_names_the_pattern(tmp_path: Path) -> None:
+    path = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
+                          "  serving: {canary: {interval: soon}}\n")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"spec.serving.canary.interval: .*pattern"):
+        load_job(path)
+
+
+def test_camel_case_fields_map_to_the_python_names(tmp_path: Path) -> None:
+    path = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
+                          "  training: {retrainOn: {minNewInteractions: 500},"
+                          " schedule: '0 3 * * *'}\n")  # fmt: skip
+    training = load_job(path).spec.training
+    assert training.retrain_on.min_new_interactions == 500 and training.schedule == "0 3 * * *"

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kuberec.operator.actions import DeployStable, LaunchRun, Promote, Rollback, SetWeight, StartCanary
+from kuberec.operator.actions import (
+    DeployStable,
+    LaunchRun,
+    Promote,
+    Rollback,
+    SetWeight,
+    StartCanary,
+)
 from kuberec.operator.observations import (
     DataObservation,
     Observations,
@@ -89,7 +96,7 @@ def test_the_evaluate_step_shows_as_evaluating() -> None:
 
 
 def test_the_first_accepted_model_becomes_champion_and_is_deployed() -> None:
-    job, status = _trained(_job())
+    _, status = _trained(_job())
     assert status.champion is not None and status.champion.version == "demo:v1"
     assert status.champion.metrics == {"ndcgAt10": 0.3}
 
@@ -115,7 +122,7 @@ def test_new_data_below_min_new_interactions_waits() -> None:
 
 
 def test_a_changed_spec_trains_a_challenger_with_a_new_key() -> None:
-    job, status = _trained(_job())
+    _, status = _trained(_job())
     changed = _job(status, model={"type": "popularity"})
     actions, _ = reconcile(changed, _obs())
     launched = [a for a in actions if isinstance(a, LaunchRun)]
@@ -124,13 +131,13 @@ def test_a_changed_spec_trains_a_challenger_with_a_new_key() -> None:
 
 
 def test_a_due_schedule_retrains() -> None:
-    job, status = _trained(_job(training={"schedule": "@daily"}))
+    job, _ = _trained(_job(training={"schedule": "@daily"}))
     actions, _ = reconcile(job, _obs(now=NOW + timedelta(days=1, minutes=1)))
     assert [type(a) for a in actions] == [LaunchRun]
 
 
 def test_a_rejected_challenger_leaves_the_champion_in_place() -> None:
-    job, status = _trained(_job())
+    _, status = _trained(_job())
     changed = _job(status, model={"type": "popularity"})
     actions, status = reconcile(changed, _obs())
     key = actions[0].key  # type: ignore[union-attr]
@@ -174,7 +181,7 @@ def test_suspend_pauses_everything() -> None:
 
 def test_an_accepted_challenger_starts_a_canary_at_the_first_step() -> None:
     serving = ServingObservation(True, stable="demo:v1", url="http://x", healthy=True)
-    job, status = _trained(_job(), serving=serving)
+    _, status = _trained(_job(), serving=serving)
     changed = _job(status, model={"type": "ease"})
     actions, status = reconcile(changed, _obs(serving=serving))
     key = actions[0].key  # type: ignore[union-attr]
@@ -187,10 +194,9 @@ def test_an_accepted_challenger_starts_a_canary_at_the_first_step() -> None:
 
 def _canary_running(steps: list[int]) -> tuple[RecommenderJob, ServingObservation]:
     serving = ServingObservation(True, stable="demo:v1", url="http://x", healthy=True)
-    job, status = _trained(_job(serving={"canary": {"steps": steps, "interval": "60s"}}),
-                           serving=serving)  # fmt: skip
-    changed = _job(status, model={"type": "ease"}, serving={"canary": {"steps": steps,
-                                                                         "interval": "60s"}})  # fmt: skip
+    rollout = {"canary": {"steps": steps, "interval": "60s"}}
+    _, status = _trained(_job(serving=rollout), serving=serving)
+    changed = _job(status, model={"type": "ease"}, serving=rollout)
     actions, status = reconcile(changed, _obs(serving=serving))
     key = actions[0].key  # type: ignore[union-attr]
     done = RunObservation(key, key, "Succeeded", result=_result(changed, "demo:v2", 0.4, True))

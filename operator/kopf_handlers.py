@@ -1,0 +1,326 @@
+"""kopf handlers: every event of a RecommenderJob runs one pass of the shared reconcile loop.
+
+A pass is observe -> reconcile -> execute -> write status, as ``loop.reconcile_once``
+on the local platform. Create, update (of the spec) and resume (operator start)
+run a pass at once; a timer repeats it every ``poll_s`` to follow pipeline runs
+and to analyse canaries. Delete runs the finalizer: the operator's Deployments,
+Services and HTTPRoute go, then kopf releases the object.
+
+Why it never launches twice:
+
+* the run key comes from reconcile (spec hash + data digest); the status naming
+  it is written *before* the submission (write-ahead), and KFP submission finds
+  an existing run by that key, so a crash between the two is harmless;
+* passes of one job are serialised (a lock per job: kopf runs the timer beside
+  the change handlers), and the status each pass starts from is the one the
+  last pass wrote (kopf's copy may lag behind our own write).
+
+Transient trouble (KFP, Prometheus or the API server unavailable, a 409) is
+caught: the job gets the condition ``PlatformAvailable=False`` with the reason
+(``KfpUnavailable``, ...) and the next pass waits an exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from kuberec.errors import KuberecError
+from kuberec.operator.actions import LaunchRun
+from kuberec.operator.conditions import condition, with_condition, with_phase
+from kuberec.operator.crd import PLURAL
+from kuberec.operator.k8s_settings import ClusterSettings
+from kuberec.operator.k8s_status import StatusWriter
+from kuberec.operator.kubernetes_platform import KubernetesPlatform, KubernetesUnavailable
+from kuberec.operator.metrics import OperatorMetrics
+from kuberec.operator.prometheus import PrometheusUnavailable
+from kuberec.operator.reconcile import reconcile
+from kuberec.operator.spec import GROUP, VERSION, RecommenderJob
+from kuberec.operator.status import JobStatus
+from kuberec.pipelines.kfp_client import KfpUnavailable
+
+FINALIZER = "kuberec.io/finalizer"
+AVAILABLE = "PlatformAvailable"
+WARNING_PHASES = ("Failed", "Rejected")
+TRANSIENT: tuple[tuple[type[Exception], str], ...] = (
+    (KfpUnavailable, "KfpUnavailable"),
+    (PrometheusUnavailable, "PrometheusUnavailable"),
+    (KubernetesUnavailable, "KubernetesUnavailable"),
+)
+
+log = logging.getLogger("kuberec.operator")
+
+
+@dataclass
+class Backoff:
+    """Exponential delay per job after consecutive transient failures."""
+
+    first_s: float = 1.0
+    max_s: float = 60.0
+    _state: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def failed(self, uid: str) -> float:
+        failures = self._state.get(uid, (0, 0.0))[0] + 1
+        delay = min(self.first_s * 2 ** (failures - 1), self.max_s)
+        self._state[uid] = (failures, time.monotonic() + delay)
+        return delay
+
+    def succeeded(self, uid: str) -> None:
+        self._state.pop(uid, None)
+
+    def waiting(self, uid: str) -> bool:
+        entry = self._state.get(uid)
+        return entry is not None and time.monotonic() < entry[1]
+
+    def failures(self, uid: str) -> int:
+        return self._state.get(uid, (0, 0.0))[0]
+
+
+@dataclass
+class Operator:
+    """What the handlers share: the platform, the status writer, per-job memory, metrics."""
+
+    platform: KubernetesPlatform
+    writer: StatusWriter
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    backoff: Backoff = field(default_factory=Backoff)
+    post_event: Callable[..., None] = kopf.event
+    _statuses: dict[str, JobStatus] = field(default_factory=dict)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def lock(self, uid: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(uid, threading.Lock())
+
+    def forget(self, uid: str) -> None:
+        with self._guard:
+            self._locks.pop(uid, None)
+            self._statuses.pop(uid, None)
+        self.backoff.succeeded(uid)
+        self.metrics.phase(uid, None)
+
+    # --- one pass --------------------------------------------------------------------------------
+
+    def reconcile(self, body: kopf.Body, trigger: str) -> JobStatus | None:
+        """One pass for this object; never raises (a failure becomes a condition and a delay)."""
+        uid = str(body.metadata.uid)
+        if body.metadata.get("deletionTimestamp"):
+            return None
+        with self.lock(uid):
+            if trigger == "timer" and self.backoff.waiting(uid):
+                return None
+            started = time.perf_counter()
+            try:
+                job = _job(body)
+            except ValidationError as exc:
+                self._invalid(body, exc)
+                return None
+            status = self._statuses.get(uid) or JobStatus.model_validate(body.get("status") or {})
+            try:
+                new = self._pass(job, status)
+            except Exception as exc:  # the operator must outlive any one job
+                self._failed(job, status, exc, trigger)
+                return None
+            finally:
+                self.metrics.latency.observe(time.perf_counter() - started)
+            self.backoff.succeeded(uid)
+            self.metrics.reconciles.labels(trigger=trigger, result="ok").inc()
+            self.metrics.phase(uid, new.phase)
+            return new
+
+    def _pass(self, job: RecommenderJob, status: JobStatus) -> JobStatus:
+        job = job.model_copy(update={"status": status})
+        observations = self.platform.observe(job, status)
+        actions, new = reconcile(job, observations)
+        new = _recovered(new, observations.now)
+        written = status
+        if any(isinstance(a, LaunchRun) for a in actions) and new != written:
+            written = self._write(job, status, new)  # write-ahead: the run key before the run
+        for action in actions:
+            self.platform.execute(job, action)
+            if isinstance(action, LaunchRun):
+                self.metrics.launches.inc()
+        if new != written:
+            self._write(job, written, new)
+        return new
+
+    def _write(self, job: RecommenderJob, old: JobStatus, new: JobStatus) -> JobStatus:
+        self.writer.write(job, new)
+        self._statuses[str(job.metadata.uid)] = new
+        self._events(job, old, new)
+        return new
+
+    def _events(self, job: RecommenderJob, old: JobStatus, new: JobStatus) -> None:
+        """One Kubernetes Event per phase transition, with the reason reconcile recorded."""
+        if old.phase == new.phase or not new.history:
+            return
+        last = new.history[-1]
+        kind = "Warning" if new.phase in WARNING_PHASES else "Normal"
+        message = f"{old.phase} -> {new.phase}: {last.message}".rstrip(": ")
+        self._post(job, kind, last.reason, message)
+
+    def _failed(self, job: RecommenderJob, status: JobStatus, exc: Exception,
+                trigger: str) -> None:  # fmt: skip
+        uid = str(job.metadata.uid)
+        reason = next((name for kind, name in TRANSIENT if isinstance(exc, kind)), None)
+        if reason is None:
+            reason = "ReconcileError"
+            log.error("reconcile of %s failed:\n%s", _ref(job), traceback.format_exc())
+        delay = self.backoff.failed(uid)
+        self.metrics.errors.labels(reason=reason).inc()
+        self.metrics.reconciles.labels(trigger=trigger, result="error").inc()
+        message = f"{exc}; retrying in {delay:.0f}s"
+        log.warning("%s: %s: %s", _ref(job), reason, message)
+        previous = condition(status, AVAILABLE)
+        now = datetime.now(UTC)
+        new = with_condition(status, now, AVAILABLE, False, reason, message,
+                             job.metadata.generation)  # fmt: skip
+        if previous is None or previous.reason != reason:
+            self._post(job, "Warning", reason, message)
+        try:
+            self.writer.write(job, new)
+            self._statuses[uid] = new
+        except KuberecError as write_error:
+            log.warning("%s: could not record %s: %s", _ref(job), reason, write_error)
+
+    def _invalid(self, body: kopf.Body, exc: ValidationError) -> None:
+        """A spec the CRD schema let through but the typed model refuses: Failed, with why."""
+        from kuberec.operator.spec import _describe
+
+        message = "; ".join(_describe(e) for e in exc.errors())  # type: ignore[arg-type]
+        log.error("%s/%s: invalid spec: %s", body.metadata.namespace, body.metadata.name,
+                  message)  # fmt: skip
+        self.metrics.errors.labels(reason="InvalidSpec").inc()
+        status = JobStatus.model_validate(body.get("status") or {})
+        last = status.history[-1] if status.history else None
+        if status.phase == "Failed" and last is not None and last.reason == "InvalidSpec":
+            return
+        new = with_phase(status, datetime.now(UTC), "Failed", "InvalidSpec", message)
+        stub = RecommenderJob.model_construct(metadata=_meta(body))  # only name/namespace are read
+        try:
+            self.writer.write(stub, new)  # type: ignore[arg-type]
+        except KuberecError as write_error:
+            log.warning("could not record InvalidSpec: %s", write_error)
+        self._post_body(dict(body), "Warning", "InvalidSpec", message)
+
+    def cleanup(self, body: kopf.Body) -> list[str]:
+        """The finalizer: delete what the operator made; raising keeps the finalizer (retry)."""
+        uid = str(body.metadata.uid)
+        job = _job(body, validate=False)
+        with self.lock(uid):
+            try:
+                deleted = self.platform.cleanup(job)
+            except KubernetesUnavailable as exc:
+                raise kopf.TemporaryError(f"cleanup: {exc}", delay=2) from exc
+        self.forget(uid)
+        log.info("%s deleted; removed %s", _ref(job), ", ".join(deleted) or "nothing")
+        return deleted
+
+    def _post(self, job: RecommenderJob, kind: str, reason: str, message: str) -> None:
+        ref = {"apiVersion": job.api_version, "kind": job.kind,
+               "metadata": {"name": job.metadata.name, "namespace": job.metadata.namespace,
+                            "uid": job.metadata.uid}}  # fmt: skip
+        self._post_body(ref, kind, reason, message)
+
+    def _post_body(self, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        try:
+            self.post_event(body, type=kind, reason=reason, message=message[:1024])
+        except Exception as exc:  # an event is a courtesy, never a failure
+            log.debug("event not posted: %s", exc)
+
+
+# --- registration ------------------------------------------------------------------------------
+
+
+def register(registry: kopf.OperatorRegistry, operator: Operator, *, poll_s: float) -> None:
+    """Attach the handlers to ``registry`` (the timer's interval is ``poll_s`` seconds)."""
+    resource = (GROUP, VERSION, PLURAL)
+
+    def changed(body: kopf.Body, reason: str, **_: Any) -> None:
+        operator.reconcile(body, str(reason))
+
+    def timer(body: kopf.Body, **_: Any) -> None:
+        operator.reconcile(body, "timer")
+
+    def deleted(body: kopf.Body, **_: Any) -> None:
+        operator.cleanup(body)
+
+    kopf.on.resume(*resource, registry=registry, id="reconcile-resume")(changed)
+    kopf.on.create(*resource, registry=registry, id="reconcile-create")(changed)
+    kopf.on.update(*resource, registry=registry, id="reconcile-update", field="spec")(changed)
+    kopf.timer(*resource, registry=registry, id="poll", interval=poll_s, initial_delay=poll_s,
+               sharp=False)(timer)  # fmt: skip
+    kopf.on.delete(*resource, registry=registry, id="cleanup")(deleted)
+
+
+def configure(settings: kopf.OperatorSettings, *, workers: int = 16) -> None:
+    """kopf settings: annotations (the status schema is kuberec's), our finalizer, events."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kuberec.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="kuberec.io", key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING  # our own Events mark phases; kopf's only warn
+    settings.execution.max_workers = workers
+    settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _recovered(status: JobStatus, now: datetime) -> JobStatus:
+    previous = condition(status, AVAILABLE)
+    if previous is None or previous.status == "True":
+        return status
+    return with_condition(status, now, AVAILABLE, True, "Available", "the platform answers again")
+
+
+def _job(body: kopf.Body, *, validate: bool = True) -> RecommenderJob:
+    raw = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+           "metadata": dict(body.metadata), "spec": dict(body.spec)}  # fmt: skip
+    if validate:
+        return RecommenderJob.model_validate(raw)
+    return RecommenderJob.model_construct(
+        api_version=raw["apiVersion"], kind=raw["kind"], metadata=_meta(body), spec=None
+    )
+
+
+def _meta(body: Any) -> Any:
+    """The metadata fields the platform reads, from a body the typed model may refuse."""
+    from kuberec.operator.spec import Metadata
+
+    meta = body["metadata"]
+    return Metadata.model_construct(
+        name=meta["name"], namespace=meta.get("namespace", "default"), uid=meta.get("uid"),
+        generation=meta.get("generation"),
+    )
+
+
+def _ref(job: RecommenderJob) -> str:
+    return f"{job.metadata.namespace}/{job.metadata.name}"
+
+
+def build_operator(settings: ClusterSettings) -> Operator:
+    """The Operator for this process: in-cluster credentials, else the kubeconfig."""
+    from kubernetes import client, config
+
+    if "KUBERNETES_SERVICE_HOST" in os.environ:
+        config.load_incluster_config()
+        api_client = client.ApiClient()
+    else:
+        api_client = config.new_client_from_config()
+    platform = KubernetesPlatform(settings, api_client)
+    return Operator(platform=platform, writer=StatusWriter(api_client))
