@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (1 h)")
     run.set_defaults(handler=_run)
 
+    for name, handler, text in (
+        ("status", _status, "show a local job's status (phase, models, gate, URL)"),
+        ("stop", _stop, "stop a local job's servers"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("job", help="RecommenderJob YAML file, or the job's name")
+        command.add_argument("--workdir", type=Path, help="job directory (default .kuberec/<name>)")
+        command.set_defaults(handler=handler)
+
     compile_ = commands.add_parser("compile", help="compile a job's KFP pipeline to IR YAML")
     compile_.add_argument("-f", "--file", type=Path, required=True, help="RecommenderJob YAML")
     compile_.add_argument("-o", "--out", type=Path, required=True, help="pipeline.yaml to write")
@@ -223,11 +232,44 @@ def _run(args: argparse.Namespace) -> int:
             job, platform, workdir, timeout_s=args.timeout,
             on_pass=lambda result: spinner.update(describe_pass(job, result)),
         )  # fmt: skip
-    console.print(summary_table(job, status, workdir))
+    console.print(summary_table(job.metadata.name, status, workdir))
     if status.phase == "Failed":
         message = status.pipeline_run.message if status.pipeline_run else "the job failed"
         raise KuberecError(f"{job.metadata.name}: {message}")
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from kuberec.operator.local_store import load_status
+    from kuberec.run_summary import summary_table
+
+    name, workdir = _local_job(args)
+    status = load_status(workdir)
+    if status is None:
+        raise ConfigError(f"{workdir} holds no status; run `kuberec run` for this job first")
+    console.print(summary_table(name, status, workdir))
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from kuberec.serving.canary.local import LocalRollout
+
+    name, workdir = _local_job(args)
+    LocalRollout(workdir / "serving").stop()
+    console.print(f"stopped the servers of {name}")
+    return 0
+
+
+def _local_job(args: argparse.Namespace) -> tuple[str, Path]:
+    """(job name, job directory) from a job file or a bare name."""
+    from kuberec.operator.spec import load_job
+
+    is_file = args.job.endswith((".yaml", ".yml"))
+    name = load_job(Path(args.job)).metadata.name if is_file else args.job
+    workdir = (args.workdir or Path(".kuberec") / name).resolve()
+    if not workdir.exists():
+        raise ConfigError(f"no job directory {workdir}; pass --workdir")
+    return name, workdir
 
 
 def _compile(args: argparse.Namespace) -> int:

@@ -22,8 +22,8 @@ def describe_pass(job: RecommenderJob, result: Pass) -> str:
     return text
 
 
-def summary_table(job: RecommenderJob, status: JobStatus, workdir: Path) -> Table:
-    table = Table(title=f"RecommenderJob {job.metadata.name}: {status.phase}", show_header=False)
+def summary_table(name: str, status: JobStatus, workdir: Path) -> Table:
+    table = Table(title=f"RecommenderJob {name}: {status.phase}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
     gate = status.gate
@@ -54,7 +54,7 @@ def summary_table(job: RecommenderJob, status: JobStatus, workdir: Path) -> Tabl
         if report:
             table.add_row("report", str(report))
     if status.url:
-        table.add_row("url", f"{status.url}  (POST /recommend; `kuberec stop {job.metadata.name}`)")
+        table.add_row("url", f"{status.url}  (POST /recommend; `kuberec stop {name}`)")
     table.add_row("status", str(workdir / "status.json"))
     return table
 

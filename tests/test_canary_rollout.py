@@ -175,3 +175,16 @@ def test_shadow_mode_mirrors_without_serving_and_reports_overlap_and_latency(
     assert report["requests"] >= 50 and report["errors"] == 0
     assert 0.0 <= report["overlap_at_k"] < 0.6  # popularity vs ease_t lists differ
     assert report["serving_p95_ms"] > 0 and report["shadow_p95_ms"] > 0
+
+
+def test_a_later_invocation_finds_the_processes_by_the_state_file_and_stops_them(
+    platform: LocalRollout,
+) -> None:
+    later = LocalRollout(platform.state_dir)
+    assert later.url == platform.url
+    assert set(later.records) == {"router", "stable"}
+    assert all(p["alive"] for p in later.status()["processes"].values())
+    records = list(later.records.values())
+    later.stop()
+    assert not any(r.alive() for r in records)
+    assert not (platform.state_dir / "serving.json").exists()
