@@ -75,7 +75,7 @@ def _operator_run(args: argparse.Namespace) -> int:
         if args.poll_interval <= 0:
             raise ConfigError(f"--poll-interval must be > 0, got {args.poll_interval}")
         settings = replace(settings, poll_s=args.poll_interval)
-    _operator_logging(args.verbose)
+    _operator_logging(args.verbose, args.log_format)
     operator = build_operator(settings)
     operator.metrics.serve(args.metrics_port)
     registry = kopf.OperatorRegistry()
@@ -84,6 +84,11 @@ def _operator_run(args: argparse.Namespace) -> int:
     @kopf.on.startup(registry=registry)
     def _startup(settings: kopf.OperatorSettings, **_: object) -> None:
         configure(settings, workers=args.workers)
+
+    @kopf.on.login(registry=registry)
+    def _login(**kwargs: object) -> kopf.ConnectionInfo | None:
+        # in-cluster service account or the kubeconfig, as the kubernetes client reads them
+        return kopf.login_via_client(**kwargs)  # type: ignore[arg-type]
 
     logging.getLogger("kuberec.operator").info(
         "kuberec operator: %s, KFP %s, Prometheus %s, gateway %s, poll %ss",
@@ -103,8 +108,12 @@ def _operator_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _operator_logging(verbose: bool) -> None:
-    """Our own INFO lines (passes, launches, cleanups); kopf's per-handler chatter only if -v."""
+def _operator_logging(verbose: bool, fmt: str) -> None:
+    """Plain lines for a container log: our INFO lines; kopf's per-handler chatter only if -v."""
+    if fmt != "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(handlers=[handler], force=True)
     logging.getLogger().setLevel(logging.DEBUG if verbose else logging.WARNING)
     logging.getLogger("kuberec.operator").setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.getLogger("kopf").setLevel(logging.INFO if verbose else logging.WARNING)

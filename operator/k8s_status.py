@@ -27,9 +27,7 @@ def status_document(status: JobStatus) -> dict[str, Any]:
 class StatusWriter:
     def __init__(self, api_client: Any, *, attempts: int = 5, first_delay_s: float = 0.2,
                  max_delay_s: float = 5.0) -> None:  # fmt: skip
-        from kubernetes import client
-
-        self.custom = client.CustomObjectsApi(api_client)
+        self.api_client = api_client
         self.attempts = attempts
         self.first_delay_s = first_delay_s
         self.max_delay_s = max_delay_s
@@ -44,9 +42,7 @@ class StatusWriter:
         delay = self.first_delay_s
         for attempt in range(1, self.attempts + 1):
             try:
-                return self.custom.patch_namespaced_custom_object_status(  # type: ignore[no-any-return]
-                    GROUP, VERSION, job.metadata.namespace, PLURAL, job.metadata.name, body,
-                )  # fmt: skip
+                return self._patch(job, body)
             except ApiException as exc:
                 if exc.status not in RETRIABLE or attempt == self.attempts:
                     raise _translate(exc) from exc
@@ -57,3 +53,15 @@ class StatusWriter:
             time.sleep(delay)
             delay = min(delay * 2, self.max_delay_s)
         raise AssertionError("unreachable")
+
+    def _patch(self, job: RecommenderJob, body: list[dict[str, Any]]) -> dict[str, Any]:
+        # The generated CustomObjectsApi only speaks merge patch for /status; JSON patch it is.
+        path = "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/status"
+        params = {"group": GROUP, "version": VERSION, "namespace": job.metadata.namespace,
+                  "plural": PLURAL, "name": job.metadata.name}  # fmt: skip
+        headers = {"Content-Type": "application/json-patch+json", "Accept": "application/json"}
+        return self.api_client.call_api(  # type: ignore[no-any-return]
+            path, "PATCH", path_params=params, header_params=headers, body=body,
+            response_type="object", auth_settings=["BearerToken"],
+            _return_http_data_only=True, _preload_content=True,
+        )

@@ -223,7 +223,7 @@ class KubernetesPlatform:
         return found
 
     def _apply(self, manifest: dict[str, Any]) -> None:
-        """Create, or merge-patch when the content hash changed; unchanged objects are skipped."""
+        """Create, or patch (strategic merge) when the content hash changed; else nothing."""
         kind, meta = manifest["kind"], manifest["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         read, create, patch = self._verbs(kind)
@@ -243,10 +243,10 @@ class KubernetesPlatform:
     def _verbs(self, kind: str) -> tuple[Any, Any, Any]:
         if kind == "Deployment":
             return (self.apps.read_namespaced_deployment, self.apps.create_namespaced_deployment,
-                    _merge(self.apps.patch_namespaced_deployment))  # fmt: skip
+                    self.apps.patch_namespaced_deployment)  # fmt: skip
         if kind == "Service":
             return (self.core.read_namespaced_service, self.core.create_namespaced_service,
-                    _merge(self.core.patch_namespaced_service))  # fmt: skip
+                    self.core.patch_namespaced_service)  # fmt: skip
         if kind == "HTTPRoute":
             group, version, plural = "gateway.networking.k8s.io", "v1", "httproutes"
 
@@ -310,13 +310,6 @@ def _reason(exc: Any) -> str:
     except ValueError:
         return str(exc.reason)
     return f"{body.get('reason', exc.reason)}: {body.get('message', '')}".strip(": ")
-
-
-def _merge(method: Any) -> Any:
-    def patch(name: str, namespace: str, body: Any) -> Any:
-        return method(name, namespace, body, _content_type="application/merge-patch+json")
-
-    return patch
 
 
 def _analysis_due(job: RecommenderJob, status: JobStatus, now: datetime) -> bool:

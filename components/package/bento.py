@@ -106,7 +106,7 @@ def resolve_model(reference: str | Path) -> PackagedModel:
         return import_model(text)
     try:
         model = bentoml.models.get(text)
-    except NotFound as exc:
+    except (NotFound, ValueError) as exc:  # ValueError: not even shaped like a tag
         raise ConfigError(
             f"{text} is neither a run directory, an exported model file, nor a model in the "
             f"BentoML store ({_store_path()}); `bentoml models list` shows the stored ones"
