@@ -132,33 +132,78 @@ def start_baseline(run_dir: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 # --- load ------------------------------------------------------------------------------
+class Connection:
+    """One keep-alive HTTP/1.1 connection speaking just enough of the protocol for JSON POSTs.
+
+    The load generator shares the 2 cores with the servers: an HTTP client
+    library spends ~3 ms of CPU per request at concurrency 32 (more than either
+    server), which would cap both servers at the client's speed and hide their
+    difference. Raw asyncio streams cost a small fraction of that.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self._writer is None or self._writer.is_closing():
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        assert self._reader is not None
+        self._writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body)
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in
+                   (line.partition(":") for line in lines[1:] if line)}
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            payload = b""
+            while True:
+                size = int((await self._reader.readuntil(b"\r\n")).strip(), 16)
+                payload += await self._reader.readexactly(size + 2)
+                if size == 0:
+                    break
+        else:
+            payload = await self._reader.readexactly(int(headers.get("content-length", "0")))
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, payload
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
 async def closed_loop(url: str, users: list[Any], concurrency: int, seconds: float
                       ) -> dict[str, float]:
     """``concurrency`` clients, each sending its next request when the last one answers."""
-    import httpx
-
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    bodies = [json.dumps({"user_id": u, "k": 10}).encode() for u in users]
     latencies: list[float] = []
     errors = 0
+    connections = [Connection(host, int(port)) for _ in range(concurrency)]
+    await connections[0].post("/recommend", bodies[0])  # warm-up, not measured
     stop = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
 
-        async def worker(offset: int) -> None:
-            nonlocal errors
-            i = offset
-            while time.perf_counter() < stop:
-                body = {"user_id": users[i % len(users)], "k": 10}
-                start = time.perf_counter()
-                response = await client.post("/recommend", json=body)
-                latencies.append(time.perf_counter() - start)
-                errors += response.status_code != 200
-                i += concurrency
+    async def worker(offset: int) -> None:
+        nonlocal errors
+        i = offset
+        while time.perf_counter() < stop:
+            start = time.perf_counter()
+            status, _ = await connections[offset].post("/recommend", bodies[i % len(bodies)])
+            latencies.append(time.perf_counter() - start)
+            errors += status != 200
+            i += concurrency
 
-        # warm-up, not measured
-        await client.post("/recommend", json={"user_id": users[0], "k": 10})
-        began = time.perf_counter()
-        await asyncio.gather(*(worker(j) for j in range(concurrency)))
-        elapsed = time.perf_counter() - began
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(j) for j in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    for connection in connections:
+        connection.close()
     ms = np.asarray(latencies) * 1e3
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
             "rps": len(ms) / elapsed, "errors": errors, "requests": len(ms)}

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-serve", action="store_true",
                      help="stop at the packaged model; start no servers")  # fmt: skip
     run.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (1 h)")
+    run.add_argument("--replay-rate", type=float, default=20.0,
+                     help="requests/s from the holdout during a canary (0: none)")  # fmt: skip
     run.set_defaults(handler=_run)
 
     for name, handler, text in (
@@ -225,8 +227,9 @@ def _run(args: argparse.Namespace) -> int:
     job = load_job(args.job)
     workdir = (args.workdir or Path(".kuberec") / job.metadata.name).resolve()
     platform = LocalPlatform(
-        workdir, data_dir=args.data_dir, base=args.job.parent, serve=not args.no_serve
-    )
+        workdir, data_dir=args.data_dir, base=args.job.parent, serve=not args.no_serve,
+        replay_rate=args.replay_rate,
+    )  # fmt: skip
     with console.status(f"[bold]{job.metadata.name}[/]: reconciling") as spinner:
         status = run_until_settled(
             job, platform, workdir, timeout_s=args.timeout,

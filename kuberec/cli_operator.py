@@ -32,7 +32,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     peering.add_argument("--peering", metavar="NAME",
                          help="kopf peering object: one active replica at a time")
     peering.add_argument("--standalone", action="store_true", help="no peering (one replica)")
-    run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    run.add_argument("--priority", type=int, default=None,
+                     help="peering priority of this replica: the highest active one works, "
+                          "the others stand by (default: random, so replicas never tie; kopf "
+                          "pauses every replica of a tied priority)")
     run.add_argument("--liveness", metavar="URL",
                      help="health endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--metrics-port", type=int,
@@ -100,12 +103,18 @@ def _operator_run(args: argparse.Namespace) -> int:
         registry=registry,
         standalone=args.standalone or not args.peering,
         peering_name=args.peering,
-        priority=args.priority,
+        priority=args.priority if args.priority is not None else _random_priority(),
         clusterwide=args.all_namespaces,
         namespaces=args.namespace,
         liveness_endpoint=args.liveness,
     )
     return 0
+
+
+def _random_priority() -> int:
+    import secrets
+
+    return 1 + secrets.randbelow(1_000_000)
 
 
 def _operator_logging(verbose: bool, fmt: str) -> None:

@@ -33,17 +33,22 @@ def summary_table(name: str, status: JobStatus, workdir: Path) -> Table:
     champion, challenger = status.champion, status.challenger
     names = sorted({*(champion.metrics if champion else {}),
                     *(challenger.metrics if challenger else {})})  # fmt: skip
-    for name in names:
-        has = challenger is not None and name in challenger.metrics
-        ours = f"{challenger.metrics[name]:.4f}" if has else ""  # type: ignore[union-attr]
-        theirs = f"{champion.metrics[name]:.4f}" if champion and name in champion.metrics else ""
+    for metric in names:
+        has = challenger is not None and metric in challenger.metrics
+        ours = f"{challenger.metrics[metric]:.4f}" if has else ""  # type: ignore[union-attr]
+        known = champion is not None and metric in champion.metrics
+        theirs = f"{champion.metrics[metric]:.4f}" if known else ""  # type: ignore[union-attr]
         row = f"champion {theirs or '-'}" + (f" · challenger {ours}" if ours else "")
-        table.add_row(name.replace("At", "@"), row)
+        table.add_row(metric.replace("At", "@"), row)
     if champion is not None:
         table.add_row("champion", f"{champion.version} ({champion.model_type})")
         table.add_row("model artifact", champion.uri)
     if challenger is not None:
         table.add_row("challenger", f"{challenger.version} ({challenger.model_type})")
+    rollout = status.rollout or status.last_rollout
+    if rollout is not None:
+        steps = " → ".join(f"{d.weight}% {d.action}" for d in rollout.decisions) or "starting"
+        table.add_row("canary", f"{rollout.outcome}: {steps}")
     run = status.pipeline_run
     if run is not None:
         detail = f" · {run.message}" if run.message else ""

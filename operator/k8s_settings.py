@@ -27,6 +27,7 @@ class ClusterSettings:
     kfp_namespace: str | None = None  # multi-user KFP: the profile namespace
     poll_s: float = 5.0  # the timer: follow runs, analyse canaries
     data_poll_s: float = 60.0  # how long a data fingerprint is trusted before it is read again
+    resync_s: float = 60.0  # a settled job (Serving, Rejected, ...) is re-checked this often
 
     @property
     def gateway_ref(self) -> tuple[str, str] | None:
@@ -42,8 +43,9 @@ class ClusterSettings:
         try:
             poll_s = float(env.get("KUBEREC_POLL_INTERVAL", "5"))
             data_poll_s = float(env.get("KUBEREC_DATA_POLL_INTERVAL", "60"))
+            resync_s = float(env.get("KUBEREC_RESYNC_INTERVAL", "60"))
         except ValueError as exc:
-            raise ConfigError(f"KUBEREC_POLL_INTERVAL / KUBEREC_DATA_POLL_INTERVAL: {exc}") from exc
+            raise ConfigError(f"KUBEREC_*_INTERVAL: not a number of seconds ({exc})") from exc
         if poll_s <= 0:
             raise ConfigError(f"KUBEREC_POLL_INTERVAL must be > 0 seconds, got {poll_s}")
         return cls(
@@ -56,4 +58,5 @@ class ClusterSettings:
             kfp_namespace=env.get("KUBEREC_KFP_NAMESPACE") or None,
             poll_s=poll_s,
             data_poll_s=data_poll_s,
+            resync_s=resync_s,
         )

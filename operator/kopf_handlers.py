@@ -42,11 +42,12 @@ from kuberec.operator.crd import PLURAL
 from kuberec.operator.k8s_settings import ClusterSettings
 from kuberec.operator.k8s_status import StatusWriter
 from kuberec.operator.kubernetes_platform import KubernetesPlatform, KubernetesUnavailable
+from kuberec.operator.loop import SETTLED
 from kuberec.operator.metrics import OperatorMetrics
 from kuberec.operator.prometheus import PrometheusUnavailable
 from kuberec.operator.reconcile import reconcile
 from kuberec.operator.spec import GROUP, VERSION, RecommenderJob
-from kuberec.operator.status import JobStatus
+from kuberec.operator.status import Condition, JobStatus
 from kuberec.pipelines.kfp_client import KfpUnavailable
 
 FINALIZER = "kuberec.io/finalizer"
@@ -59,6 +60,7 @@ TRANSIENT: tuple[tuple[type[Exception], str], ...] = (
 )
 
 log = logging.getLogger("kuberec.operator")
+_OK = Condition(type=AVAILABLE, status="True", reason="Available", last_transition_time="")
 
 
 @dataclass
@@ -95,6 +97,8 @@ class Operator:
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     backoff: Backoff = field(default_factory=Backoff)
     post_event: Callable[..., None] = kopf.event
+    resync_s: float = 60.0  # timer passes of a settled job are this far apart
+    _last_pass: dict[str, float] = field(default_factory=dict)
     _statuses: dict[str, JobStatus] = field(default_factory=dict)
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
@@ -107,6 +111,7 @@ class Operator:
         with self._guard:
             self._locks.pop(uid, None)
             self._statuses.pop(uid, None)
+            self._last_pass.pop(uid, None)
         self.backoff.succeeded(uid)
         self.metrics.phase(uid, None)
 
@@ -118,15 +123,16 @@ class Operator:
         if body.metadata.get("deletionTimestamp"):
             return None
         with self.lock(uid):
-            if trigger == "timer" and self.backoff.waiting(uid):
+            status = self._statuses.get(uid) or JobStatus.model_validate(body.get("status") or {})
+            if trigger == "timer" and (self.backoff.waiting(uid) or self._resting(uid, status)):
                 return None
             started = time.perf_counter()
+            self._last_pass[uid] = time.monotonic()
             try:
                 job = _job(body)
             except ValidationError as exc:
                 self._invalid(body, exc)
                 return None
-            status = self._statuses.get(uid) or JobStatus.model_validate(body.get("status") or {})
             try:
                 new = self._pass(job, status)
             except Exception as exc:  # the operator must outlive any one job
@@ -138,6 +144,14 @@ class Operator:
             self.metrics.reconciles.labels(trigger=trigger, result="ok").inc()
             self.metrics.phase(uid, new.phase)
             return new
+
+    def _resting(self, uid: str, status: JobStatus) -> bool:
+        """A settled job needs no pass every few seconds: data and schedule move slowly."""
+        running = status.pipeline_run is not None and status.pipeline_run.state == "Running"
+        settled = status.phase in SETTLED and not running and status.rollout is None
+        healthy = (condition(status, AVAILABLE) or _OK).status == "True"
+        last = self._last_pass.get(uid)
+        return settled and healthy and last is not None and time.monotonic() - last < self.resync_s
 
     def _pass(self, job: RecommenderJob, status: JobStatus) -> JobStatus:
         job = job.model_copy(update={"status": status})
@@ -323,4 +337,5 @@ def build_operator(settings: ClusterSettings) -> Operator:
     else:
         api_client = config.new_client_from_config()
     platform = KubernetesPlatform(settings, api_client)
-    return Operator(platform=platform, writer=StatusWriter(api_client))
+    return Operator(platform=platform, writer=StatusWriter(api_client),
+                    resync_s=settings.resync_s)

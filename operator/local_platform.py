@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.datasets.sources import load_source
+from kuberec.components.evaluation import split
 from kuberec.components.package import dataset_digest
 from kuberec.operator.actions import (
     Action,
@@ -54,14 +57,15 @@ class LocalPlatform:
 
     def __init__(
         self, workdir: Path, *, data_dir: Path | None = None, base: Path = Path("."),
-        serve: bool = True,
+        serve: bool = True, replay_rate: float = 20.0,
     ) -> None:  # fmt: skip
         self.workdir = Path(workdir).resolve()
         self.data_dir = Path(data_dir).resolve() if data_dir else None
         self.base = Path(base).resolve()
         self.serve = serve
+        self.replay_rate = replay_rate  # canary traffic from the holdout; 0: real traffic only
         self._children: dict[str, subprocess.Popen[bytes]] = {}
-        self._data: tuple[str, DataObservation] | None = None
+        self._data: tuple[str, Dataset, DataObservation] | None = None
         self._rollout: Any = None
 
     @property
@@ -83,12 +87,15 @@ class LocalPlatform:
 
     def observe_data(self, job: RecommenderJob) -> DataObservation:
         """The data's digest, computed once per data spec in this process."""
+        return self._dataset(job)[1]
+
+    def _dataset(self, job: RecommenderJob) -> tuple[Dataset, DataObservation]:
         key = job.spec.data.model_dump_json()
         if self._data is None or self._data[0] != key:
             dataset = load_source(job.spec.data, data_dir=self.data_dir, base=self.base)
             observed = DataObservation(dataset_digest(dataset), len(dataset.interactions))
-            self._data = (key, observed)
-        return self._data[1]
+            self._data = (key, dataset, observed)
+        return self._data[1], self._data[2]
 
     def observe_run(self, job: RecommenderJob, key: str) -> RunObservation | None:
         folder = self._run_dir(key)
@@ -145,11 +152,14 @@ class LocalPlatform:
             shadow = job.spec.serving.canary.shadow
             self._serving().deploy_canary(action.model.version, weight=action.weight,
                                           shadow=shadow)  # fmt: skip
+            self._start_replay(job)
         elif isinstance(action, SetWeight):
             self._serving().set_weight(action.weight)
         elif isinstance(action, Promote):
+            self._stop_replay()
             self._serving().promote()
         elif isinstance(action, Rollback):
+            self._stop_replay()
             self._serving().rollback()
 
     def launch(self, job: RecommenderJob, action: LaunchRun) -> None:
@@ -188,7 +198,49 @@ class LocalPlatform:
 
     def stop_serving(self) -> None:
         if self.serve:
+            self._stop_replay()
             self._serving().stop()
+
+    def _start_replay(self, job: RecommenderJob) -> None:
+        """Replay the evaluation holdout through the router: the canary's online signal here.
+
+        On a cluster real users provide it; on one machine nobody would, and a
+        canary would hold forever. The holdout is the newest part of the data
+        neither model trained on, so its clicks are an honest signal.
+        """
+        if self.replay_rate <= 0 or _alive_pid(self._replay_pid_file):
+            return
+        dataset, _ = self._dataset(job)
+        evaluation = job.spec.evaluation
+        held_out = split(evaluation.protocol, dataset.interactions, seed=evaluation.seed).test
+        folder = self.workdir / "serving"
+        held_out[["user_id", "item_id"]].to_parquet(folder / "holdout.parquet", index=False)
+        command = [
+            sys.executable, "-m", "kuberec", "replay", str(self._serving().url),
+            "--interactions", str(folder / "holdout.parquet"), "--rate", str(self.replay_rate),
+            "--k", str(evaluation.k), "--limit", "100000000",
+        ]  # fmt: skip
+        with (folder / "replay.log").open("ab") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)  # fmt: skip
+        self._children["replay"] = process
+        self._replay_pid_file.write_text(str(process.pid))
+
+    def _stop_replay(self) -> None:
+        path = self._replay_pid_file
+        if not path.exists():
+            return
+        pid = int(path.read_text())
+        if _alive(pid):
+            os.killpg(pid, signal.SIGTERM)
+        child = self._children.pop("replay", None)
+        if child is not None:
+            child.wait(timeout=10)
+        path.unlink(missing_ok=True)
+
+    @property
+    def _replay_pid_file(self) -> Path:
+        return self.workdir / "serving" / "replay.pid"
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -231,6 +283,10 @@ def _read_events(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _alive_pid(path: Path) -> bool:
+    return path.exists() and _alive(int(path.read_text()))
 
 
 def _alive(pid: int) -> bool:

@@ -63,8 +63,7 @@ def reconcile_rollout(
     canary = job.spec.serving.canary
     due = datetime.fromisoformat(rollout.analysed_at) + timedelta(seconds=canary.interval_seconds)
     if now < due:
-        return [], with_phase(status, now, "RollingOut", "CanaryProgressing",
-                              f"{challenger.version} at {rollout.weight}%")  # fmt: skip
+        return [], status
     policy = policy_of(canary)
     traffic = obs.serving.traffic
     state = RolloutState(
@@ -77,9 +76,13 @@ def reconcile_rollout(
     )  # fmt: skip
     record = RolloutDecision.model_validate(decision.to_dict())
     decisions = [*rollout.decisions, record][-DECISIONS_KEPT:]
-    if decision.action == "promote":
-        return _promoted(job, status, challenger, record, now)
-    if decision.action == "rollback":
+    if decision.action in ("promote", "rollback"):
+        outcome = "Promoted" if decision.action == "promote" else "RolledBack"
+        finished = rollout.model_copy(update={"decisions": decisions, "outcome": outcome,
+                                              "weight": new.weight, "analysed_at": stamp(now)})
+        status = status.model_copy(update={"last_rollout": finished})
+        if decision.action == "promote":
+            return _promoted(job, status, challenger, record, now)
         return _rolled_back(job, status, challenger, record, now)
     window = stamp(now) if decision.action in ("advance", "hold") else rollout.window_started_at
     updated = rollout.model_copy(update={

@@ -91,6 +91,7 @@ class RolloutStatus(CamelModel):
     analysed_at: str  # the next analysis is due one interval after this
     baseline: dict[str, float | None] | None = None  # the stable version's last full interval
     decisions: list[RolloutDecision] = Field(default_factory=list)
+    outcome: Literal["Progressing", "Promoted", "RolledBack"] = "Progressing"
 
 
 class HistoryEntry(CamelModel):
@@ -108,7 +109,8 @@ class JobStatus(CamelModel):
     challenger: ModelRecord | None = None
     gate: GateDecision | None = None
     pipeline_run: PipelineRunStatus | None = None
-    rollout: RolloutStatus | None = None
+    rollout: RolloutStatus | None = None  # the canary in progress
+    last_rollout: RolloutStatus | None = None  # the finished one, with every decision
     url: str | None = None
     last_trained_at: str | None = None
     history: list[HistoryEntry] = Field(default_factory=list)

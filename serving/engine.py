@@ -2,10 +2,10 @@
 
 One :class:`Engine` holds a loaded model with everything around it (id
 mappings, histories, titles, the retrieval index) and answers batches of
-queries, which is what BentoML's adaptive batching hands over. A user the model
-has never seen, with no recent items to go on (or a model that cannot read
-them), gets the most popular items, flagged as a fallback, so a cold user is
-never an error.
+queries, which is what the service's adaptive batching (:mod:`.batching`) hands
+over. A user the model has never seen, with no recent items to go on (or a
+model that cannot read them), gets the most popular items, flagged as a
+fallback, so a cold user is never an error.
 """
 
 from __future__ import annotations
@@ -202,18 +202,21 @@ class Engine:
             return [self._top(scores[i : i + 1], q, excluded[i], histories[i])
                     for i, q in enumerate(queries)]
         vectors = self.factors.user_vectors(users, padded).float().numpy()
-        out: list[Ranked] = []
-        for i, q in enumerate(queries):
-            found = None
-            if isinstance(self.index, AnnIndex) and q.genres is None:
-                found = self._ann(vectors[i : i + 1], q.k, excluded[i])
-            if found is None:
-                assert self.exact is not None
-                out.append(self._top(self.exact.scores(vectors[i : i + 1]), q, excluded[i],
-                                     histories[i]))
-            else:
-                out.append(Ranked(found[0], found[1], False, histories[i]))
-        return out
+        out: list[Ranked | None] = [None] * len(queries)
+        if isinstance(self.index, AnnIndex):
+            plain = [i for i, q in enumerate(queries) if q.genres is None]
+            found = self._ann(vectors[plain], [queries[i].k for i in plain],
+                              [excluded[i] for i in plain]) if plain else []
+            for i, hit in zip(plain, found, strict=True):
+                if hit is not None:
+                    out[i] = Ranked(hit[0], hit[1], False, histories[i])
+        rest = [i for i, r in enumerate(out) if r is None]
+        if rest:  # one product for every query the index did not answer
+            assert self.exact is not None
+            scores = self.exact.scores(vectors[rest])
+            for row, i in enumerate(rest):
+                out[i] = self._top(scores[row : row + 1], queries[i], excluded[i], histories[i])
+        return [r for r in out if r is not None]
 
     def _top(self, scores: torch.Tensor, query: Query, excluded: np.ndarray,
              history: np.ndarray) -> Ranked:
@@ -221,16 +224,25 @@ class Engine:
         keep = items[0] >= 0
         return Ranked(items[0][keep], values[0][keep], False, history)
 
-    def _ann(self, vector: np.ndarray, k: int, excluded: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray] | None:
-        """ANN top-K past the excluded items; ``None`` when too few survive (then exact)."""
+    def _ann(self, vectors: np.ndarray, ks: Sequence[int], excluded: Sequence[np.ndarray]
+             ) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """ANN top-K past the excluded items, one search for the batch.
+
+        ``None`` for a query where too few items survive the exclusion (it is then
+        answered exactly).
+        """
         assert isinstance(self.index, AnnIndex)
-        drop = np.unique(excluded)
-        items, scores = self.index.search(vector, min(self.n_items, k + len(drop)))
-        keep = (items[0] >= 0) & ~np.isin(items[0], drop)
-        if keep.sum() < min(k, self.n_items - len(drop)):
-            return None
-        return items[0][keep][:k], scores[0][keep][:k]
+        drops = [np.unique(e) for e in excluded]
+        depth = min(self.n_items, max(k + len(d) for k, d in zip(ks, drops, strict=True)))
+        items, scores = self.index.search(vectors, depth)
+        out: list[tuple[np.ndarray, np.ndarray] | None] = []
+        for row, (k, drop) in enumerate(zip(ks, drops, strict=True)):
+            keep = (items[row] >= 0) & ~np.isin(items[row], drop)
+            if keep.sum() < min(k, self.n_items - len(drop)):
+                out.append(None)
+            else:
+                out.append((items[row][keep][:k], scores[row][keep][:k]))
+        return out
 
     def _padded(self, histories: Sequence[np.ndarray]) -> torch.Tensor | None:
         length = self.model.history_length
@@ -276,6 +288,10 @@ class Engine:
 
     def explain(self, ranked: Ranked) -> list[str]:
         return self.explainer.explain(ranked.history, ranked.items, fallback=ranked.fallback)
+
+    def recommend(self, queries: Sequence[Query]) -> list[tuple[Ranked, list[str]]]:
+        """Ranked and explained, per query: what one batch of ``/recommend`` needs."""
+        return [(ranked, self.explain(ranked)) for ranked in self.rank(queries)]
 
 
 def _encode(index: IdIndex, value: object) -> int:

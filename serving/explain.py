@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 MAX_HISTORY = 200
 #: Up to this many item x user cells, co-occurrence vectors are kept dense (float32).
 DENSE_CELLS = 20_000_000
+#: Most similar items kept per item (itself included) when they are precomputed.
+NEIGHBOURS = 100
+#: Multiply-adds the all-pairs similarity may cost at load (n_items² x dimension).
+NEIGHBOUR_BUDGET = 2e10
+_CHUNK = 512
 
 
 class Similarity:
@@ -53,6 +58,16 @@ class Similarity:
             self._dense = normalised.toarray() if dense else None
             self._sparse = None if dense else normalised
             self.kind = "co-occurrence"
+        self._neighbours: np.ndarray | None = None  # (n_items, m) item indices, best first
+        self._neighbour_sims: np.ndarray | None = None
+        if self._dense is not None:
+            n_items, dim = self._dense.shape
+            if float(n_items) * n_items * dim <= NEIGHBOUR_BUDGET:
+                self._neighbours, self._neighbour_sims = _nearest(self._dense, NEIGHBOURS)
+
+    @property
+    def has_neighbours(self) -> bool:
+        return self._neighbours is not None
 
     def between(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """(len(left), len(right)) cosine similarities of item indices."""
@@ -61,8 +76,46 @@ class Similarity:
         assert self._sparse is not None
         return np.asarray((self._sparse[left] @ self._sparse[right].T).todense())
 
+    def best_match(self, history: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """For each of ``items``, the item of ``history`` most similar to it.
+
+        Ties go to the lowest item index, on both paths.
+        """
+        recent = np.unique(np.asarray(history, dtype=np.int64))
+        items = np.asarray(items, dtype=np.int64)
+        best = np.empty(len(items), dtype=np.int64)
+        todo = np.ones(len(items), dtype=bool)
+        if self._neighbours is not None and len(items) and len(recent):
+            assert self._neighbour_sims is not None
+            table, sims = self._neighbours[items], self._neighbour_sims[items]
+            hit = np.isin(table, recent) & self._trusted(sims)
+            found = hit.any(axis=1)
+            first = hit.argmax(axis=1)
+            best[found] = table[found, first[found]]
+            todo = ~found
+        if todo.any() and len(recent):
+            best[todo] = recent[np.argmax(self.between(recent, items[todo]), axis=0)]
+        return best
+
+    def _trusted(self, sims: np.ndarray) -> np.ndarray:
+        """Neighbours strictly above each row's last kept similarity.
+
+        An item tied with the last kept one may have been cut off by a
+        lower-indexed equal, so the exact path decides those.
+        """
+        assert self._neighbours is not None
+        n_items, kept = self._neighbours.shape
+        if kept >= n_items:
+            return np.ones(sims.shape, dtype=bool)  # every item kept: nothing cut off
+        return sims > sims[..., -1:]
+
     def most_similar(self, item: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items most similar to ``item`` (itself excluded), best first."""
+        if self._neighbours is not None and self._neighbour_sims is not None:
+            row, sims = self._neighbours[item], self._neighbour_sims[item]
+            keep = (row != item) & self._trusted(sims)
+            if keep.sum() >= k:
+                return row[keep][:k].copy(), sims[keep][:k].copy()
         if self._dense is not None:
             row = self._dense @ self._dense[item]
         else:
@@ -89,10 +142,32 @@ class Explainer:
     def explain(self, history: np.ndarray, items: np.ndarray, *, fallback: bool) -> list[str]:
         if fallback or len(history) == 0:
             return ["popular with other users"] * len(items)
-        recent = np.unique(np.asarray(history, dtype=np.int64)[-MAX_HISTORY:])
-        sims = self.similarity.between(recent, np.asarray(items, dtype=np.int64))
-        best = recent[np.argmax(sims, axis=0)]
+        recent = np.asarray(history, dtype=np.int64)[-MAX_HISTORY:]
+        best = self.similarity.best_match(recent, np.asarray(items, dtype=np.int64))
         return [f"because you liked {self.titles[int(i)]}" for i in best]
+
+
+def _nearest(vectors: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``m`` largest cosines (rows are unit vectors): indices and values, best first.
+
+    Equal similarities are ordered by item index, as :meth:`Similarity.best_match`'s exact
+    path breaks ties.
+    """
+    n_items = len(vectors)
+    m = min(m, n_items)
+    indices = np.empty((n_items, m), dtype=np.int64)
+    values = np.empty((n_items, m), dtype=np.float32)
+    for lo in range(0, n_items, _CHUNK):
+        sims = (vectors[lo : lo + _CHUNK] @ vectors.T).astype(np.float32)
+        if m < n_items:
+            part = np.argpartition(-sims, m - 1, axis=1)[:, :m]
+        else:
+            part = np.broadcast_to(np.arange(n_items), sims.shape).copy()
+        top = np.take_along_axis(sims, part, axis=1)
+        order = np.lexsort((part, -top), axis=-1)
+        indices[lo : lo + _CHUNK] = np.take_along_axis(part, order, axis=1)
+        values[lo : lo + _CHUNK] = np.take_along_axis(top, order, axis=1)
+    return indices, values
 
 
 def load_titles(model_root: Path, item_index: IdIndex) -> list[str]:

@@ -28,6 +28,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ENDPOINTS = ("/recommend", "/similar", "/score", "/feedback")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class _Version:
@@ -67,6 +68,10 @@ def metrics() -> dict[str, Any]:
             "kuberec_feedback_events_total", "Feedback events by type",
             ["event", "model_version"],
         ),
+        "batch_size": Histogram(
+            "kuberec_batch_size", "Requests scored together in one model call (adaptive batching)",
+            ["endpoint", "model_version"], buckets=BATCH_BUCKETS,
+        ),
         "model": Gauge(
             "kuberec_model_info", "The model this server answers with (value 1)",
             ["model_version", "model_type"], multiprocess_mode="max",
@@ -76,6 +81,10 @@ def metrics() -> dict[str, Any]:
 
 def count_fallback(endpoint: str) -> None:
     metrics()["fallbacks"].labels(endpoint=endpoint, model_version=_Version.value).inc()
+
+
+def observe_batch(endpoint: str, size: int) -> None:
+    metrics()["batch_size"].labels(endpoint=endpoint, model_version=_Version.value).observe(size)
 
 
 def count_feedback(event: str) -> None:

@@ -1,17 +1,20 @@
 """The BentoML service: ``bentoml serve kuberec.serving.service:Recommender``.
 
-Two services, because BentoML batches only calls that arrive at a batchable API
-over its dispatcher: the public :class:`Recommender` validates the JSON, maps
-ids, explains and counts; it forwards the model work to :class:`Ranker`, whose
-``rank`` and ``score`` APIs are batchable, so concurrent requests are scored in
-one model call (BentoML's adaptive batching sizes the batches from the observed
-latency). Both read the model named by ``$KUBEREC_MODEL`` (a run directory or a
-BentoML tag; :func:`kuberec.serving.server.start_server` resolves artifact URIs
-before launching).
+One service, one process: :class:`Recommender` validates the JSON, maps ids,
+and hands the model work of ``/recommend`` and ``/score`` to an in-process
+adaptive micro-batcher (:mod:`.batching`), so concurrent requests are scored
+in one model call without leaving the process. (BentoML's own batching works
+only for calls that reach a ``batchable`` API over HTTP, which took a second
+service and a hop whose pooled connections reset under bursts,
+bentoml/BentoML#4971, and cost more than batching saved on small catalogues.)
+``KUBEREC_MAX_BATCH_SIZE`` and ``KUBEREC_MAX_LATENCY_MS`` tune it. The model is
+the one named by ``$KUBEREC_MODEL`` (a run directory or a BentoML tag;
+:func:`kuberec.serving.server.start_server` resolves artifact URIs before
+launching).
 
 ``/healthz``, ``/livez``, ``/readyz`` and ``/metrics`` are BentoML's; readiness
-waits for the model (``__is_ready__``) and for the ranker, and ``/metrics``
-carries kuberec's metrics (see :mod:`.metrics`) next to BentoML's.
+waits for the model (``__is_ready__``), and ``/metrics`` carries kuberec's
+metrics (see :mod:`.metrics`) next to BentoML's.
 """
 
 from __future__ import annotations
@@ -21,15 +24,18 @@ import logging
 import os
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import bentoml
+import numpy as np
 from bentoml.exceptions import ServiceUnavailable
 from starlette.responses import JSONResponse
 
 from kuberec.errors import ConfigError
 from kuberec.serving import metrics
+from kuberec.serving.batching import BatchSettings, MicroBatcher
 from kuberec.serving.engine import Engine, Query, Ranked, RequestError
 from kuberec.serving.schemas import (
     FeedbackRequest,
@@ -49,8 +55,6 @@ from kuberec.serving.server import MODEL_ENV
 log = logging.getLogger(__name__)
 
 FEEDBACK_LOG_ENV = "KUBEREC_FEEDBACK_LOG"
-MAX_BATCH_SIZE = int(os.environ.get("KUBEREC_MAX_BATCH_SIZE", "64"))
-MAX_LATENCY_MS = int(os.environ.get("KUBEREC_MAX_LATENCY_MS", "1000"))
 
 
 def model_reference() -> str:
@@ -61,63 +65,40 @@ def model_reference() -> str:
     return reference
 
 
-@bentoml.service(name="kuberec-ranker", workers=1, threads=1, traffic={"timeout": 60})
-class Ranker:
-    """The model behind batchable APIs; requests from :class:`Recommender` are batched."""
-
-    def __init__(self) -> None:
-        self.engine = Engine.load(model_reference())
-
-    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
-    def rank(self, queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        ranked = self.engine.rank([Query.from_dict(q) for q in queries])
-        return [r.to_dict() for r in ranked]
-
-    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
-    def score(self, queries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        pairs = [(Query.from_dict(q["query"]), _indices(q["items"])) for q in queries]
-        return [{"scores": [float(s) for s in scores], "fallback": fallback}
-                for scores, fallback in self.engine.score(pairs)]
-
-
-@bentoml.service(name="kuberec", workers=1, traffic={"timeout": 60})
+@bentoml.service(
+    name="kuberec", workers=int(os.environ.get("KUBEREC_WORKERS", "1")), traffic={"timeout": 60},
+    logging={"access": {"enabled": os.environ.get("KUBEREC_ACCESS_LOG", "0") == "1"}},
+    tracing={"excluded_urls": os.environ.get("KUBEREC_TRACE_EXCLUDE", "")},
+)
 class Recommender:
     """The public JSON API: /recommend, /similar, /score, /feedback."""
-
-    ranker = bentoml.depends(Ranker)
 
     def __init__(self) -> None:
         self._engine: Engine | None = None
         self._failure: str | None = None
         self._feedback_log = os.environ.get(FEEDBACK_LOG_ENV)
         self._lock = threading.Lock()
+        settings = BatchSettings.from_env()
+        model_thread = ThreadPoolExecutor(1, thread_name_prefix="kuberec-model")
+        self._ranker: MicroBatcher[Query, tuple[Ranked, list[str]]] = MicroBatcher(
+            lambda queries: self._ready().recommend(queries), settings,
+            executor=model_thread, on_batch=lambda n: metrics.observe_batch("/recommend", n))
+        self._scorer: MicroBatcher[tuple[Query, np.ndarray], tuple[np.ndarray, bool]] = (
+            MicroBatcher(lambda pairs: self._ready().score(pairs), settings,
+                         executor=model_thread,
+                         on_batch=lambda n: metrics.observe_batch("/score", n)))
         # Load off the event loop so /healthz answers at once and /readyz tells the truth.
         threading.Thread(target=self._load, args=(model_reference(),), daemon=True).start()
 
     def _load(self, reference: str) -> None:
         try:
-            engine = Engine.load(reference, with_index=False)
+            engine = Engine.load(reference)
         except Exception as exc:  # reported by /readyz and every request
             log.exception("cannot load model %s", reference)
             self._failure = f"cannot load model {reference}: {exc}"
             return
         metrics.set_model_version(engine.version, engine.loaded.model_type)
         self._engine = engine
-
-    async def _call_ranker(self, method: str, batch: list[dict[str, Any]]) -> list[Any]:
-        """Call the ranker, retrying once when a pooled connection was closed under us.
-
-        BentoML's internal client keeps connections alive longer than the ranker's
-        server does (bentoml/BentoML#4971), so a reused connection can be gone.
-        """
-        import aiohttp
-
-        client = self.ranker.to_async
-        try:
-            return await getattr(client, method)(batch)
-        except aiohttp.ClientConnectionError:
-            log.warning("connection to the ranker dropped; retrying once")
-            return await getattr(client, method)(batch)
 
     def __is_ready__(self) -> bool:
         return self._engine is not None
@@ -137,12 +118,9 @@ class Recommender:
                            request.exclude_seen, request.filters and request.filters.genres)
         except RequestError as exc:
             return _unprocessable(exc)  # type: ignore[return-value]
-        [answer] = await self._call_ranker("rank", [query.to_dict()])
-        ranked = Ranked(_indices(answer["items"]), answer["scores"], answer["fallback"],
-                        engine.history(query))
+        ranked, reasons = await self._ranker.submit(query)
         if ranked.fallback:
             metrics.count_fallback("/recommend")
-        reasons = engine.explain(ranked)
         items = [RecommendedItem(item_id=engine.item_id(i), score=float(s), explanation=why)
                  for i, s, why in zip(ranked.items, ranked.scores, reasons, strict=True)]
         return RecommendResponse(items=items, model_version=engine.version,
@@ -175,9 +153,8 @@ class Recommender:
         scores: list[float] = []
         fallback = engine.is_fallback(query)
         if len(items):
-            [answer] = await self._call_ranker(
-                "score", [{"query": query.to_dict(), "items": items.tolist()}])
-            scores, fallback = answer["scores"], answer["fallback"]
+            found, fallback = await self._scorer.submit((query, items))
+            scores = [float(s) for s in found]
         if fallback:
             metrics.count_fallback("/score")
         return ScoreResponse(
@@ -211,12 +188,6 @@ def _query(engine: Engine, user_id: object, recent_ids: list[Any] | None, k: int
     recent, _ = engine.items(recent_ids or [])  # unknown recent items carry no signal
     return Query(engine.user(user_id), tuple(int(i) for i in recent), k, exclude_seen,
                  None if genres is None else tuple(genres))
-
-
-def _indices(values: list[Any]) -> Any:
-    import numpy as np
-
-    return np.asarray(values, dtype=np.int64)
 
 
 def _request_id() -> str:

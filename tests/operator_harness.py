@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -120,7 +121,7 @@ def _field_of(query: str) -> str:
 
 def _prometheus_handler(standin: PrometheusStandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             parsed = urlparse(self.path)
             if parsed.path != "/api/v1/query":
                 code, payload = 404, {"status": "error", "error": "not found"}
@@ -133,7 +134,7 @@ def _prometheus_handler(standin: PrometheusStandIn) -> type[BaseHTTPRequestHandl
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     return Handler
@@ -175,11 +176,9 @@ class DeploymentController:
                 "availableReplicas": replicas}  # fmt: skip
         if all(status.get(k) == v for k, v in want.items()):
             return
-        try:
+        with contextlib.suppress(Exception):  # deleted meanwhile: the next sweep sees the truth
             self.emulator.set_status("apps/v1", "Deployment", meta["name"], want,
                                      meta["namespace"])  # fmt: skip
-        except Exception:  # noqa: S110 - deleted meanwhile; the next sweep sees the truth
-            pass
 
 
 # --- the operator process -----------------------------------------------------------------------
@@ -189,7 +188,8 @@ class OperatorProcess:
     """``kuberec operator run`` against the emulator, with its log in a file."""
 
     def __init__(self, kubeconfig: Path, workdir: Path, env: dict[str, str],
-                 args: tuple[str, ...] = ()) -> None:  # fmt: skip
+                 args: tuple[str, ...] = (), peering: str | None = None) -> None:  # fmt: skip
+        self.peering = peering
         self.kubeconfig = kubeconfig
         self.log_path = workdir / f"operator-{time.monotonic_ns()}.log"
         self.metrics_port = free_port()
@@ -201,7 +201,8 @@ class OperatorProcess:
     def start(self) -> OperatorProcess:
         command = [
             sys.executable, "-m", "kuberec.cli", "operator", "run", "--namespace", "default",
-            "--standalone", f"--metrics-port={self.metrics_port}",
+            f"--peering={self.peering}" if self.peering else "--standalone",
+            f"--metrics-port={self.metrics_port}",
             f"--liveness=http://127.0.0.1:{self.health_port}/healthz", *self.args,
         ]  # fmt: skip
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "OMP_NUM_THREADS": "1",

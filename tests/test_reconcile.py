@@ -227,6 +227,10 @@ def test_a_healthy_canary_walks_every_step_then_is_promoted() -> None:
     assert any(isinstance(a, Promote) for a in actions)
     assert status.champion.version == "demo:v2" and status.rollout is None  # type: ignore[union-attr]
     assert status.phase == "Serving"
+    finished = status.last_rollout
+    assert finished is not None and finished.outcome == "Promoted"
+    assert [d.action for d in finished.decisions] == ["advance", "advance", "promote"]
+    assert finished.decisions[0].values["canary_requests"] == 100
 
 
 def test_an_erroring_canary_is_rolled_back_with_the_values_recorded() -> None:
