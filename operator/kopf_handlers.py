@@ -196,6 +196,7 @@ class Operator:
         self.metrics.reconciles.labels(trigger=trigger, result="error").inc()
         message = f"{exc}; retrying in {delay:.0f}s"
         log.warning("%s: %s: %s", _ref(job), reason, message)
+        status = self._statuses.get(uid) or status  # keep a write-ahead of this very pass
         previous = condition(status, AVAILABLE)
         now = datetime.now(UTC)
         new = with_condition(status, now, AVAILABLE, False, reason, message,

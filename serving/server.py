@@ -99,19 +99,67 @@ def wait_ready(
 
 
 def stop_server(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """Stop the server and its workers (the whole process group): TERM, then KILL."""
+    """Stop the server and every process under it; when this returns, none of them runs.
+
+    TERM goes to the server's process group (the arbiter stops its workers
+    gracefully); what is still alive after ``timeout`` is KILLed, the arbiter
+    first so it cannot respawn a worker. The tree is collected from ``/proc``
+    before signalling, because ``bentoml serve`` starts its workers in sessions
+    of their own: a group signal misses them, and once the arbiter is gone they
+    are reparented and no longer found. Each pid is signalled only while its
+    start time is the one collected, so a recycled pid is never touched.
+    """
     if process.poll() is not None:
         return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=timeout)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    tree = _tree(process.pid)
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        tree.update(_tree(process.pid))  # workers started since
+    survivors = {pid: started for pid, started in tree.items() if _alive(pid, started)}
+    for pid, started in survivors.items():  # parents first: the arbiter before its workers
+        if _alive(pid, started):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    process.wait()
+    deadline = time.monotonic() + 10.0
+    while any(_alive(pid, started) for pid, started in survivors.items()):
+        if time.monotonic() > deadline:
+            raise ServingError(f"processes of the server {process.pid} survived SIGKILL: "
+                               f"{sorted(p for p, s in survivors.items() if _alive(p, s))}")
+        time.sleep(0.05)
+
+
+def _tree(pid: int) -> dict[int, str]:
+    """The process and its descendants (parents first), each with its start time."""
+    from kuberec.serving.canary.local import process_tree
+
+    found = {child: _start_time(child) for child in process_tree(pid)}
+    return {child: started for child, started in found.items() if started}
+
+
+def _start_time(pid: int) -> str:
+    """Start time since boot ('' when gone): tells a process from a later one with its pid."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return ""
+    return fields[19]
+
+
+def _alive(pid: int, started: str) -> bool:
+    """Running (not a zombie, which holds no resources) and still the process we saw."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z" and fields[19] == started
 
 
 def free_port(host: str = "127.0.0.1") -> int:

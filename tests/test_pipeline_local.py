@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kuberec.cli import main
 from kuberec.operator.local_platform import LocalPlatform
 from kuberec.operator.local_store import load_status
 from kuberec.operator.loop import run_until_settled
@@ -91,12 +92,32 @@ def test_a_weak_challenger_is_rejected_and_the_champion_stays(
     assert "does not beat the champion" in " ".join(status.gate.reasons)  # type: ignore[union-attr]
 
 
-def test_a_failing_step_is_named_with_reason_and_log(first: JobStatus, workdir: Path) -> None:
-    job = _job(workdir, model={"type": "mf", "hyperparameters": {"dim": -3}})
-    status = _run(job, workdir)
+BROKEN = {"model": {"type": "mf", "hyperparameters": {"dim": -3}}}
+
+
+@pytest.fixture(scope="module")
+def failed(first: JobStatus, workdir: Path) -> JobStatus:
+    return _run(_job(workdir, **BROKEN), workdir)
+
+
+def test_a_failing_step_is_named_with_reason_and_log(
+    failed: JobStatus, first: JobStatus, workdir: Path
+) -> None:
+    status = failed
     assert status.phase == "Failed"
     message = status.pipeline_run.message  # type: ignore[union-attr]
     assert message.startswith("step train failed:") and "dim" in message
     assert "pipeline.log" in message
     assert Path(status.pipeline_run.log).exists()  # type: ignore[union-attr, arg-type]
     assert load_status(workdir).champion == first.champion  # type: ignore[union-attr]
+
+
+def test_kuberec_run_prints_the_failed_step_and_exits_2(
+    failed: JobStatus, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _job(workdir, **BROKEN)  # the same broken spec: nothing is relaunched
+    code = main(["run", str(workdir / "job.yaml"), "--workdir", str(workdir), "--no-serve"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "step train failed" in " ".join(captured.err.split())
+    assert len(list((workdir / "runs").iterdir())) == 3
