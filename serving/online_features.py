@@ -58,4 +58,5 @@ class OnlineHistory:
         users = values.get("user_id", [])
         items = values.get("recent_items", [])
         # the store keeps them newest first
-        return {str(u): [str(i) for i in reversed(v)] for u, v in zip(users, items, strict=True) if v}
+        pairs = zip(users, items, strict=True)
+        return {str(u): [str(i) for i in reversed(v)] for u, v in pairs if v}
