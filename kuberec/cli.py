@@ -297,7 +297,9 @@ def _train(args: argparse.Namespace) -> int:
         data_spec, base = job.spec.data, args.file.parent
         model_type = args.model or job.spec.model.type
         hparams = {**job.spec.model.hyperparameters}
-        training = job.spec.training.model_dump()
+        # placement and scheduling fields are the cluster's business, not a training setting
+        training = {k: v for k, v in job.spec.training.model_dump().items()
+                    if k in TrainSettings.__dataclass_fields__}  # fmt: skip
     else:
         columns = dict(_key_value(item, "--column") for item in args.column)
         if args.dataset:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from kuberec import __version__
 from kuberec.components.datasets.canonical import Dataset
-from kuberec.components.train.run_dir import CONFIG, METRICS, MODEL
+from kuberec.components.train.run_dir import CONFIG, ITEMS, METRICS, MODEL
 from kuberec.errors import ConfigError
 
 #: Where the ``kuberec-model/1`` folder lives inside a BentoML model's directory.
@@ -59,7 +59,7 @@ def package_run(run_dir: Path, name: str, metadata: dict[str, Any]) -> PackagedM
     ) as model:
         target = Path(model.path)
         shutil.copytree(run_dir / MODEL, target / MODEL_SUBDIR)
-        for extra in (CONFIG, METRICS):
+        for extra in (CONFIG, METRICS, ITEMS):
             if (run_dir / extra).exists():
                 shutil.copy2(run_dir / extra, target / extra)
     stored = bentoml.models.get(model.tag)

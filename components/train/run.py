@@ -14,7 +14,14 @@ from kuberec import __version__
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.models import save_model
 from kuberec.components.train.ray_runner import TrainOutcome, train
-from kuberec.components.train.run_dir import CONFIG, METRICS, MODEL, write_curves, write_json
+from kuberec.components.train.run_dir import (
+    CONFIG,
+    ITEMS,
+    METRICS,
+    MODEL,
+    write_curves,
+    write_json,
+)
 from kuberec.components.train.settings import TrainSettings
 from kuberec.errors import ConfigError
 
@@ -55,6 +62,7 @@ def train_run(
         run_name=out.name or "run", text_embeddings=text_embeddings,
     )  # fmt: skip
     _write(out, outcome, settings, source or {"dataset": dataset.name}, overwrite)
+    dataset.items[["item_id", "title"]].to_parquet(out / ITEMS, index=False)
     return RunSummary(
         out, model_type, outcome.best_epoch, outcome.validation, round(outcome.seconds, 2)
     )

@@ -7,6 +7,7 @@
       model/           weights, id mappings, histories, item features (models.save_model)
       metrics.json     per-epoch history, best epoch, validation and later evaluations
       curves.png       loss and validation metric per epoch
+      items.parquet    item ids and titles, for explanations in serving
       tensorboard/     the same curves as TensorBoard event files
 """
 
@@ -29,6 +30,7 @@ CONFIG = "config.json"
 METRICS = "metrics.json"
 MODEL = "model"
 CURVES = "curves.png"
+ITEMS = "items.parquet"  # item_id, title: what serving shows in explanations
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
