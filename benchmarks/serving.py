@@ -8,18 +8,22 @@ Two catalogues, measured in the same run:
   cluster; users from the synthetic generator). Its weights are not trained: a
   latency benchmark needs the shapes, not the quality.
 
-For each, the kuberec BentoML service (adaptive batching, and a faiss index at
-1M items since that is above ``KUBEREC_ANN_MIN_ITEMS``) and a minimal FastAPI +
-torch server of the same model (one request at a time through ``model.score``,
-seen items masked, ``torch.topk``; no batching, no index) each take closed-loop
+For each, the kuberec BentoML service (one process; in-process adaptive
+batching; explanations; a faiss index at 1M items since that is above
+``KUBEREC_ANN_MIN_ITEMS``) and a minimal FastAPI + torch server of the same
+model (one request at a time through ``model.score``, seen items masked,
+``torch.topk``; no batching, no index, no explanations) each take closed-loop
 load from 1, 8 and 32 concurrent clients for a few seconds per cell. Then ANN
 against exact top-10 at 1M items, in-process: speed per query and recall@10.
 
-The load generator shares the machine with the servers, so absolute figures on
-a 2-core machine are pessimistic; the side-by-side ratios are the point. Run
-from the repository root::
+The load generator shares the machine with the servers, so it is kept cheap
+(raw keep-alive HTTP/1.1 on asyncio streams, ~0.05 ms of CPU per request; an
+HTTP client library spent more CPU per request than either server). Absolute
+figures on a shared 2-core machine are noisy; the side-by-side ratios, and the
+servers' CPU per request (also printed), are the point. Run from the
+repository root::
 
-    python benchmarks/serving.py                 # ~4 minutes on 2 cores
+    python benchmarks/serving.py                 # ~5 minutes on 2 cores
     python benchmarks/serving.py --seconds 2 --skip-1m
 """
 
@@ -210,24 +214,48 @@ async def closed_loop(url: str, users: list[Any], concurrency: int, seconds: flo
 
 
 def measure(name: str, run_dir: Path, users: list[Any], seconds: float) -> list[dict[str, Any]]:
+    """Both servers up at once; each concurrency is measured on one, then at once on the other.
+
+    Interleaving keeps the two columns of a row close in time, so load from
+    other processes on a shared machine falls on both alike.
+    """
+    from kuberec.serving.canary.local import process_tree
     from kuberec.serving.server import free_port, start_server, stop_server, wait_ready
 
     rows: list[dict[str, Any]] = []
-    for server in ("bentoml", "fastapi"):
-        port = free_port()
-        process = (start_server(run_dir, port) if server == "bentoml"
-                   else start_baseline(run_dir, port))
-        try:
-            wait_ready(f"http://127.0.0.1:{port}", timeout=300, process=process)
-            for concurrency in CONCURRENCY:
-                result = asyncio.run(closed_loop(f"http://127.0.0.1:{port}", users,
-                                                 concurrency, seconds))
-                rows.append({"catalogue": name, "server": server,
-                             "concurrency": concurrency, **result})
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    try:
+        for server in ("bentoml", "fastapi"):
+            port = free_port()
+            process = (start_server(run_dir, port) if server == "bentoml"
+                       else start_baseline(run_dir, port))
+            servers[server] = (process, f"http://127.0.0.1:{port}")
+            wait_ready(servers[server][1], timeout=600, process=process)
+        for concurrency in CONCURRENCY:
+            for server, (process, url) in servers.items():
+                pids = process_tree(process.pid)
+                before = _cpu_seconds(pids)
+                result = asyncio.run(closed_loop(url, users, concurrency, seconds))
+                cpu_ms = (_cpu_seconds(pids) - before) / max(1, result["requests"]) * 1e3
+                rows.append({"catalogue": name, "server": server, "concurrency": concurrency,
+                             **result, "cpu_ms_per_request": cpu_ms})
                 print(json.dumps(rows[-1]), flush=True)
-        finally:
+    finally:
+        for process, _ in servers.values():
             stop_server(process)
     return rows
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the processes so far (from /proc; gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def ann_versus_exact(run_dir: Path, n_queries: int = 500) -> dict[str, float]:
@@ -258,8 +286,9 @@ def ann_versus_exact(run_dir: Path, n_queries: int = 500) -> dict[str, float]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'catalogue':<13} {'conc':>4} | {'bentoml p50':>11} {'p99':>8} {'req/s':>7} | "
-            f"{'fastapi p50':>11} {'p99':>8} {'req/s':>7} | {'req/s ratio':>11}")
+    head = (f"{'catalogue':<13} {'conc':>4} | {'bentoml p50':>11} {'p99':>8} {'req/s':>7} "
+            f"{'cpu/req':>8} | {'fastapi p50':>11} {'p99':>8} {'req/s':>7} {'cpu/req':>8} | "
+            f"{'req/s ratio':>11}")
     lines = [head, "-" * len(head)]
     keyed = {(r["catalogue"], r["server"], r["concurrency"]): r for r in rows}
     for catalogue in dict.fromkeys(r["catalogue"] for r in rows):
@@ -269,8 +298,9 @@ def table(rows: list[dict[str, Any]]) -> str:
                 continue
             lines.append(
                 f"{catalogue:<13} {c:>4} | {b['p50_ms']:>9.1f}ms {b['p99_ms']:>6.1f}ms "
-                f"{b['rps']:>7.1f} | {f['p50_ms']:>9.1f}ms {f['p99_ms']:>6.1f}ms {f['rps']:>7.1f}"
-                f" | {b['rps'] / f['rps']:>10.2f}x")
+                f"{b['rps']:>7.1f} {b['cpu_ms_per_request']:>6.2f}ms | {f['p50_ms']:>9.1f}ms "
+                f"{f['p99_ms']:>6.1f}ms {f['rps']:>7.1f} {f['cpu_ms_per_request']:>6.2f}ms | "
+                f"{b['rps'] / f['rps']:>10.2f}x")
     return "\n".join(lines)
 
 

@@ -99,6 +99,7 @@ class Operator:
     post_event: Callable[..., None] = kopf.event
     resync_s: float = 60.0  # timer passes of a settled job are this far apart
     _last_pass: dict[str, float] = field(default_factory=dict)
+    _deleted: set[str] = field(default_factory=set)  # uids are never reused
     _statuses: dict[str, JobStatus] = field(default_factory=dict)
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
@@ -123,6 +124,8 @@ class Operator:
         if body.metadata.get("deletionTimestamp"):
             return None
         with self.lock(uid):
+            if uid in self._deleted:
+                return None  # a pass that queued behind the finalizer must not redeploy
             status = self._statuses.get(uid) or JobStatus.model_validate(body.get("status") or {})
             if trigger == "timer" and (self.backoff.waiting(uid) or self._resting(uid, status)):
                 return None
@@ -234,6 +237,7 @@ class Operator:
         uid = str(body.metadata.uid)
         job = _job(body, validate=False)
         with self.lock(uid):
+            self._deleted.add(uid)
             try:
                 deleted = self.platform.cleanup(job)
             except KubernetesUnavailable as exc:
@@ -289,6 +293,9 @@ def configure(settings: kopf.OperatorSettings, *, workers: int = 16) -> None:
     settings.posting.level = logging.WARNING  # our own Events mark phases; kopf's only warn
     settings.execution.max_workers = workers
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+    # A timer pass still running when a job is deleted: check again soon (kopf's default, 60 s,
+    # holds the finalizer, and so the deletion, that long).
+    settings.background.cancellation_polling = 0.5
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
 

@@ -179,6 +179,7 @@ class KubernetesPlatform:
 
                 if not self.settings.kfp_endpoint:
                     raise KfpUnavailable("KUBEREC_KFP_ENDPOINT is not set")
+                _kfp_healthy(self.settings.kfp_endpoint)
                 try:
                     self._runs = KfpRuns(self.settings.kfp_endpoint,
                                          artifact_root=self.settings.artifact_store,
@@ -285,6 +286,23 @@ class KubernetesPlatform:
             return method(*args, **kwargs)
         except Exception as exc:
             raise _translate(exc) from exc
+
+
+def _kfp_healthy(endpoint: str, timeout_s: float = 5.0) -> None:
+    """One quick health check: ``kfp.Client()`` itself retries for ~25 s before failing."""
+    import urllib.error
+    import urllib.request
+
+    url = f"{endpoint.rstrip('/')}/apis/v2beta1/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code < 500 and exc.code != 429:
+            return  # it answers (auth and routing are kfp.Client's business)
+        raise KfpUnavailable(f"KFP API at {endpoint} answered {exc.code}") from exc
+    except OSError as exc:
+        raise KfpUnavailable(f"KFP API at {endpoint} is unreachable: {exc}") from exc
 
 
 def _translate(exc: Exception) -> Exception:

@@ -30,6 +30,8 @@ from kuberec.serving.retrieval import (
     Factors,
     build_index,
     factorize,
+    history_scores,
+    item_item_weights,
     masked_top_k,
 )
 
@@ -98,6 +100,7 @@ class Engine:
         self.n_items = loaded.schema.n_items
         self.uses_history = self.model.history_length != 0
         self.factors: Factors | None = factorize(self.model)
+        self.item_item = item_item_weights(self.model) if self.factors is None else None
         self.index: ExactIndex | AnnIndex | None = None
         self.exact: ExactIndex | None = None
         if self.factors is not None and with_index:
@@ -194,14 +197,14 @@ class Engine:
     def _personal(self, queries: Sequence[Query]) -> list[Ranked]:
         histories = [self.history(q) for q in queries]
         users = torch.as_tensor([q.user for q in queries], dtype=torch.long)
-        padded = self._padded(histories)
         excluded = [h if q.exclude_seen else np.zeros(0, np.int64)
                     for q, h in zip(queries, histories, strict=True)]
         if self.factors is None:
-            scores = self.model.score(users, padded).float()
+            scores = (history_scores(self.item_item, histories) if self.item_item is not None
+                      else self.model.score(users, self._padded(histories)).float())
             return [self._top(scores[i : i + 1], q, excluded[i], histories[i])
                     for i, q in enumerate(queries)]
-        vectors = self.factors.user_vectors(users, padded).float().numpy()
+        vectors = self.factors.user_vectors(users, self._padded(histories)).float().numpy()
         out: list[Ranked | None] = [None] * len(queries)
         if isinstance(self.index, AnnIndex):
             plain = [i for i, q in enumerate(queries) if q.genres is None]
@@ -275,6 +278,9 @@ class Engine:
                 vectors = self.factors.user_vectors(users, padded).float().numpy()
                 rows = [vectors[j] @ self.factors.items[queries[i][1]].T
                         for j, i in enumerate(personal)]
+            elif self.item_item is not None:
+                full = history_scores(self.item_item,
+                                      [self.history(q) for q in chosen]).numpy()
             else:
                 full = self.model.score(users, padded).float().numpy()
                 rows = [full[j, queries[i][1]] for j, i in enumerate(personal)]

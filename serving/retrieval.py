@@ -93,6 +93,32 @@ def factorize(model: Recommender) -> Factors | None:
     return None
 
 
+def item_item_weights(model: Recommender) -> Tensor | None:
+    """``W`` when ``model`` scores ``score(u) = x_u · W`` (binary history row ``x_u``), else None.
+
+    EASE's ``score`` builds the dense (batch, n_items) history rows and multiplies
+    them by ``W``: n_items² multiply-adds per user. Summing the rows of ``W`` the
+    user has taken gives the same scores for |history| x n_items, 10-20x less on
+    MovieLens, which matters when serving answers one user at a time.
+    """
+    from kuberec.components.models.ease import EASE
+
+    if isinstance(model, EASE):
+        return model.weights.detach().float()
+    return None
+
+
+def history_scores(weights: Tensor, histories: Sequence[np.ndarray]) -> Tensor:
+    """(len(histories), n_items): each row the sum of ``weights`` rows of its distinct items."""
+    out = torch.zeros(len(histories), weights.shape[1], dtype=weights.dtype)
+    for row, history in enumerate(histories):
+        taken = np.unique(np.asarray(history, dtype=np.int64))
+        taken = taken[(taken >= 0) & (taken < weights.shape[0])]
+        if len(taken):
+            out[row] = weights[torch.from_numpy(taken)].sum(dim=0)
+    return out
+
+
 def _rows(matrix: Tensor) -> np.ndarray:
     return np.ascontiguousarray(matrix.detach().float().cpu().numpy())
 

@@ -3,12 +3,13 @@
 Used by ``kuberec serve``, the tests, the benchmark and anything else that needs
 a server (the canary router runs two). The model reference is resolved here,
 once, before the server starts: an artifact URI is imported into the BentoML
-store and the server is handed its tag, so the service's two processes never
+store and the server is handed its tag, so the server's workers never
 race to import the same file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -65,7 +66,7 @@ def start_server(
     command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port),
                "--host", host]
     if not capture:
-        return subprocess.Popen(command, env=environment, start_new_session=True)
+        return _exec_done(subprocess.Popen(command, env=environment, start_new_session=True))
     if log_path is None:
         handle, name = tempfile.mkstemp(prefix=f"kuberec-serve-{port}-", suffix=".log")
         os.close(handle)
@@ -74,6 +75,24 @@ def start_server(
         process = subprocess.Popen(command, env=environment, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     process.log_path = Path(log_path)  # type: ignore[attr-defined]
+    return _exec_done(process)
+
+
+def _exec_done(process: subprocess.Popen[bytes], timeout: float = 2.0) -> subprocess.Popen[bytes]:
+    """Return once ``/proc`` shows the child's command line.
+
+    ``Popen`` returns while the kernel may still be setting up the new program
+    (its ``/proc/<pid>/cmdline`` reads empty for a moment), and callers that
+    record the command line to recognise the process later would record ''.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if Path(f"/proc/{process.pid}/cmdline").read_bytes():
+                break
+        except OSError:
+            break
+        time.sleep(0.005)
     return process
 
 
@@ -112,10 +131,8 @@ def stop_server(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None
     if process.poll() is not None:
         return
     tree = _tree(process.pid)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -123,10 +140,8 @@ def stop_server(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None
     survivors = {pid: started for pid, started in tree.items() if _alive(pid, started)}
     for pid, started in survivors.items():  # parents first: the arbiter before its workers
         if _alive(pid, started):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     process.wait()
     deadline = time.monotonic() + 10.0
     while any(_alive(pid, started) for pid, started in survivors.items()):

@@ -200,7 +200,9 @@ class OperatorProcess:
 
     def start(self) -> OperatorProcess:
         command = [
-            sys.executable, "-m", "kuberec.cli", "operator", "run", "--namespace", "default",
+            sys.executable, "-m", "kuberec.cli",
+            *(["-v"] if os.environ.get("KUBEREC_TEST_OPERATOR_DEBUG") else []),
+            "operator", "run", "--namespace", "default",
             f"--peering={self.peering}" if self.peering else "--standalone",
             f"--metrics-port={self.metrics_port}",
             f"--liveness=http://127.0.0.1:{self.health_port}/healthz", *self.args,

@@ -104,8 +104,8 @@ def test_every_phase_transition_is_an_event(
 def test_a_settled_job_rests_between_resyncs(
     operator: Operator, body: kopf.Body, k8s_emulator: KubeEmulator  # noqa: F811
 ) -> None:
-    k8s_emulator.set_status(*JOBS, "movies", {"phase": "Failed"})
-    body = kopf.Body(k8s_emulator.get(*JOBS, "movies") or {})
-    assert operator.reconcile(body, "timer") is not None  # the first pass always runs
+    body = kopf.Body(k8s_emulator.apply(job_manifest("movies", suspend=True)))
+    settled = operator.reconcile(body, "timer")  # the first pass always runs
+    assert settled is not None and settled.phase == "Suspended"
     assert operator.reconcile(body, "timer") is None  # then it rests for resync_s
     assert operator.reconcile(body, "update") is not None  # a change never waits

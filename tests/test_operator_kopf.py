@@ -154,8 +154,8 @@ def test_a_succeeded_run_is_deployed_and_served(
                             if k in ("name", "namespace", "labels", "annotations",
                                      "ownerReferences")}  # fmt: skip
         kubernetes_validate.validate(body, "1.30", strict=True)
-    reasons = [e["reason"] for e in events_for(cluster, "movies")]
-    assert {"RunLaunched", "Deploying", "Serving"} <= set(reasons)
+    wait_for(lambda: {"RunLaunched", "Deploying", "Serving"} <= {
+        e["reason"] for e in events_for(cluster, "movies")}, what="an Event per phase")
 
 
 def test_a_spec_change_launches_a_new_run_that_is_canaried_then_promoted(

@@ -89,3 +89,34 @@ def test_ann_retrieval_agrees_with_exact_for_a_dot_product_model(
     overlap = [len(set(a.items.tolist()) & set(e.items.tolist())) / 10
                for a, e in zip(ann.rank(users), exact.rank(users), strict=True)]
     assert np.mean(overlap) >= 0.9
+
+
+def test_precomputed_neighbours_explain_as_the_exact_product_does(engine: Engine) -> None:
+    similarity = engine.similarity
+    assert similarity.has_neighbours  # ml-100k is well inside the precomputation budget
+    for user in range(0, 943, 7):
+        [ranked] = engine.rank([Query(user, k=10)])
+        recent = np.unique(engine.history(Query(user))[-200:])
+        exact = recent[np.argmax(similarity.between(recent, ranked.items), axis=0)]
+        assert similarity.best_match(recent, ranked.items).tolist() == exact.tolist()
+
+
+def test_a_batch_ranks_each_query_as_it_would_alone(engine: Engine) -> None:
+    queries = [Query(engine.user(u), k=5) for u in (1, 2, 3)] + [Query(-1, k=5)]
+    together = engine.recommend(queries)
+    for query, (ranked, reasons) in zip(queries, together, strict=True):
+        [(alone, alone_reasons)] = engine.recommend([query])
+        assert ranked.items.tolist() == alone.items.tolist()
+        assert reasons == alone_reasons
+
+
+def test_item_item_scoring_equals_the_models_own_score(engine: Engine) -> None:
+    import torch
+
+    from kuberec.serving.retrieval import history_scores
+
+    assert engine.item_item is not None  # EASE: scores are a sum of weight rows
+    users = [0, 5, 42]
+    histories = [engine.history(Query(u)) for u in users]
+    expected = engine.model.score(torch.tensor(users), engine._padded(histories))
+    assert torch.allclose(history_scores(engine.item_item, histories), expected, atol=1e-4)
