@@ -27,7 +27,12 @@ sys.path.insert(0, str(ROOT))
 from tests.k8s_emulator import KubeEmulator  # noqa: E402
 from tests.k8s_emulator.fixtures import load_chart_crds  # noqa: E402
 from tests.kfp_standin import KfpStandIn  # noqa: E402
-from tests.operator_harness import JOBS, OperatorProcess, job_manifest  # noqa: E402
+from tests.operator_harness import (  # noqa: E402
+    JOBS,
+    OperatorProcess,
+    install_kuberay,
+    job_manifest,
+)
 
 
 def main() -> int:
@@ -39,6 +44,7 @@ def main() -> int:
 
     emulator = KubeEmulator().start()
     load_chart_crds(emulator)
+    install_kuberay(emulator)
     kfp = KfpStandIn().start()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -16,6 +16,7 @@ into a condition and a retry with backoff, never into a second launch.
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +43,8 @@ from kuberec.operator.spec import GROUP, VERSION, RecommenderJob
 from kuberec.operator.status import JobStatus, ModelRecord
 from kuberec.pipelines.context import RunContext
 from kuberec.pipelines.kfp_client import KfpUnavailable
+from kuberec.pipelines.pipeline import IMAGE
+from kuberec.pipelines.ray_cluster import ray_address, ray_cluster_manifest
 
 
 class KubernetesUnavailable(KuberecError):
@@ -130,10 +133,11 @@ class KubernetesPlatform:
         """Submit the run for ``action.key`` (the existing run's id if it was submitted before)."""
         name, namespace = job.metadata.name, job.metadata.namespace
         root = self.settings.artifact_store.rstrip("/")
+        self._ensure_ray_cluster(job)
         context = RunContext(
             run_id=f"{name}-{action.key}", run_key=action.key, artifact_root=root,
             feature_store_dir=f"/tmp/kuberec/{namespace}/{name}/data",
-            champion_uri=action.champion_uri,
+            champion_uri=action.champion_uri, ray_address=ray_address(job),
         )  # fmt: skip
         run_id = self.runs().submit(job, context)
         fingerprint = self._fingerprints.get(_ref(job))
@@ -143,6 +147,22 @@ class KubernetesPlatform:
             self._call(self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace,
                        PLURAL, name, body)  # fmt: skip
         return run_id
+
+    def _ensure_ray_cluster(self, job: RecommenderJob) -> None:
+        """The job's KubeRay RayCluster (GPU placement from the spec), unless it names its own."""
+        if job.spec.training.ray_address:
+            return
+        manifest = ray_cluster_manifest(job, os.environ.get("KUBEREC_IMAGE", IMAGE))
+        manifest["metadata"]["ownerReferences"] = [manifests.owner_reference(job)]
+        try:
+            self._apply(manifests.with_hash(manifest))
+        except KuberecError as exc:
+            if "(404)" in str(exc):
+                raise KuberecError(
+                    "KubeRay is not installed (no ray.io/v1 RayCluster resource): install the "
+                    "KubeRay operator, or set spec.training.rayAddress to an existing Ray cluster"
+                ) from exc
+            raise
 
     def cleanup(self, job: RecommenderJob) -> list[str]:
         """Delete what the operator created for ``job`` (the finalizer's work); names deleted."""
@@ -248,8 +268,11 @@ class KubernetesPlatform:
         if kind == "Service":
             return (self.core.read_namespaced_service, self.core.create_namespaced_service,
                     self.core.patch_namespaced_service)  # fmt: skip
-        if kind == "HTTPRoute":
-            group, version, plural = "gateway.networking.k8s.io", "v1", "httproutes"
+        if kind in ("HTTPRoute", "RayCluster"):
+            group, version, plural = {
+                "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes"),
+                "RayCluster": ("ray.io", "v1", "rayclusters"),
+            }[kind]
 
             def read(name: str, namespace: str) -> Any:
                 return self.custom.get_namespaced_custom_object(group, version, namespace,

@@ -23,6 +23,7 @@ class RunContext:
     data_dir: str = ""  # MovieLens copies (no download) when set
     base: str = ""  # relative data URIs resolve against this (the job file's folder)
     events: str = ""  # local platform: a JSONL file the operator tails for step progress
+    ray_address: str = ""  # the Ray cluster to train on; "" -> spec.training.rayAddress or local
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -9,7 +9,6 @@ ships as text) makes each step importable, testable and identical in
 from __future__ import annotations
 
 import json
-import os
 import time
 import traceback
 from collections.abc import Iterator
@@ -112,7 +111,8 @@ def train_step(job_text: str, context_text: str, dataset_dir: str, run_dir: str)
         settings = TrainSettings(
             backend=training.backend, workers=training.workers, use_gpu=training.use_gpu,
             cpus_per_worker=training.cpus_per_worker, gpus_per_worker=training.gpus_per_worker,
-            ray_address=_ray_address(job), max_failures=training.max_failures,
+            ray_address=context.ray_address or training.ray_address,
+            max_failures=training.max_failures,
             epochs=training.epochs, patience=training.patience,
             validation_fraction=training.validation_fraction, seed=training.seed,
         )  # fmt: skip
@@ -219,15 +219,6 @@ def package_step(
 def _split(job: RecommenderJob, dataset: Dataset) -> Split:
     evaluation = job.spec.evaluation
     return split(evaluation.protocol, dataset.interactions, seed=evaluation.seed)
-
-
-def _ray_address(job: RecommenderJob) -> str | None:
-    """Locally a private Ray instance; on Kubernetes the job's (or the spec's) Ray cluster."""
-    if os.environ.get("KUBEREC_PLATFORM") == "kubernetes":
-        from kuberec.pipelines.ray_cluster import ray_address
-
-        return ray_address(job)
-    return job.spec.training.ray_address
 
 
 def _embeddings(job: RecommenderJob, dataset: Dataset) -> Any:

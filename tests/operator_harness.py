@@ -306,3 +306,27 @@ def finish_run(kfp: KfpStandIn, emulator: KubeEmulator, name: str, run: dict[str
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result))
     kfp.set_state(run["run_id"], "SUCCEEDED")
+
+
+#: What installing the KubeRay operator adds to a cluster, as far as the kuberec operator can
+#: tell: the ray.io/v1 RayCluster resource (its real schema is KubeRay's business).
+KUBERAY_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "rayclusters.ray.io"},
+    "spec": {
+        "group": "ray.io",
+        "names": {"kind": "RayCluster", "listKind": "RayClusterList", "plural": "rayclusters",
+                  "singular": "raycluster"},
+        "scope": "Namespaced",
+        "versions": [{
+            "name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
+            "schema": {"openAPIV3Schema": {"type": "object",
+                                           "x-kubernetes-preserve-unknown-fields": True}},
+        }],
+    },
+}  # fmt: skip
+
+
+def install_kuberay(emulator: KubeEmulator) -> None:
+    emulator.load_crd(KUBERAY_CRD)

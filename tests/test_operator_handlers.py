@@ -26,7 +26,7 @@ from tests.k8s_emulator.fixtures import (  # noqa: F401
     load_chart_crds,
 )
 from tests.kfp_standin import KfpStandIn
-from tests.operator_harness import JOBS, job_manifest, runs_of
+from tests.operator_harness import JOBS, install_kuberay, job_manifest, runs_of
 
 
 @pytest.fixture
@@ -55,6 +55,7 @@ def operator(k8s_client: client.ApiClient, kfp: KfpStandIn, tmp_path: Any,  # no
 @pytest.fixture
 def body(k8s_emulator: KubeEmulator) -> kopf.Body:  # noqa: F811
     load_chart_crds(k8s_emulator)
+    install_kuberay(k8s_emulator)
     return kopf.Body(k8s_emulator.apply(job_manifest("movies")))
 
 

@@ -31,6 +31,7 @@ from tests.operator_harness import (
     PrometheusStandIn,
     Traffic,
     finish_run,
+    install_kuberay,
     job_manifest,
     runs_of,
     status_of,
@@ -63,6 +64,7 @@ def artifacts(tmp_path: Path) -> str:
 @pytest.fixture
 def cluster(k8s_emulator: KubeEmulator) -> Iterator[KubeEmulator]:  # noqa: F811
     load_chart_crds(k8s_emulator)
+    install_kuberay(k8s_emulator)
     with DeploymentController(k8s_emulator):
         yield k8s_emulator
 
