@@ -217,6 +217,7 @@ def test_namespaced_install_grants_workloads_only_in_the_watched_namespace() -> 
     role = one(manifests, "Role")
     assert role["metadata"]["namespace"] == "recs"
     assert grants(rules_of(role), "apps", "deployments") >= {"create", "patch", "delete"}
+    assert grants(rules_of(role), "ray.io", "rayclusters") >= {"create", "patch", "delete"}
     cluster_rules = [r for m in manifests if m["kind"] == "ClusterRole" for r in rules_of(m)]
     assert {v for r in cluster_rules for v in r["verbs"]} == {"list", "watch"}
 
