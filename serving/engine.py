@@ -273,16 +273,16 @@ class Engine:
         if personal:
             chosen = [queries[i][0] for i in personal]
             users = torch.as_tensor([q.user for q in chosen], dtype=torch.long)
-            padded = self._padded([self.history(q) for q in chosen])
+            histories = [self.history(q) for q in chosen]
             if self.factors is not None:
-                vectors = self.factors.user_vectors(users, padded).float().numpy()
+                vectors = self.factors.user_vectors(users, self._padded(histories))
+                vectors = vectors.float().numpy()
                 rows = [vectors[j] @ self.factors.items[queries[i][1]].T
                         for j, i in enumerate(personal)]
-            elif self.item_item is not None:
-                full = history_scores(self.item_item,
-                                      [self.history(q) for q in chosen]).numpy()
             else:
-                full = self.model.score(users, padded).float().numpy()
+                full = (history_scores(self.item_item, histories).numpy()
+                        if self.item_item is not None
+                        else self.model.score(users, self._padded(histories)).float().numpy())
                 rows = [full[j, queries[i][1]] for j, i in enumerate(personal)]
             for i, row in zip(personal, rows, strict=True):
                 out[i] = (np.asarray(row, dtype=np.float32), False)

@@ -120,3 +120,13 @@ def test_item_item_scoring_equals_the_models_own_score(engine: Engine) -> None:
     histories = [engine.history(Query(u)) for u in users]
     expected = engine.model.score(torch.tensor(users), engine._padded(histories))
     assert torch.allclose(history_scores(engine.item_item, histories), expected, atol=1e-4)
+
+
+def test_scores_of_given_items_match_the_ranked_scores(engine: Engine) -> None:
+    user = engine.user(1)
+    [ranked] = engine.rank([Query(user, k=5)])
+    [(scores, fallback), (cold, cold_fallback)] = engine.score(
+        [(Query(user), ranked.items), (Query(-1), ranked.items)])
+    assert not fallback and cold_fallback
+    assert np.allclose(scores, ranked.scores, atol=1e-4)
+    assert cold.tolist() == engine.popularity[ranked.items].tolist()

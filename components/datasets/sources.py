@@ -7,6 +7,7 @@ from pathlib import Path
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.datasets.generic import load_files
 from kuberec.components.datasets.movielens import load_movielens
+from kuberec.components.datasets.remote import fetch, is_remote
 from kuberec.components.datasets.synthetic import SyntheticSpec, generate
 from kuberec.operator.spec import DataSpec
 
@@ -21,6 +22,8 @@ def load_source(data: DataSpec, *, data_dir: Path | None = None, base: Path = Pa
     assert data.interactions is not None  # the spec guarantees exactly one source
 
     def resolve(uri: str) -> Path:
+        if is_remote(uri):
+            return fetch(uri)
         path = Path(uri.removeprefix("file://"))
         return path if path.is_absolute() else base / path
 
