@@ -309,8 +309,11 @@ class LocalRollout:
         try:
             _wait_ready(url + "/router/state", process, 30.0)
         except BaseException:
-            self._stop(record)
+            process.kill()  # our own child: no pid-reuse risk, whatever /proc said
+            process.wait(timeout=10)
             raise
+        # /proc/<pid>/cmdline can read empty right after fork; by now the router serves
+        record.cmdline = _cmdline(process.pid)
         return record
 
     def _stop(self, record: ProcessRecord, timeout_s: float = 20.0) -> None:
