@@ -262,8 +262,19 @@ class LocalPlatform:
         if self._rollout is None:
             from kuberec.serving.canary.local import LocalRollout
 
-            self._rollout = LocalRollout(self.workdir / "serving")
+            self._rollout = LocalRollout(self.workdir / "serving", start_server=self._start_server)
         return self._rollout
+
+    def _start_server(self, reference: str, port: int, host: str) -> subprocess.Popen[bytes]:
+        """A server reading fresh user histories from this job's Feast online store."""
+        from kuberec.serving.online_features import FEAST_REPO_ENV
+        from kuberec.serving.server import start_server
+
+        logs = self.workdir / "serving"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = {FEAST_REPO_ENV: str(self.workdir / "data" / "feature_repo")}
+        return start_server(reference, port=port, host=host, env=env,
+                            log_path=logs / f"server-{port}.log")  # fmt: skip
 
     def _window_traffic(self, window: str) -> dict[str, Any]:
         """Per-version metrics since ``window``: router counters now minus at the window start."""

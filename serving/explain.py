@@ -188,6 +188,12 @@ def load_titles(model_root: Path, item_index: IdIndex) -> list[str]:
 
 
 def _titles_from_config(model_root: Path) -> dict[object, str]:
+    saved = model_root / "items.parquet"  # written with the run since titles matter here
+    if saved.is_file():
+        import pandas as pd
+
+        items = pd.read_parquet(saved)
+        return {k: str(v) for k, v in zip(items["item_id"], items["title"], strict=True) if v}
     config_path = model_root / "config.json"
     if not config_path.is_file():
         return {}

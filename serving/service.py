@@ -19,6 +19,7 @@ metrics (see :mod:`.metrics`) next to BentoML's.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
@@ -39,6 +40,7 @@ from kuberec.errors import ConfigError
 from kuberec.serving import metrics
 from kuberec.serving.batching import BatchSettings, MicroBatcher
 from kuberec.serving.engine import Engine, Query, Ranked, RequestError
+from kuberec.serving.online_features import OnlineHistory
 from kuberec.serving.schemas import (
     FeedbackRequest,
     FeedbackResponse,
@@ -90,6 +92,7 @@ class Recommender:
         self._engine: Engine | None = None
         self._failure: str | None = None
         self._feedback_log = os.environ.get(FEEDBACK_LOG_ENV)
+        self._online = OnlineHistory.from_env()  # fresher histories than the model's, if set
         self._lock = threading.Lock()
         settings = BatchSettings.from_env()
         model_thread = ThreadPoolExecutor(1, thread_name_prefix="kuberec-model")
@@ -131,8 +134,12 @@ class Recommender:
         """Top-K items for a user, explained; a popularity fallback for cold users."""
         engine = self._ready()
         request = RecommendRequest.model_construct(**fields)
+        recent = request.recent_items
+        if not recent and self._online is not None:
+            found = await asyncio.to_thread(self._online.recent_items, [request.user_id])
+            recent = found.get(str(request.user_id))
         try:
-            query = _query(engine, request.user_id, request.recent_items, request.k,
+            query = _query(engine, request.user_id, recent, request.k,
                            request.exclude_seen, request.filters and request.filters.genres)
         except RequestError as exc:
             return _unprocessable(exc)  # type: ignore[return-value]
