@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -23,18 +25,34 @@ def kuberec(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_run_ingests_applies_materializes_and_prints_a_summary(tmp_path: Path) -> None:
+def test_the_main_job_ends_serving_and_a_rerun_trains_nothing(tmp_path: Path) -> None:
+    """The README's main command, end to end: pipeline, gate, server; then idempotent; stop."""
     job = ROOT / "examples" / "movielens-100k.yaml"
-    result = kuberec("run", str(job), "--data-dir", str(SHARED_DATASETS), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "features ready" in result.stdout
-    assert "100000" in result.stdout and "user_profile" in result.stdout
-    repo = tmp_path / ".kuberec" / "movielens-100k" / "data" / "feature_repo"
-    assert (repo / "feature_store.yaml").exists()
+    try:
+        result = kuberec("run", str(job), "--data-dir", str(SHARED_DATASETS), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        workdir = tmp_path / ".kuberec" / "movielens-100k"
+        status = json.loads((workdir / "status.json").read_text())["status"]
+        assert status["phase"] == "Serving" and status["gate"]["accepted"]
+        assert "RecommenderJob movielens-100k: Serving" in result.stdout
+        request = urllib.request.Request(
+            status["url"] + "/recommend", data=json.dumps({"user_id": 1, "k": 3}).encode(),
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)
+        assert answer["model_version"] == status["champion"]["version"]
+        assert answer["items"][0]["explanation"].startswith("because you liked ")
+        assert "item " not in answer["items"][0]["explanation"]  # titles, not ids
 
-    again = kuberec("run", str(job), "--data-dir", str(SHARED_DATASETS), cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
-    assert "nothing new (up to date)" in again.stdout
+        again = kuberec("run", str(job), "--data-dir", str(SHARED_DATASETS), cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert len(list((workdir / "runs").iterdir())) == 1
+    finally:
+        kuberec("stop", "movielens-100k", cwd=tmp_path)
+    stopped = json.loads((workdir / "status.json").read_text())["status"]["url"]
+    with pytest.raises(OSError):
+        urllib.request.urlopen(stopped + "/healthz", timeout=5)
 
 
 def test_an_invalid_job_names_the_field_and_exits_non_zero(tmp_path: Path) -> None:
