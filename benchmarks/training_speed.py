@@ -8,6 +8,7 @@ throughput per worker with the single-process loop on one core:
 
     python benchmarks/training_speed.py                 # ml-100k and 5M synthetic interactions
     python benchmarks/training_speed.py --synthetic 1000000
+    python benchmarks/training_speed.py --batch-size 8192 --models two_tower
 
 Also prints the default model's wall-clock time to train on ml-100k through
 ``kuberec train`` (Ray start-up included) and peak memory (RSS of the driver and
@@ -66,7 +67,8 @@ class PeakMemory:
         return self.peak / 2**20
 
 
-def throughput(dataset: object, model: str, backend: str, workers: int, tmp: Path) -> dict:
+def throughput(dataset: object, model: str, backend: str, workers: int, tmp: Path,
+               batch_size: int | None = None) -> dict:  # fmt: skip
     from kuberec.components.train.ray_runner import train
     from kuberec.components.train.settings import TrainSettings
 
@@ -74,7 +76,8 @@ def throughput(dataset: object, model: str, backend: str, workers: int, tmp: Pat
         backend=backend, workers=workers, epochs=2, patience=5, validation_fraction=0.0
     )
     with PeakMemory() as memory:
-        outcome = train(model, dataset, {}, settings, storage_path=tmp / f"{model}-{backend}")
+        hparams = {"batch_size": batch_size} if batch_size else {}
+        outcome = train(model, dataset, hparams, settings, storage_path=tmp / f"{model}-{backend}")
     last = outcome.history[-1]
     return {"sps": last["samples_per_second"], "epoch_s": last["seconds"], "peak_mb": memory.mb}
 
@@ -94,6 +97,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", type=int, default=5_000_000, help="interactions")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, help="per worker (default: each model's own)")
+    parser.add_argument("--models", default=",".join(MODELS))
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker, and for the baseline
     import ray
@@ -113,9 +118,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         for name, dataset in datasets.items():
-            for model in MODELS:
-                local = throughput(dataset, model, "local", 1, tmp)
-                distributed = throughput(dataset, model, "ray", args.workers, tmp)
+            for model in args.models.split(","):
+                local = throughput(dataset, model, "local", 1, tmp, args.batch_size)
+                distributed = throughput(dataset, model, "ray", args.workers, tmp, args.batch_size)
                 overhead = 1 - (distributed["sps"] / args.workers) / local["sps"]
                 print(f"| {name} | {model} | {local['sps']:,.0f} | {distributed['sps']:,.0f} "
                       f"| {overhead:+.1%} | {local['peak_mb']:.0f} "
