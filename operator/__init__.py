@@ -1,4 +1,8 @@
 """The RecommenderJob operator: one reconcile loop, two platforms (Kubernetes, local).
 
-Built by the Pipeline and Operator issues; nothing here yet.
+- :mod:`.spec`, :mod:`.status`: the typed RecommenderJob (the contract); :mod:`.crd` its CRD.
+- :mod:`.reconcile`, :mod:`.rollout`: the pure core, (job, observations) -> (actions, status).
+- :mod:`.local_platform`, :mod:`.local_store`, :mod:`.loop`: ``kuberec run`` on one machine.
+- :mod:`.kubernetes_platform`, :mod:`.kopf_handlers`, :mod:`.manifests`, :mod:`.prometheus`:
+  ``kuberec operator run`` on a cluster.
 """

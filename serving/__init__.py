@@ -4,9 +4,11 @@
   ``$KUBEREC_MODEL``): ``/recommend``, ``/similar``, ``/score``, ``/feedback``,
   ``/healthz``, ``/readyz``, ``/metrics``.
 - :mod:`.engine`: the same logic without HTTP (ids -> ranked, explained items).
+- :mod:`.batching`: the in-process adaptive batcher in front of the model.
+- :mod:`.online_features`: fresh user histories from the Feast online store.
 - :mod:`.retrieval`: exact top-K, or a faiss ANN index for large catalogues.
 - :mod:`.server`: :func:`start_server`, :func:`wait_ready`, :func:`stop_server`.
-- :mod:`.canary`: the canary split and its analysis.
+- :mod:`.canary`: the sticky split, the analysis, the router, local rollouts, replay.
 
 Nothing heavy is imported here, so ``import kuberec.serving`` stays cheap.
 """
