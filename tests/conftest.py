@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from kuberec.components.datasets.canonical import Dataset
+
+if TYPE_CHECKING:
+    from .kfp_standin import KfpStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = (ROOT.parent / "shared" / "datasets").resolve()
@@ -53,3 +57,13 @@ def pytest_runtest_makereport(
         report.outcome = "failed"
         reason = report.longrepr
         report.longrepr = f"skipped without being opt-in; CI treats that as an error: {reason}"
+
+
+@pytest.fixture
+def kfp() -> Iterator[KfpStandIn]:
+    """A fresh stand-in of the KFP REST API on a loopback port."""
+    from .kfp_standin import KfpStandIn
+
+    standin = KfpStandIn().start()
+    yield standin
+    standin.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,8 @@ JOB = load_job(ROOT / "examples" / "movielens-100k.yaml")
 
 
 @pytest.fixture
-def standin() -> Iterator[KfpStandIn]:
-    server = KfpStandIn().start()
-    yield server
-    server.stop()
+def standin(kfp: KfpStandIn) -> KfpStandIn:
+    return kfp
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ emulator and the KFP stand-in; only kopf's event poster is replaced by a list
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import kopf
@@ -27,13 +26,6 @@ from tests.k8s_emulator.fixtures import (  # noqa: F401
 )
 from tests.kfp_standin import KfpStandIn
 from tests.operator_harness import JOBS, install_kuberay, job_manifest, runs_of
-
-
-@pytest.fixture
-def kfp() -> Iterator[KfpStandIn]:
-    standin = KfpStandIn().start()
-    yield standin
-    standin.stop()
 
 
 @pytest.fixture

@@ -43,13 +43,6 @@ POLL = "0.3"
 
 
 @pytest.fixture
-def kfp() -> Iterator[KfpStandIn]:
-    standin = KfpStandIn().start()
-    yield standin
-    standin.stop()
-
-
-@pytest.fixture
 def prometheus() -> Iterator[PrometheusStandIn]:
     standin = PrometheusStandIn().start()
     yield standin

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,6 @@ from tests.kfp_standin import KfpStandIn
 from tests.operator_harness import install_kuberay, job_manifest
 
 GPU_TRAINING = {"backend": "ray", "workers": 2, "useGpu": True, "nodeSelector": {"pool": "gpu"}}
-
-
-@pytest.fixture
-def kfp() -> Iterator[KfpStandIn]:
-    standin = KfpStandIn().start()
-    yield standin
-    standin.stop()
 
 
 @pytest.fixture
