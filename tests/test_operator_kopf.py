@@ -213,10 +213,14 @@ def test_two_peered_replicas_launch_one_run(
     cluster.apply({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
                    "metadata": {"name": "kuberec", "namespace": "default"}})  # fmt: skip
     replicas = [start_operator(peering="kuberec"), start_operator(peering="kuberec")]
+
+    def peers() -> int:
+        peering = cluster.get("kopf.dev/v1", "KopfPeering", "kuberec") or {}
+        return len(peering.get("status", {}))
+
+    wait_for(lambda: peers() == 2, what="both replicas to announce themselves")
     cluster.apply(job_manifest("movies"))
     wait_for(phase_is(cluster, "movies", "Training"), what="Training")
-    peering = cluster.get("kopf.dev/v1", "KopfPeering", "kuberec") or {}
-    assert len(peering.get("status", {})) == 2  # both replicas announced themselves
     time.sleep(2)  # a second launch would show by now
     assert len(runs_of(kfp, "movies")) == 1
     assert all(r.alive() for r in replicas)
