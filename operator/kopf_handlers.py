@@ -236,10 +236,12 @@ class Operator:
         """The finalizer: delete what the operator made; raising keeps the finalizer (retry)."""
         uid = str(body.metadata.uid)
         job = _job(body, validate=False)
+        run = (body.get("status") or {}).get("pipelineRun") or {}
+        running_key = run.get("key") if run.get("state") == "Running" else None
         with self.lock(uid):
             self._deleted.add(uid)
             try:
-                deleted = self.platform.cleanup(job)
+                deleted = self.platform.cleanup(job, running_key)
             except KubernetesUnavailable as exc:
                 raise kopf.TemporaryError(f"cleanup: {exc}", delay=2) from exc
         self.forget(uid)

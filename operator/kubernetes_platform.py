@@ -16,6 +16,7 @@ into a condition and a retry with backoff, never into a second launch.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,8 @@ from kuberec.pipelines.context import RunContext
 from kuberec.pipelines.kfp_client import KfpUnavailable
 from kuberec.pipelines.pipeline import IMAGE
 from kuberec.pipelines.ray_cluster import ray_address, ray_cluster_manifest
+
+log = logging.getLogger(__name__)
 
 
 class KubernetesUnavailable(KuberecError):
@@ -164,10 +167,21 @@ class KubernetesPlatform:
                 ) from exc
             raise
 
-    def cleanup(self, job: RecommenderJob) -> list[str]:
-        """Delete what the operator created for ``job`` (the finalizer's work); names deleted."""
+    def cleanup(self, job: RecommenderJob, running_key: str | None = None) -> list[str]:
+        """Delete what the operator created for ``job`` (the finalizer's work); names deleted.
+
+        A pipeline run still in flight (``running_key``) is terminated first, best
+        effort: an unreachable KFP must not keep a deleted job alive forever.
+        """
         namespace, select = job.metadata.namespace, manifests.selector(job)
         deleted: list[str] = []
+        if running_key:
+            try:
+                if self.runs().cancel(job, running_key):
+                    deleted.append(f"KFP run {job.metadata.name}-{running_key} (terminated)")
+            except KuberecError as exc:
+                log.warning("%s: pipeline run %s left running: %s", job.metadata.name,
+                            running_key, exc)  # fmt: skip
         listed = self._call(self.apps.list_namespaced_deployment, namespace, label_selector=select)
         for item in listed.items:
             self._delete(self.apps.delete_namespaced_deployment, item.metadata.name, namespace)

@@ -97,6 +97,16 @@ class KfpRuns:
         return RunObservation(key, str(run.run_id), "Failed", step=_failed_step(run) or step,
                               message=message)  # fmt: skip
 
+    def cancel(self, job: RecommenderJob, key: str) -> bool:
+        """Terminate the run for ``key`` if it is still running; True when one was stopped."""
+        experiment = self._call(self.client.create_experiment, experiment_name(job),
+                                namespace=self.namespace)  # fmt: skip
+        run = self._find(experiment.experiment_id, run_name(job, key))
+        if run is None or str(run.state) not in RUNNING:
+            return False
+        self._call(self.client.terminate_run, str(run.run_id))
+        return True
+
     def _find(self, experiment_id: str, name: str) -> Any:
         flt = json.dumps({"predicates": [
             {"operation": "EQUALS", "key": "display_name", "stringValue": name}

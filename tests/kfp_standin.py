@@ -76,6 +76,12 @@ class KfpStandIn:
                 runs = [r for r in self.runs.values()
                         if r["experiment_id"] in query.get("experiment_id", [r["experiment_id"]])]
                 return 200, self._list(runs, query, "runs")
+            if path.startswith(f"{PREFIX}/runs/") and path.endswith(":terminate"):
+                run_id = path.removeprefix(f"{PREFIX}/runs/").removesuffix(":terminate")
+                if run_id not in self.runs:
+                    return 404, {"message": "run not found"}
+                self.runs[run_id]["state"] = "CANCELED"
+                return 200, {}
             if path.startswith(f"{PREFIX}/runs/"):
                 found = self.runs.get(path.rsplit("/", 1)[1])
                 return (200, found) if found else (404, {"message": "run not found"})

@@ -106,3 +106,16 @@ def test_an_unavailable_api_raises_a_retryable_error(runs: KfpRuns, standin: Kfp
     with pytest.raises(KfpUnavailable, match="503"):
         runs.submit(JOB, _context(runs))
     assert standin.runs == {}
+
+
+def test_cancel_terminates_a_running_run(runs: KfpRuns, standin: KfpStandIn) -> None:
+    run_id = runs.submit(JOB, _context(runs))
+    assert runs.cancel(JOB, "k1") is True
+    assert standin.runs[run_id]["state"] == "CANCELED"
+
+
+def test_cancel_leaves_a_finished_run_alone(runs: KfpRuns, standin: KfpStandIn) -> None:
+    run_id = runs.submit(JOB, _context(runs))
+    standin.set_state(run_id, "SUCCEEDED")
+    assert runs.cancel(JOB, "k1") is False
+    assert standin.runs[run_id]["state"] == "SUCCEEDED"

@@ -285,6 +285,20 @@ def test_deleting_the_job_removes_what_the_operator_created(
     assert "movies-stable" in deleted  # by the finalizer, not only by garbage collection
 
 
+def test_deleting_a_training_job_terminates_its_pipeline_run(
+    cluster: KubeEmulator, kfp: KfpStandIn, start_operator: Any
+) -> None:
+    start_operator()
+    cluster.apply(job_manifest("movies"))
+    run = one_run(kfp, "movies")
+    wait_for(phase_is(cluster, "movies", "Training"), what="Training")
+    api = client.CustomObjectsApi(client.ApiClient(_config(cluster)))
+    api.delete_namespaced_custom_object("kuberec.io", "v1alpha1", "default", "recommenderjobs",
+                                        "movies")  # fmt: skip
+    wait_for(lambda: cluster.get(*JOBS, "movies") is None, what="the job to be released")
+    assert kfp.runs[run["run_id"]]["state"] == "CANCELED"
+
+
 def test_an_invalid_job_is_rejected_with_the_schema_message(
     cluster: KubeEmulator, k8s_client: client.ApiClient  # noqa: F811
 ) -> None:
