@@ -32,7 +32,7 @@ from kuberec.components.package import (
     package_run,
     resolve_model,
 )
-from kuberec.components.train.compare import compare, with_interactions
+from kuberec.components.train.compare import compare
 from kuberec.components.train.gate import Gate, decide
 from kuberec.components.train.run_dir import MODEL
 from kuberec.operator.spec import RecommenderJob
@@ -106,7 +106,7 @@ def train_step(job_text: str, context_text: str, dataset_dir: str, run_dir: str)
     with recorded("train", context):
         dataset = load_dataset(Path(dataset_dir))
         parts = _split(job, dataset)
-        train_set = with_interactions(dataset, parts.train)
+        train_set = dataset.with_interactions(parts.train)
         training = job.spec.training
         settings = TrainSettings(
             backend=training.backend, workers=training.workers, use_gpu=training.use_gpu,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -38,7 +37,7 @@ def repo(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_dir(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     older = dataset.interactions[dataset.interactions["user_id"] != NEWCOMER]
     out = tmp_path_factory.mktemp("run") / "run"
-    train_run(replace(dataset, interactions=older.reset_index(drop=True)), out,
+    train_run(dataset.with_interactions(older), out,
               model_type="ease_t", settings=TrainSettings(backend="local"))  # fmt: skip
     return out
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,10 @@ class Dataset:
         _require_columns(self.users, ("user_id",), f"{self.name} users")
         if self.interactions.empty:
             raise DataError(f"{self.name}: no interactions; the input holds no usable rows")
+
+    def with_interactions(self, interactions: pd.DataFrame) -> Dataset:
+        """The same catalogue and users with other interactions (a split's train part)."""
+        return replace(self, interactions=interactions.reset_index(drop=True))
 
     @property
     def n_users(self) -> int:

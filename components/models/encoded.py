@@ -58,6 +58,16 @@ class DataSchema:
         return cls(**{**values, "user_cardinalities": cards})
 
 
+def encode_pairs(
+    user_index: IdIndex, item_index: IdIndex, frame: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dense (users, items) of a frame with ``user_id, item_id``; unknown ids -> -1."""
+    return (
+        user_index.encode(frame["user_id"], unknown=-1),
+        item_index.encode(frame["item_id"], unknown=-1),
+    )
+
+
 @dataclass(frozen=True)
 class UserHistory:
     """Each user's items in time order (CSR layout): the input of history-based scoring."""
@@ -163,11 +173,7 @@ class EncodedData:
         return context_features(self.timestamps, self.has_timestamps)
 
     def encode_pairs(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Dense (users, items) of a frame with ``user_id, item_id``; unknown ids -> -1."""
-        return (
-            self.user_index.encode(frame["user_id"], unknown=-1),
-            self.item_index.encode(frame["item_id"], unknown=-1),
-        )
+        return encode_pairs(self.user_index, self.item_index, frame)
 
     @classmethod
     def from_dataset(

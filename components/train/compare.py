@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kuberec.components.datasets.canonical import Dataset, IdIndex
+from kuberec.components.datasets.canonical import IdIndex
 from kuberec.components.evaluation import Split, ranking_metrics
 from kuberec.components.models import UserHistory
+from kuberec.components.models.encoded import encode_pairs
 from kuberec.components.models.persistence import LoadedModel
 from kuberec.components.train.offline_eval import full_ranking
 
@@ -41,10 +42,7 @@ class _Indexed:
         return len(self.item_index)
 
     def encode_pairs(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        return (
-            self.user_index.encode(frame["user_id"], unknown=-1),
-            self.item_index.encode(frame["item_id"], unknown=-1),
-        )
+        return encode_pairs(self.user_index, self.item_index, frame)
 
 
 @dataclass(frozen=True)
@@ -90,15 +88,9 @@ def score(model: LoadedModel, truth: pd.DataFrame, seen: pd.DataFrame, k: int) -
 
 
 def _trained_on(model: LoadedModel, pairs: pd.DataFrame) -> np.ndarray:
-    users = model.user_index.encode(pairs["user_id"], unknown=-1)
-    items = model.item_index.encode(pairs["item_id"], unknown=-1)
+    users, items = encode_pairs(model.user_index, model.item_index, pairs)
     hit = np.zeros(len(pairs), dtype=bool)
     for row in np.flatnonzero((users >= 0) & (items >= 0)):
         hit[row] = items[row] in model.history.of(int(users[row]))
     return hit
 
-
-def with_interactions(dataset: Dataset, interactions: pd.DataFrame) -> Dataset:
-    from dataclasses import replace
-
-    return replace(dataset, interactions=interactions.reset_index(drop=True))

@@ -8,11 +8,9 @@ added to the run's ``metrics.json`` under ``evaluations``.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.datasets.sources import load_source
 from kuberec.components.evaluation import split
 from kuberec.components.train.offline_eval import evaluate_split
@@ -35,7 +33,7 @@ def evaluate_run(
     dataset = load_source(DataSpec.model_validate(config["data"]["spec"]), data_dir=data_dir)
     parts = split(protocol, dataset.interactions, seed=seed, **(options or {}))
     settings = TrainSettings(**_settings_fields(config["training"]))
-    train_set = _with_interactions(dataset, parts.train)
+    train_set = dataset.with_interactions(parts.train)
     embeddings = None
     if config.get("text_embeddings"):
         from kuberec.components.features.embeddings import embed_items
@@ -60,6 +58,3 @@ def _settings_fields(values: dict[str, Any]) -> dict[str, Any]:
         fields["storage_path"] = Path(fields["storage_path"])
     return fields
 
-
-def _with_interactions(dataset: Dataset, interactions: Any) -> Dataset:
-    return replace(dataset, interactions=interactions.reset_index(drop=True))

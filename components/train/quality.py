@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ def run_protocol(
     rows = []
     for seed in seeds:
         parts = split(protocol, dataset.interactions, seed=seed)
-        train_set = replace(dataset, interactions=parts.train.reset_index(drop=True))
+        train_set = dataset.with_interactions(parts.train)
         for recipe in recipes:
             settings = TrainSettings(
                 backend="local", epochs=recipe.epochs, patience=recipe.patience, seed=seed
