@@ -288,7 +288,7 @@ def _compile(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from kuberec.components.datasets.sources import load_source
     from kuberec.components.train.run import describe, train_run
-    from kuberec.components.train.settings import TrainSettings
+    from kuberec.components.train.settings import TrainSettings, training_fields
     from kuberec.operator.spec import DataSpec, FileSpec, load_job
 
     overrides = dict(_typed_key_value(item) for item in args.set)
@@ -297,9 +297,7 @@ def _train(args: argparse.Namespace) -> int:
         data_spec, base = job.spec.data, args.file.parent
         model_type = args.model or job.spec.model.type
         hparams = {**job.spec.model.hyperparameters}
-        # placement and scheduling fields are the cluster's business, not a training setting
-        training = {k: v for k, v in job.spec.training.model_dump().items()
-                    if k in TrainSettings.__dataclass_fields__}  # fmt: skip
+        training = training_fields(job.spec.training.model_dump())
     else:
         columns = dict(_key_value(item, "--column") for item in args.column)
         if args.dataset:

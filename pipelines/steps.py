@@ -100,7 +100,7 @@ def features_step(job_text: str, context_text: str, dataset_dir: str, frame_path
 def train_step(job_text: str, context_text: str, dataset_dir: str, run_dir: str) -> dict:
     """Train the job's model on the evaluation protocol's training part (Ray, or closed form)."""
     from kuberec.components.train.run import DEFAULT_MODEL, train_run
-    from kuberec.components.train.settings import TrainSettings
+    from kuberec.components.train.settings import TrainSettings, training_fields
 
     job, context = parse_job(job_text), RunContext.from_json(context_text)
     with recorded("train", context):
@@ -108,14 +108,9 @@ def train_step(job_text: str, context_text: str, dataset_dir: str, run_dir: str)
         parts = _split(job, dataset)
         train_set = dataset.with_interactions(parts.train)
         training = job.spec.training
-        settings = TrainSettings(
-            backend=training.backend, workers=training.workers, use_gpu=training.use_gpu,
-            cpus_per_worker=training.cpus_per_worker, gpus_per_worker=training.gpus_per_worker,
-            ray_address=context.ray_address or training.ray_address,
-            max_failures=training.max_failures,
-            epochs=training.epochs, patience=training.patience,
-            validation_fraction=training.validation_fraction, seed=training.seed,
-        )  # fmt: skip
+        address = context.ray_address or training.ray_address
+        settings = TrainSettings(**{**training_fields(training.model_dump()),
+                                    "ray_address": address})  # fmt: skip
         model_type = job.spec.model.type or DEFAULT_MODEL
         hparams = dict(job.spec.model.hyperparameters)
         embeddings = _embeddings(job, dataset)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,3 +64,12 @@ class TrainSettings:
 def _at_least(name: str, value: float, minimum: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
         raise ConfigError(f"{name}: must be >= {minimum}, got {value!r}")
+
+
+def training_fields(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``values`` that are TrainSettings fields.
+
+    A job's ``spec.training`` also holds placement and scheduling (node
+    selectors, cron, retrain triggers): the cluster's business, not the loop's.
+    """
+    return {k: v for k, v in values.items() if k in TrainSettings.__dataclass_fields__}
