@@ -65,5 +65,10 @@ def summary_table(name: str, status: JobStatus, workdir: Path) -> Table:
 
 
 def _report(workdir: Path, key: str) -> Path | None:
-    found = sorted((workdir / "pipeline-root").glob("*/evaluate/report"))
-    return found[-1] if found else None
+    """The evaluate step's report of run ``key``, as its succeeded event recorded it."""
+    from kuberec.operator.local_platform import read_events
+
+    for event in read_events(workdir / "runs" / key / "events.jsonl"):
+        if event["step"] == "evaluate" and event["state"] == "succeeded" and "report" in event:
+            return Path(event["report"])
+    return None

@@ -48,6 +48,7 @@ from kuberec.operator.observations import (
 from kuberec.operator.spec import RecommenderJob
 from kuberec.operator.status import JobStatus
 from kuberec.pipelines.context import RunContext, job_json, local_path, run_result_uri
+from kuberec.serving.canary.metrics import Counters
 
 RUN_FILES = ("job.json", "context.json")
 
@@ -102,7 +103,7 @@ class LocalPlatform:
         if not (folder / "pid").exists():
             return None
         log = str(folder / "pipeline.log")
-        events = _read_events(folder / "events.jsonl")
+        events = read_events(folder / "events.jsonl")
         step = events[-1]["step"] if events else None
         code = self._exit_code(key, folder)
         if code is None:
@@ -282,15 +283,16 @@ class LocalPlatform:
         snapshots = self.workdir / "serving" / "windows.json"
         saved = json.loads(snapshots.read_text()) if snapshots.exists() else {}
         now = rollout.snapshot()
-        if window not in saved:
-            saved = {window: _counters_json(now)}  # the window starts at its first observation
+        if window not in saved:  # the window starts at its first observation
+            saved = {window: {name: c.to_dict() for name, c in now.items()}}
             snapshots.write_text(json.dumps(saved))
-        before = _counters_from_json(saved[window])
+        before = {name: Counters.from_dict(c) for name, c in saved[window].items()}
         canary, stable = rollout.interval_metrics(before, now)
         return {"canary": canary, "stable": stable}
 
 
-def _read_events(path: Path) -> list[dict[str, Any]]:
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """A run's step events (``runs/<key>/events.jsonl``), oldest first."""
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -310,16 +312,3 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _counters_json(snapshot: dict[str, Any]) -> dict[str, Any]:
-    from dataclasses import asdict, is_dataclass
-
-    return {k: asdict(v) if is_dataclass(v) else v for k, v in snapshot.items()}
-
-
-def _counters_from_json(data: dict[str, Any]) -> dict[str, Any]:
-    from kuberec.serving.canary.metrics import Counters
-
-    return {
-        name: Counters(**{**v, "buckets": tuple(tuple(b) for b in v.get("buckets", ()))})
-        for name, v in data.items()
-    }

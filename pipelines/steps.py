@@ -42,17 +42,21 @@ STEPS = ("ingest", "features", "train", "evaluate", "package")
 
 
 @contextmanager
-def recorded(step: str, context: RunContext) -> Iterator[None]:
-    """Append ``started``/``succeeded``/``failed`` events; a failure keeps its reason."""
+def recorded(step: str, context: RunContext) -> Iterator[dict[str, object]]:
+    """Append ``started``/``succeeded``/``failed`` events; a failure keeps its reason.
+
+    What the step puts in the yielded dict travels with its ``succeeded`` event.
+    """
     _event(context, step, "started")
     started = time.perf_counter()
+    extra: dict[str, object] = {}
     try:
-        yield
+        yield extra
     except BaseException as exc:
         reason = f"{type(exc).__name__}: {exc}".strip()
         _event(context, step, "failed", reason=reason, traceback=traceback.format_exc())
         raise
-    _event(context, step, "succeeded", seconds=round(time.perf_counter() - started, 2))
+    _event(context, step, "succeeded", seconds=round(time.perf_counter() - started, 2), **extra)
 
 
 def ingest_step(job_text: str, context_text: str, out_dir: str) -> dict[str, Any]:
@@ -147,7 +151,7 @@ def evaluate_step(
     from kuberec.pipelines.report import write_report
 
     job, context = parse_job(job_text), RunContext.from_json(context_text)
-    with recorded("evaluate", context):
+    with recorded("evaluate", context) as event:
         dataset = load_dataset(Path(dataset_dir))
         parts = _split(job, dataset)
         evaluation = job.spec.evaluation
@@ -166,6 +170,7 @@ def evaluate_step(
             "decision": decision.to_dict(),
         }
         write_report(Path(report_path), job, result)
+        event["report"] = str(report_path)
         return result
 
 

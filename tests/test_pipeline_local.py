@@ -121,3 +121,14 @@ def test_kuberec_run_prints_the_failed_step_and_exits_2(
     assert code == 2
     assert "step train failed" in " ".join(captured.err.split())
     assert len(list((workdir / "runs").iterdir())) == 3
+
+
+def test_the_summary_names_the_report_of_the_run_it_shows(first: JobStatus, workdir: Path) -> None:
+    from rich.console import Console
+
+    from kuberec.run_summary import summary_table
+
+    console = Console(width=400, record=True)
+    console.print(summary_table("tiny", first, workdir))
+    earliest = sorted((workdir / "pipeline-root").glob("*/evaluate/report"))[0]  # first run's
+    assert str(earliest) in console.export_text()

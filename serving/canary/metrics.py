@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 import re
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -82,6 +83,15 @@ class Counters:
     clicks: float = 0.0
     #: cumulative latency histogram: (upper bound in seconds, observations <= bound)
     buckets: tuple[tuple[float, float], ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Counters:
+        """The inverse of :meth:`to_dict`, also after a JSON round trip (lists for tuples)."""
+        buckets = tuple((float(le), float(n)) for le, n in data.get("buckets", ()))
+        return cls(**{**data, "buckets": buckets})
 
     def since(self, earlier: Counters | None) -> Counters:
         """The increase since ``earlier``; a counter that went down restarted from zero."""
