@@ -54,6 +54,10 @@ class KubernetesUnavailable(KuberecError):
     """The API server refused (5xx, 429, 409) or could not be reached; retried with backoff."""
 
 
+class KubernetesNotFound(KuberecError):
+    """404: the object, or the whole resource type (a CRD not installed), does not exist."""
+
+
 class KubernetesPlatform:
     """Holds the API clients (connection pools) for every job the operator reconciles."""
 
@@ -159,13 +163,11 @@ class KubernetesPlatform:
         manifest["metadata"]["ownerReferences"] = [manifests.owner_reference(job)]
         try:
             self._apply(manifests.with_hash(manifest))
-        except KuberecError as exc:
-            if "(404)" in str(exc):
-                raise KuberecError(
-                    "KubeRay is not installed (no ray.io/v1 RayCluster resource): install the "
-                    "KubeRay operator, or set spec.training.rayAddress to an existing Ray cluster"
-                ) from exc
-            raise
+        except KubernetesNotFound as exc:
+            raise KuberecError(
+                "KubeRay is not installed (no ray.io/v1 RayCluster resource): install the "
+                "KubeRay operator, or set spec.training.rayAddress to an existing Ray cluster"
+            ) from exc
 
     def cleanup(self, job: RecommenderJob, running_key: str | None = None) -> list[str]:
         """Delete what the operator created for ``job`` (the finalizer's work); names deleted.
@@ -351,6 +353,8 @@ def _translate(exc: Exception) -> Exception:
         if exc.status is not None and (exc.status >= 500 or exc.status in (409, 429)):
             reason = _reason(exc)
             return KubernetesUnavailable(f"Kubernetes API answered {exc.status} {reason}")
+        if exc.status == 404:
+            return KubernetesNotFound(f"Kubernetes API answered 404: {_reason(exc)}")
         return KuberecError(f"Kubernetes API refused the request ({exc.status}): {_reason(exc)}")
     if isinstance(exc, HTTPError | OSError):
         return KubernetesUnavailable(f"Kubernetes API is unreachable: {exc}")
