@@ -150,6 +150,11 @@ class TrainingSpec(CamelModel):
     patience: int = Field(3, ge=1)
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     seed: int = 0
+    averaging_period: int = Field(
+        1, ge=1,
+        description="1: DDP (gradients all-reduced every step); N > 1: local SGD, the "
+        "workers average their weights every N steps, N times less traffic",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _local_is_one_worker(self) -> TrainingSpec:
@@ -273,8 +278,14 @@ def parse_duration(text: str) -> float:
 
 
 def spec_hash(spec: JobSpec) -> str:
-    """What decides whether a trained model still matches the spec (serving/suspend excluded)."""
-    relevant = spec.model_dump(mode="json", by_alias=True, exclude={"serving", "suspend"})
+    """What decides whether a trained model still matches the spec (serving/suspend excluded).
+
+    Fields left at their defaults are left out, so a release that adds a field
+    (with a default that keeps today's behaviour) does not retrain every job.
+    """
+    relevant = spec.model_dump(
+        mode="json", by_alias=True, exclude={"serving", "suspend"}, exclude_defaults=True
+    )
     text = json.dumps(relevant, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -105,3 +105,26 @@ def test_camel_case_fields_map_to_the_python_names(tmp_path: Path) -> None:
                           " schedule: '0 3 * * *'}\n")  # fmt: skip
     training = load_job(path).spec.training
     assert training.retrain_on.min_new_interactions == 500 and training.schedule == "0 3 * * *"
+
+
+def test_the_averaging_period_reaches_the_training_settings(tmp_path: Path) -> None:
+    from kuberec.components.train.settings import TrainSettings, training_fields
+
+    path = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
+                          "  training: {workers: 2, averagingPeriod: 8}\n")  # fmt: skip
+    training = load_job(path).spec.training
+    assert TrainSettings(**training_fields(training.model_dump())).averaging_period == 8
+
+
+def test_spelling_out_a_default_does_not_change_the_spec_hash(tmp_path: Path) -> None:
+    """A release that adds a field with a default must not retrain every job."""
+    from kuberec.operator.spec import spec_hash
+
+    bare = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n")
+    first = spec_hash(load_job(bare).spec)
+    explicit = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
+                              "  training: {averagingPeriod: 1, epochs: 20}\n")  # fmt: skip
+    assert spec_hash(load_job(explicit).spec) == first
+    changed = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
+                             "  training: {averagingPeriod: 4}\n")  # fmt: skip
+    assert spec_hash(load_job(changed).spec) != first

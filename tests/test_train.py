@@ -86,6 +86,19 @@ def test_ray_training_with_two_ddp_workers_writes_a_run_directory(
     assert (top.items >= 0).all()
 
 
+def test_local_sgd_with_two_workers_trains_and_every_worker_stops_together(
+    synthetic: Dataset, tmp_path: Path
+) -> None:
+    """Workers average every 4 steps and at each epoch end, so they validate the same
+    weights: a disagreement on early stopping would hang the run instead."""
+    settings = TrainSettings(workers=2, epochs=4, patience=1, averaging_period=4)
+    outcome = train("mf", synthetic, {"dim": 16, "batch_size": 64}, settings,
+                    storage_path=tmp_path)  # fmt: skip
+    assert [r["epoch"] for r in outcome.history] == list(range(len(outcome.history)))
+    assert outcome.history[-1]["loss"] < outcome.history[0]["loss"]
+    assert outcome.validation["ndcg"] > 0
+
+
 def test_a_worker_failure_resumes_from_the_last_checkpoint(
     synthetic: Dataset, tmp_path: Path
 ) -> None:

@@ -67,9 +67,11 @@ def train_epoch(
     epoch: int = 0,
     device: torch.device | None = None,
     max_grad_norm: float = 0.0,
+    after_step: Callable[[], None] | None = None,
 ) -> float:
     """One pass over ``batches``; returns the mean batch loss (NaN when there were none).
 
+    ``after_step`` runs after every optimiser step (local SGD's weight averaging).
     Raises TrainingError at the first non-finite loss, before it corrupts the weights.
     """
     model.train()
@@ -87,6 +89,8 @@ def train_epoch(
         if max_grad_norm > 0:
             nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
+        if after_step is not None:
+            after_step()
         total, steps = total + value, steps + 1
     return total / steps if steps else math.nan
 

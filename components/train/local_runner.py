@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -38,6 +38,7 @@ def timed_epoch(
     device: torch.device,
     hparams: dict[str, Any],
     amp: bool,
+    after_step: Callable[[], None] | None = None,
 ) -> tuple[float, float]:
     """(mean loss, seconds) of one epoch, under bf16 autocast when ``amp`` (GPU only).
 
@@ -47,7 +48,7 @@ def timed_epoch(
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
         loss = train_epoch(
             model, optimizer, batches, epoch=epoch, device=device,
-            max_grad_norm=float(hparams.get("max_grad_norm", 0.0)),
+            max_grad_norm=float(hparams.get("max_grad_norm", 0.0)), after_step=after_step,
         )  # fmt: skip
     return loss, time.perf_counter() - started
 

@@ -29,6 +29,9 @@ class TrainSettings:
     validation_k: int = 10
     seed: int = 0
     mixed_precision: bool = True  # bf16 autocast, on GPU only
+    # 1: DDP, gradients all-reduced every step; N > 1: local SGD, weights averaged every
+    # N steps and at each epoch end (components/train/averaging.py)
+    averaging_period: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -39,6 +42,11 @@ class TrainSettings:
         _at_least("epochs", self.epochs, 1)
         _at_least("patience", self.patience, 1)
         _at_least("validation_k", self.validation_k, 1)
+        _at_least("averaging_period", self.averaging_period, 1)
+        if not isinstance(self.averaging_period, int):
+            raise ConfigError(
+                f"averaging_period: must be a whole number of steps, got {self.averaging_period!r}"
+            )
         if not 0 <= self.validation_fraction < 1:
             raise ConfigError(
                 f"validation_fraction: must be in [0, 1), got {self.validation_fraction}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from kuberec.components.models import build_model, make_optimizer, make_sampler
+from kuberec.components.train.averaging import average_now, periodic_averaging, uses_local_sgd
 from kuberec.components.train.local_runner import timed_epoch
 from kuberec.components.train.validation import Holdout, validate
 
@@ -41,21 +43,37 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model = build_model(config["model_type"], data, hparams).to(device)
     optimizer = make_optimizer(model, hparams)
     state = _restore(model, optimizer)
-    # Buffers hold fixed data tables: broadcasting them every step would be wasted traffic.
-    kwargs = {"forward_sync_buffers": False} if world > 1 else None
-    wrapped = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=kwargs)
+    local_sgd = uses_local_sgd(int(settings["averaging_period"]), world)
+    if local_sgd:  # no DDP: the workers sync by averaging weights (averaging.py)
+        wrapped = ray.train.torch.prepare_model(model, parallel_strategy=None)
+        after_step = periodic_averaging(model, int(settings["averaging_period"]))
+    else:
+        # Buffers hold fixed data tables: broadcasting them every step would be wasted traffic.
+        kwargs = {"forward_sync_buffers": False} if world > 1 else None
+        wrapped = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=kwargs)
+        after_step = None
     sampler = make_sampler(model, data, hparams, seed=seed, rank=rank, world_size=world)
     amp = bool(settings["mixed_precision"]) and device.type == "cuda"
     metric, k = settings["validation_metric"], int(settings["validation_k"])
 
     for epoch in range(state["epoch"] + 1, int(settings["epochs"])):
         _chaos(settings, epoch, rank)
+        if world > 1 and dist.is_initialized():
+            # Start together: rank 0's checkpoint write of the previous epoch is not
+            # the next epoch's training time (rank 1 would wait for it in step one).
+            dist.barrier()
         loss, seconds = timed_epoch(
             wrapped, optimizer, sampler.batches(epoch), epoch=epoch, device=device,
-            hparams=hparams, amp=amp,
+            hparams=hparams, amp=amp, after_step=after_step,
         )  # fmt: skip
+        if local_sgd:  # every worker validates and keeps the same weights
+            started = time.perf_counter()
+            average_now(model)
+            seconds += time.perf_counter() - started  # part of the epoch's training cost
         scores = validate(model, data, holdout, k)
-        value = scores.get(metric, -loss)  # no holdout: the (negated) loss decides
+        # No holdout: the (negated) loss decides, averaged so every worker decides alike.
+        loss = _mean_over_workers(loss, device, world)
+        value = scores.get(metric, -loss)
         improved = value > state["best"] + 1e-6
         if improved:
             state["best"], state["best_epoch"], state["stale"] = value, epoch, 0
@@ -67,7 +85,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         state["epoch"] = epoch
         record = {
             "epoch": epoch,
-            "loss": _mean_over_workers(loss, device, world),
+            "loss": loss,
             "seconds": seconds,
             # examples per second over all workers: each trains on its 1/world shard
             "samples_per_second": _mean_over_workers(sampler.n_units / seconds, device, world),
