@@ -47,4 +47,4 @@ def periodic_averaging(model: nn.Module, period: int) -> AfterStep:
 
 def average_now(model: nn.Module) -> None:
     """Averages the weights across all workers at once (the end of an epoch)."""
-    average_parameters(iter(list(model.parameters())), dist.group.WORLD)
+    average_parameters(model.parameters(), dist.group.WORLD)

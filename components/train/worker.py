@@ -43,10 +43,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model = build_model(config["model_type"], data, hparams).to(device)
     optimizer = make_optimizer(model, hparams)
     state = _restore(model, optimizer)
-    local_sgd = uses_local_sgd(int(settings["averaging_period"]), world)
+    period = int(settings["averaging_period"])
+    local_sgd = uses_local_sgd(period, world)
     if local_sgd:  # no DDP: the workers sync by averaging weights (averaging.py)
         wrapped = ray.train.torch.prepare_model(model, parallel_strategy=None)
-        after_step = periodic_averaging(model, int(settings["averaging_period"]))
+        after_step = periodic_averaging(model, period)
     else:
         # Buffers hold fixed data tables: broadcasting them every step would be wasted traffic.
         kwargs = {"forward_sync_buffers": False} if world > 1 else None
