@@ -38,32 +38,37 @@ _CHUNK = 512
 
 
 class Similarity:
-    """Item-item cosine similarity from embeddings, or from co-occurrence in histories."""
+    """Item-item cosine similarity from embeddings, or from co-occurrence in histories.
+
+    Vectors are kept as they are and cosines computed as ``(u . v) * s_u * s_v`` with the
+    inverse norms ``s``. For co-occurrence the vectors are 0/1, so every dot product is an
+    exact count whatever order a BLAS kernel sums in: the precomputed neighbours and the
+    exact product then agree bit for bit, and so do their tie-breaks.
+    """
 
     def __init__(self, history: UserHistory, embeddings: np.ndarray | None = None) -> None:
         if embeddings is not None:
-            norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-            self._dense: np.ndarray | None = (embeddings / np.maximum(norms, 1e-12)).astype(
-                np.float32
-            )
-            self._sparse: sp.csr_matrix | None = None
+            vectors: np.ndarray | sp.csr_matrix = np.asarray(embeddings, dtype=np.float32)
+            norms = np.linalg.norm(vectors, axis=1)
             self.kind = "embedding"
         else:
-            columns = history.seen_matrix().T.tocsr()  # items x users
-            norms = np.sqrt(np.asarray(columns.multiply(columns).sum(axis=1)).ravel())
-            inverse = np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0)
-            normalised = sp.csr_matrix(sp.diags(inverse.astype(np.float32)) @ columns)
+            vectors = history.seen_matrix().T.tocsr()  # items x users, 0/1
+            norms = np.sqrt(np.asarray(vectors.sum(axis=1)).ravel())
             # Small catalogues: a dense matrix makes each explanation one small product.
-            dense = normalised.shape[0] * normalised.shape[1] <= DENSE_CELLS
-            self._dense = normalised.toarray() if dense else None
-            self._sparse = None if dense else normalised
+            if vectors.shape[0] * vectors.shape[1] <= DENSE_CELLS:
+                vectors = vectors.toarray()
             self.kind = "co-occurrence"
+        self._scale = np.where(norms > 0, 1.0 / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+        self._dense: np.ndarray | None = vectors if isinstance(vectors, np.ndarray) else None
+        self._sparse: sp.csr_matrix | None = None if self._dense is not None else vectors
         self._neighbours: np.ndarray | None = None  # (n_items, m) item indices, best first
         self._neighbour_sims: np.ndarray | None = None
         if self._dense is not None:
             n_items, dim = self._dense.shape
             if float(n_items) * n_items * dim <= NEIGHBOUR_BUDGET:
-                self._neighbours, self._neighbour_sims = _nearest(self._dense, NEIGHBOURS)
+                self._neighbours, self._neighbour_sims = _nearest(
+                    self._dense, self._scale, NEIGHBOURS
+                )
 
     @property
     def has_neighbours(self) -> bool:
@@ -72,9 +77,11 @@ class Similarity:
     def between(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """(len(left), len(right)) cosine similarities of item indices."""
         if self._dense is not None:
-            return self._dense[left] @ self._dense[right].T
-        assert self._sparse is not None
-        return np.asarray((self._sparse[left] @ self._sparse[right].T).todense())
+            dots = self._dense[left] @ self._dense[right].T
+        else:
+            assert self._sparse is not None
+            dots = np.asarray((self._sparse[left] @ self._sparse[right].T).todense())
+        return _cosines(dots, self._scale[left], self._scale[right])
 
     def best_match(self, history: np.ndarray, items: np.ndarray) -> np.ndarray:
         """For each of ``items``, the item of ``history`` most similar to it.
@@ -117,11 +124,11 @@ class Similarity:
             if keep.sum() >= k:
                 return row[keep][:k].copy(), sims[keep][:k].copy()
         if self._dense is not None:
-            row = self._dense @ self._dense[item]
+            dots = self._dense @ self._dense[item]
         else:
             assert self._sparse is not None
-            row = np.asarray((self._sparse @ self._sparse[item].T).todense()).ravel()
-        row = row.astype(np.float32)
+            dots = np.asarray((self._sparse @ self._sparse[item].T).todense()).ravel()
+        row = _cosines(dots[None, :], self._scale[[item]], self._scale)[0]
         row[item] = -np.inf
         k = min(k, len(row) - 1)
         if k <= 0:
@@ -147,8 +154,13 @@ class Explainer:
         return [f"because you liked {self.titles[int(i)]}" for i in best]
 
 
-def _nearest(vectors: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's ``m`` largest cosines (rows are unit vectors): indices and values, best first.
+def _cosines(dots: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Dot products to cosines, given the inverse norms of both sides (one order of rounding)."""
+    return (dots.astype(np.float32) * left[:, None]) * right[None, :]
+
+
+def _nearest(vectors: np.ndarray, scale: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``m`` largest cosines: indices and values, best first.
 
     Equal similarities are ordered by item index, as :meth:`Similarity.best_match`'s exact
     path breaks ties.
@@ -158,7 +170,7 @@ def _nearest(vectors: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     indices = np.empty((n_items, m), dtype=np.int64)
     values = np.empty((n_items, m), dtype=np.float32)
     for lo in range(0, n_items, _CHUNK):
-        sims = (vectors[lo : lo + _CHUNK] @ vectors.T).astype(np.float32)
+        sims = _cosines(vectors[lo : lo + _CHUNK] @ vectors.T, scale[lo : lo + _CHUNK], scale)
         if m < n_items:
             part = np.argpartition(-sims, m - 1, axis=1)[:, :m]
         else:
