@@ -428,7 +428,14 @@ class LocalRollout:
         router = self.records["router"]
         if not router.alive():
             router = self._restart_router()
-        state = _post_json(router.url + "/router/config", changes, self._token())
+        try:
+            state = _post_json(router.url + "/router/config", changes, self._token())
+        except ServingError:
+            time.sleep(0.2)
+            if router.alive():
+                raise
+            router = self._restart_router()  # it died just now
+            state = _post_json(router.url + "/router/config", changes, self._token())
         self.weight, self.shadow = int(state["weight"]), bool(state["shadow"])
         self._save()
 
@@ -487,7 +494,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _port_free(host: str, port: int) -> bool:
+    """Whether the router could listen on ``port`` (it reuses addresses, as aiohttp does)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
