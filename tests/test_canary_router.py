@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import threading
 import urllib.error
 import urllib.request
@@ -33,7 +32,8 @@ from kuberec.serving.canary.local import free_port
 from kuberec.serving.canary.metrics import ROUTER, interval, parse
 from kuberec.serving.canary.router import Router
 from kuberec.serving.canary.split import assign
-from kuberec.serving.limits import MAX_BODY_BYTES
+
+from . import raw_http
 
 TOKEN = "test-admin-token"
 ADMIN = bearer(TOKEN)
@@ -353,38 +353,15 @@ def test_deeply_nested_json_is_a_422_not_a_server_error(setup, path: str) -> Non
     assert status == 422 and "nested too deeply" in body["error"]
 
 
-def _raw_request(url: str, head: str, body: bytes = b"") -> tuple[int, bytes]:
-    """Send a request by hand (a declared length need not match what is sent)."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(head.encode() + body)
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-    return int(answer.split()[1]), answer
-
-
 @pytest.mark.parametrize("path", ["/recommend", "/router/config"])
 def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent(setup, path: str) -> None:
     _, url, _, _ = setup
-    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {200 * 1024 * 1024}\r\n\r\n")  # fmt: skip
-    status, _ = _raw_request(url, head)  # no byte of the body sent: answered at once
-    assert status == 413
+    assert raw_http.declared_over_limit(url, path) == 413  # answered at once
 
 
 def test_a_chunked_body_is_cut_off_at_the_limit(setup) -> None:
     _, url, _, _ = setup
-    chunk = b"x" * (1024 * 1024)
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk)
-                      for _ in range(MAX_BODY_BYTES // len(chunk) + 2))  # fmt: skip
-    head = ("POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
-    status, _ = _raw_request(url, head, chunks + b"0\r\n\r\n")
-    assert status == 413
+    assert raw_http.chunked_over_limit(url, "/recommend") == 413
 
 
 def test_each_client_error_is_logged_as_one_line_without_a_traceback(

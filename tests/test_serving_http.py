@@ -6,9 +6,7 @@ model packaged in the BentoML store, so the version it reports is a real tag.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import subprocess
 import time
 import urllib.error
@@ -24,8 +22,9 @@ from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.package import package_run
 from kuberec.components.train.run import train_run
 from kuberec.components.train.settings import TrainSettings
-from kuberec.serving.limits import MAX_BODY_BYTES
 from kuberec.serving.server import free_port, start_server, stop_server, wait_ready
+
+from . import raw_http
 
 pytestmark = pytest.mark.slow
 
@@ -166,35 +165,12 @@ def test_metrics_carry_kuberec_counters_labelled_with_the_model_version(
     assert any(line.startswith("kuberec_request_latency_seconds_bucket{") for line in lines)
 
 
-def _raw(url: str, head: str, body: bytes = b"") -> int:
-    """The status of a request sent by hand (a declared length need not match what is sent)."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as conn:
-        conn.sendall(head.encode())
-        with contextlib.suppress(OSError):  # refused mid-body: the answer is already there
-            conn.sendall(body)
-        answer = b""
-        while b"\r\n" not in answer:
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-    return int(answer.split()[1])
-
-
 def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent(url: str) -> None:
-    head = ("POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {200 * 1024 * 1024}\r\n\r\n")  # fmt: skip
-    assert _raw(url, head) == 413  # not one byte of the 200 MB sent
+    assert raw_http.declared_over_limit(url, "/recommend") == 413  # not one byte of 200 MB
 
 
 def test_a_chunked_body_is_cut_off_at_the_limit(url: str) -> None:
-    chunk = b"x" * (1024 * 1024)
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk)
-                      for _ in range(MAX_BODY_BYTES // len(chunk) + 2))  # fmt: skip
-    head = ("POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
-    assert _raw(url, head, chunks + b"0\r\n\r\n") == 413
+    assert raw_http.chunked_over_limit(url, "/recommend") == 413
 
 
 def test_deeply_nested_json_is_a_422(url: str) -> None:
