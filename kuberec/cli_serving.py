@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 
@@ -35,12 +36,17 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"serving {resolved} on http://{args.host}:{args.port} (Ctrl-C stops)",
           file=sys.stderr)
     process = start_server(resolved, args.port, args.host, capture=False)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the server too, not only Ctrl-C
     try:
         return process.wait()
     except KeyboardInterrupt:
         return 0
     finally:
         stop_server(process)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _add_replay(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

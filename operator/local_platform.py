@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -221,9 +222,10 @@ class LocalPlatform:
             "--interactions", str(folder / "holdout.parquet"), "--rate", str(self.replay_rate),
             "--k", str(evaluation.k), "--limit", "100000000",
         ]  # fmt: skip
+        env = {**os.environ, **self._serving().marker_env("replay")}  # `kuberec stop` ends it
         with (folder / "replay.log").open("ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)  # fmt: skip
+                                       env=env, start_new_session=True)  # fmt: skip
         self._children["replay"] = process
         self._replay_pid_file.write_text(str(process.pid))
 
@@ -266,14 +268,16 @@ class LocalPlatform:
             self._rollout = LocalRollout(self.workdir / "serving", start_server=self._start_server)
         return self._rollout
 
-    def _start_server(self, reference: str, port: int, host: str) -> subprocess.Popen[bytes]:
+    def _start_server(
+        self, reference: str, port: int, host: str, markers: Mapping[str, str]
+    ) -> subprocess.Popen[bytes]:
         """A server reading fresh user histories from this job's Feast online store."""
         from kuberec.serving.online_features import FEAST_REPO_ENV
         from kuberec.serving.server import start_server
 
         logs = self.workdir / "serving"
         logs.mkdir(parents=True, exist_ok=True)
-        env = {FEAST_REPO_ENV: str(self.workdir / "data" / "feature_repo")}
+        env = {**markers, FEAST_REPO_ENV: str(self.workdir / "data" / "feature_repo")}
         return start_server(reference, port=port, host=host, env=env,
                             log_path=logs / f"server-{port}.log")  # fmt: skip
 

@@ -6,8 +6,12 @@ writes to ``$PROMETHEUS_MULTIPROC_DIR``), so metrics made with plain
 ``model_version`` label is what lets a canary analysis compare two versions
 scraped from one router.
 
-The middleware sees every request to the JSON endpoints, including those
-BentoML rejects before our code runs, so status counts are complete. It also
+The middleware sees every request, including those BentoML rejects before our
+code runs, so status counts are complete. Labels are route templates only: a
+path that is none of :data:`ENDPOINTS` (nor a probe, which is not counted)
+is counted as ``endpoint="other"``, so requests to made-up paths cannot grow
+``/metrics`` (BentoML's own request metrics are bounded in
+:mod:`.bentoml_fixes`). It also
 turns BentoML's 400 for an invalid body into 422 (the body, which names the
 field in ``detail[].loc``, is kept): 422 is what clients of JSON APIs expect for
 a well-formed request with invalid content.
@@ -27,6 +31,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ENDPOINTS = ("/recommend", "/similar", "/score", "/feedback")
+PROBES = ("/metrics", "/healthz", "/livez", "/readyz")
+OTHER = "other"  # the endpoint label of every other path
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -92,7 +98,7 @@ def count_feedback(event: str) -> None:
 
 
 class RequestMetrics:
-    """ASGI middleware: count and time the JSON endpoints; invalid bodies answer 422."""
+    """ASGI middleware: count and time every request but probes; invalid bodies answer 422."""
 
     def __init__(self, app: ASGIApp, endpoints: tuple[str, ...] = ENDPOINTS) -> None:
         self.app = app
@@ -100,16 +106,17 @@ class RequestMetrics:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path not in self.endpoints:
+        if scope["type"] != "http" or path in PROBES:
             await self.app(scope, receive, send)
             return
+        endpoint = path if path in self.endpoints else OTHER
         start = time.perf_counter()
         status = 500
 
         async def record_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
-                if message["status"] == 400:
+                if message["status"] == 400 and endpoint != OTHER:
                     message = {**message, "status": 422}
                 status = message["status"]
             await send(message)
@@ -119,7 +126,7 @@ class RequestMetrics:
         finally:
             found = metrics()
             version = _Version.value
-            found["requests"].labels(endpoint=path, status=str(status),
+            found["requests"].labels(endpoint=endpoint, status=str(status),
                                      model_version=version).inc()
-            found["latency"].labels(endpoint=path, model_version=version).observe(
+            found["latency"].labels(endpoint=endpoint, model_version=version).observe(
                 time.perf_counter() - start)

@@ -3,14 +3,15 @@
 Ids are kept as the data gave them (ints or strings), so every id field accepts
 both; ``"1"`` and ``1`` are matched to the model's ids by :class:`~.engine.Engine`.
 Unknown keys are refused, so a misspelt field (``exclude_sen``) fails loudly
-with a 422 instead of being silently ignored.
+with a 422 instead of being silently ignored; counts and flags are strict
+(``"k": true`` is not 1).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 Id = StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=256)]
 MAX_K = 1000
@@ -28,8 +29,8 @@ class Filters(_Body):
 
 class RecommendRequest(_Body):
     user_id: Id
-    k: int = Field(10, ge=1, le=MAX_K)
-    exclude_seen: bool = True
+    k: StrictInt = Field(10, ge=1, le=MAX_K)  # `true` is no count
+    exclude_seen: StrictBool = True
     filters: Filters | None = None
     recent_items: list[Id] | None = Field(
         None, max_length=1000, description="items taken since training, oldest first"
@@ -51,7 +52,7 @@ class RecommendResponse(BaseModel):
 
 class SimilarRequest(_Body):
     item_id: Id
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: StrictInt = Field(10, ge=1, le=MAX_K)
 
 
 class SimilarItem(BaseModel):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from kuberec.components.package import resolve_model
 from kuberec.errors import ConfigError, KuberecError
+from kuberec.serving.processes import SurvivorsError, process_tree, snapshot, terminate
 
 SERVICE = "kuberec.serving.service:Recommender"
 #: The environment variable that tells the service which model to load.
@@ -130,51 +131,19 @@ def stop_server(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None
     """
     if process.poll() is not None:
         return
-    tree = _tree(process.pid)
+    tree = snapshot(process_tree(process.pid))
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        tree.update(_tree(process.pid))  # workers started since
-    survivors = {pid: started for pid, started in tree.items() if _alive(pid, started)}
-    for pid, started in survivors.items():  # parents first: the arbiter before its workers
-        if _alive(pid, started):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    process.wait()
-    deadline = time.monotonic() + 10.0
-    while any(_alive(pid, started) for pid, started in survivors.items()):
-        if time.monotonic() > deadline:
-            raise ServingError(f"processes of the server {process.pid} survived SIGKILL: "
-                               f"{sorted(p for p, s in survivors.items() if _alive(p, s))}")
-        time.sleep(0.05)
-
-
-def _tree(pid: int) -> dict[int, str]:
-    """The process and its descendants (parents first), each with its start time."""
-    from kuberec.serving.canary.local import process_tree
-
-    found = {child: _start_time(child) for child in process_tree(pid)}
-    return {child: started for child, started in found.items() if started}
-
-
-def _start_time(pid: int) -> str:
-    """Start time since boot ('' when gone): tells a process from a later one with its pid."""
+        tree.update(snapshot(process_tree(process.pid)))  # workers started since
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return ""
-    return fields[19]
-
-
-def _alive(pid: int, started: str) -> bool:
-    """Running (not a zombie, which holds no resources) and still the process we saw."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return fields[0] != "Z" and fields[19] == started
+        terminate(tree, timeout_s=0.0)
+    except SurvivorsError as exc:
+        raise ServingError(f"processes of the server {process.pid} {exc}") from None
+    finally:
+        process.wait()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

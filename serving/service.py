@@ -14,7 +14,9 @@ launching).
 
 ``/healthz``, ``/livez``, ``/readyz`` and ``/metrics`` are BentoML's; readiness
 waits for the model (``__is_ready__``), and ``/metrics`` carries kuberec's
-metrics (see :mod:`.metrics`) next to BentoML's.
+metrics (see :mod:`.metrics`) next to BentoML's. Bodies over
+:data:`~.limits.MAX_BODY_BYTES` are refused with 413 before they are read;
+client errors are logged as one line (:mod:`.bentoml_fixes`).
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
 from kuberec.errors import ConfigError
-from kuberec.serving import metrics
+from kuberec.serving import bentoml_fixes, metrics
 from kuberec.serving.batching import BatchSettings, MicroBatcher
 from kuberec.serving.engine import Engine, Query, Ranked, RequestError
+from kuberec.serving.limits import BodyLimit
 from kuberec.serving.online_features import OnlineHistory
 from kuberec.serving.schemas import (
     FeedbackRequest,
@@ -204,6 +207,8 @@ class Recommender:
 
 
 Recommender.add_asgi_middleware(metrics.RequestMetrics)  # type: ignore[attr-defined]
+Recommender.add_asgi_middleware(BodyLimit)  # type: ignore[attr-defined]  # inside: 413s counted
+bentoml_fixes.apply()
 
 
 def _query(engine: Engine, user_id: object, recent_ids: list[Any] | None, k: int,
@@ -230,7 +235,8 @@ def _rendered(body: BaseModel) -> Any:
 
 
 def _unprocessable(error: RequestError) -> JSONResponse:
-    """The same shape as a validation error: ``detail[].loc`` names the field."""
+    """The same shape as a validation error: ``detail[].loc`` names the field; one log line."""
+    log.warning("422 %s: %s", error.field, error.reason)
     return JSONResponse(status_code=422, content={
         "error": str(error),
         "detail": [{"loc": error.field.split("."), "msg": error.reason,

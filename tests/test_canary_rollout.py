@@ -20,8 +20,9 @@ import pytest
 
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.serving.canary.analysis import RolloutPolicy, Thresholds
-from kuberec.serving.canary.local import LocalRollout, process_tree
+from kuberec.serving.canary.local import LocalRollout
 from kuberec.serving.canary.replay import ReplayReport, replay
+from kuberec.serving.processes import ID_ENV, JOB_ENV, marked, process_tree
 
 pytestmark = pytest.mark.slow
 
@@ -177,6 +178,20 @@ def test_shadow_mode_mirrors_without_serving_and_reports_overlap_and_latency(
     assert report["serving_p95_ms"] > 0 and report["shadow_p95_ms"] > 0
 
 
+def test_a_redeploy_after_the_bentoml_parent_was_killed_stops_its_orphaned_worker(
+    platform: LocalRollout, traffic: ReplayReport
+) -> None:
+    url, old, version = platform.url, platform.records["stable"], _served_version(platform)
+    workers = [pid for pid in marked(ID_ENV, old.tag) if pid != old.pid]
+    assert workers, "bentoml serve runs its worker in a session of its own"
+    os.kill(old.pid, signal.SIGKILL)
+    assert _served_version(platform) == version  # the orphan still answers
+    assert platform.deploy_stable(old.reference) == url  # what the reconciler does next
+    assert marked(ID_ENV, old.tag) == []
+    assert platform.records["stable"].pid != old.pid
+    assert _served_version(platform) == version
+
+
 def test_a_later_invocation_finds_the_processes_by_the_state_file_and_stops_them(
     platform: LocalRollout,
 ) -> None:
@@ -187,4 +202,5 @@ def test_a_later_invocation_finds_the_processes_by_the_state_file_and_stops_them
     records = list(later.records.values())
     later.stop()
     assert not any(r.alive() for r in records)
+    assert marked(JOB_ENV, later.job_marker) == []
     assert not (platform.state_dir / "serving.json").exists()

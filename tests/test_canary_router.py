@@ -4,13 +4,16 @@ The stand-ins answer like the service (/recommend with items, model_version and
 request_id; /feedback), so these tests pin the router's own behaviour: the
 sticky split, feedback to the version that served the request, run-time
 weights, its per-track metrics, fault injection and shadow mode; and
-``kuberec replay`` against it.
+``kuberec replay`` against it. Then what an attacker or a careless client
+tries: admin calls without the token, backends that are not the job's, invalid
+settings, invented feedback, made-up paths, deep nesting and huge bodies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import urllib.error
 import urllib.request
@@ -24,10 +27,16 @@ import pytest
 from aiohttp import web
 
 from kuberec.cli import main
+from kuberec.serving.canary.admin import bearer
 from kuberec.serving.canary.local import free_port
 from kuberec.serving.canary.metrics import ROUTER, interval, parse
 from kuberec.serving.canary.router import Router
 from kuberec.serving.canary.split import assign
+
+from . import raw_http
+
+TOKEN = "test-admin-token"
+ADMIN = bearer(TOKEN)
 
 
 class Backend:
@@ -87,25 +96,39 @@ class Loop:
 
 
 @pytest.fixture()
-def setup() -> Iterator[tuple[Router, str, Backend, Backend]]:
-    loop = Loop()
-    stable, canary = Backend("v1", [1, 2, 3, 4]), Backend("v2", [3, 4, 5, 6])
-    router = Router(loop.serve(stable.app()), loop.serve(canary.app()), weight=30)
-    url = loop.serve(router.app())
+def loop() -> Iterator[Loop]:
+    serving = Loop()
     try:
-        yield router, url, stable, canary
+        yield serving
     finally:
-        loop.close()
+        serving.close()
 
 
-def _post(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple:
+@pytest.fixture()
+def setup(loop: Loop) -> tuple[Router, str, Backend, Backend]:
+    stable, canary = Backend("v1", [1, 2, 3, 4]), Backend("v2", [3, 4, 5, 6])
+    router = Router(loop.serve(stable.app()), loop.serve(canary.app()), weight=30, token=TOKEN)
+    return router, loop.serve(router.app()), stable, canary
+
+
+def _post(url: str, body: Any, headers: dict[str, str] | None = None) -> tuple:
     headers = {"Content-Type": "application/json", **(headers or {})}
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read()), response.headers
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read()), exc.headers
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
 
 
 def _recommend(url: str, user: int) -> dict[str, Any]:
@@ -133,11 +156,11 @@ def test_feedback_goes_to_the_version_that_served_the_request_even_after_a_weigh
 
 def test_the_weight_changes_at_run_time_through_the_admin_endpoint(setup) -> None:
     _, url, _, _ = setup
-    status, state, _ = _post(url + "/router/config", {"weight": 100})
+    status, state, _ = _post(url + "/router/config", {"weight": 100}, ADMIN)
     assert (status, state["weight"]) == (200, 100)
     assert {_recommend(url, u)["model_version"] for u in range(20)} == {"v2"}
-    assert _post(url + "/router/config", {"weight": 150})[0] == 400
-    _post(url + "/router/config", {"canary": None})
+    assert _post(url + "/router/config", {"weight": 150}, ADMIN)[0] == 400
+    _post(url + "/router/config", {"canary": None}, ADMIN)
     assert {_recommend(url, u)["model_version"] for u in range(20)} == {"v1"}
 
 
@@ -189,3 +212,166 @@ def test_kuberec_replay_sends_visits_and_clicks_on_held_out_items(
     expected |= {(2, 4)} if assign(2, 30) == "canary" else set()
     assert {(c["user_id"], c["item_id"]) for c in clicks} == expected
     assert report["clicks"] == len(expected)
+
+
+# --- hardening: what an attacker or a careless client tries -----------------------------------
+
+
+@pytest.mark.parametrize("path", ["/router/config", "/router/state", "/router/shadow"])
+@pytest.mark.parametrize("headers", [{}, bearer("guessed"), {"Authorization": TOKEN}])
+def test_an_admin_endpoint_without_the_token_answers_401_and_changes_nothing(
+    setup, path: str, headers: dict[str, str]
+) -> None:
+    router, url, _, _ = setup
+    if path == "/router/config":
+        status = _post(url + path, {"weight": 100, "faults": {"canary": {"abort_rate": 1}}},
+                       headers)[0]  # fmt: skip
+    else:
+        status = _get(url + path, headers)[0]
+    assert status == 401
+    assert router.weight == 30 and router.faults == {}
+
+
+def test_the_metrics_need_no_token(setup) -> None:
+    _, url, _, _ = setup
+    assert _get(url + "/router/metrics")[0] == 200
+
+
+@pytest.mark.parametrize("field", ["stable", "canary"])
+def test_a_backend_that_is_not_one_of_the_jobs_servers_is_refused(
+    setup, loop: Loop, field: str
+) -> None:
+    router, url, _, _ = setup
+    before = router.state()
+    elsewhere = loop.serve(Backend("intruder", [9]).app())  # another loopback service
+    for target in ("file:///etc/passwd", elsewhere, "http://example.com", 42, ["a"]):
+        status, body, _ = _post(url + "/router/config", {field: target}, ADMIN)
+        assert (status, body["field"]) == (400, field), target
+        assert "not a server of this job" in body["error"]
+    assert router.state() == before
+    assert {_recommend(url, u)["model_version"] for u in range(20)} == {"v1", "v2"}
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    (b'{"weight": "abc"}', "weight"),
+    (b'{"weight": 150}', "weight"),
+    (b'{"weight": true}', "weight"),
+    (b'{"weight": 12.5}', "weight"),
+    (b'{"weight": NaN}', "weight"),
+    (b'{"weight": null}', "weight"),
+    (b'{"shadow": "yes"}', "shadow"),
+    (b'{"shadow": 1}', "shadow"),
+    (b'{"stable": null}', "stable"),
+    (b'{"faults": "slow"}', "faults"),
+    (b'{"faults": {"everyone": {"delay_ms": 1}}}', "faults.everyone"),
+    (b'{"faults": {"canary": 5}}', "faults.canary"),
+    (b'{"faults": {"canary": {"delay_ms": "abc"}}}', "faults.canary.delay_ms"),
+    (b'{"faults": {"canary": {"delay_ms": Infinity}}}', "faults.canary.delay_ms"),
+    (b'{"faults": {"canary": {"delay_ms": NaN}}}', "faults.canary.delay_ms"),
+    (b'{"faults": {"canary": {"delay_ms": -1}}}', "faults.canary.delay_ms"),
+    (b'{"faults": {"canary": {"delay_ms": 60001}}}', "faults.canary.delay_ms"),
+    (b'{"faults": {"canary": {"delay_ms": true}}}', "faults.canary.delay_ms"),
+    (b'{"faults": {"canary": {"abort_rate": 2}}}', "faults.canary.abort_rate"),
+    (b'{"faults": {"canary": {"abort_rate": NaN}}}', "faults.canary.abort_rate"),
+    (b'{"faults": {"canary": {"drop": 1}}}', "faults.canary.drop"),
+    (b'{"colour": "blue"}', "colour"),
+    (b'{"weight": 50, "shadow": "maybe"}', "shadow"),
+])  # fmt: skip
+def test_an_invalid_config_field_is_a_400_naming_it_and_nothing_changes(
+    setup, body: bytes, field: str
+) -> None:
+    router, url, _, _ = setup
+    before = router.state()
+    status, answer, _ = _post(url + "/router/config", body, ADMIN)
+    assert (status, answer["field"]) == (400, field), answer
+    assert answer["error"].startswith(f"{field}: ")
+    assert router.state() == before
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b"not json", b'"weight"'])
+def test_a_config_body_that_is_no_json_object_is_a_400(setup, body: bytes) -> None:
+    _, url, _, _ = setup
+    assert _post(url + "/router/config", body, ADMIN)[0] == 400
+
+
+def test_valid_faults_within_the_bounds_are_applied(setup) -> None:
+    router, url, _, _ = setup
+    faults = {"canary": {"delay_ms": 60000, "abort_rate": 0.5}, "stable": {"abort_rate": 0}}
+    status, state, _ = _post(url + "/router/config", {"faults": faults}, ADMIN)
+    assert status == 200
+    assert state["faults"]["canary"] == {"delay_ms": 60000.0, "abort_rate": 0.5}
+    assert router.faults == state["faults"]
+
+
+def test_feedback_for_a_request_id_the_router_did_not_issue_is_refused_and_counted(
+    setup,
+) -> None:
+    _, url, stable, canary = setup
+    invented = {"request_id": str(uuid.uuid4()), "user_id": 1, "item_id": 1, "event": "click"}
+    status, body, _ = _post(url + "/feedback", invented)
+    assert status == 422 and body["error"].startswith("request_id: ")
+    assert _post(url + "/feedback", {"user_id": 1, "item_id": 1, "event": "click"})[0] == 422
+    assert stable.feedback == [] and canary.feedback == []
+    _, metrics = _get(url + "/router/metrics")
+    assert "kuberec_router_feedback_rejected_total 2.0" in metrics
+    assert 'event="click"' not in metrics
+    issued = _recommend(url, 1)["request_id"]
+    assert _post(url + "/feedback", {**invented, "request_id": issued})[0] == 200
+
+
+def test_the_track_header_is_honoured_only_with_the_admin_token(setup) -> None:
+    _, url, _, _ = setup
+    on_stable = [u for u in range(40) if assign(u, 30) == "stable"][:10]
+    pin = {"X-Kuberec-Track": "canary"}
+    for user in on_stable:
+        plain = _post(url + "/recommend", {"user_id": user, "k": 2}, pin)[1]
+        assert plain["model_version"] == "v1"
+        admin = _post(url + "/recommend", {"user_id": user, "k": 2}, {**pin, **ADMIN})[1]
+        assert admin["model_version"] == "v2"
+
+
+def test_unknown_paths_are_counted_under_one_label(setup) -> None:
+    _, url, _, _ = setup
+    for n in range(200):
+        _get(f"{url}/no-such-path-{n}")
+    _post(url + "/feedback", {"request_id": _recommend(url, 1)["request_id"], "user_id": 1,
+                              "item_id": 1, "event": f"made-up-{uuid.uuid4()}"})  # fmt: skip
+    _, metrics = _get(url + "/router/metrics")
+    assert "no-such-path" not in metrics and "made-up" not in metrics
+    assert 'endpoint="other"' in metrics
+    requests = [line for line in metrics.splitlines()
+                if line.startswith("kuberec_router_requests_total{")]  # fmt: skip
+    assert sum(float(line.split()[-1]) for line in requests if '"other"' in line) == 200
+    assert len(requests) <= 2 * 5  # two tracks, four endpoints and `other`
+
+
+@pytest.mark.parametrize("path", ["/recommend", "/router/config"])
+def test_deeply_nested_json_is_a_422_not_a_server_error(setup, path: str) -> None:
+    _, url, _, _ = setup
+    nested = b'{"user_id": 1, "filters": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    status, body, _ = _post(url + path, nested, ADMIN)
+    assert status == 422 and "nested too deeply" in body["error"]
+
+
+@pytest.mark.parametrize("path", ["/recommend", "/router/config"])
+def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent(setup, path: str) -> None:
+    _, url, _, _ = setup
+    assert raw_http.declared_over_limit(url, path) == 413  # answered at once
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(setup) -> None:
+    _, url, _, _ = setup
+    assert raw_http.chunked_over_limit(url, "/recommend") == 413
+
+
+def test_each_client_error_is_logged_as_one_line_without_a_traceback(
+    setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, url, _, _ = setup
+    with caplog.at_level(logging.INFO, logger="kuberec.serving.canary.router"):
+        _post(url + "/router/config", {"weight": "abc"}, ADMIN)
+        _post(url + "/router/config", {"weight": 5})
+        _post(url + "/feedback", {"request_id": "invented"})
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage().split(": ", 1)[1][:3] for r in warnings] == ["400", "401", "422"]
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in warnings)

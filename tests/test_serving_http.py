@@ -7,10 +7,13 @@ model packaged in the BentoML store, so the version it reports is a real tag.
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +23,8 @@ from kuberec.components.package import package_run
 from kuberec.components.train.run import train_run
 from kuberec.components.train.settings import TrainSettings
 from kuberec.serving.server import free_port, start_server, stop_server, wait_ready
+
+from . import raw_http
 
 pytestmark = pytest.mark.slow
 
@@ -33,14 +38,19 @@ def tag(ml100k: Dataset, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def url(tag: str) -> Iterator[str]:
-    port = free_port()
-    process = start_server(tag, port)
+def server(tag: str) -> Iterator[subprocess.Popen[bytes]]:
+    process = start_server(tag, free_port())
     try:
-        wait_ready(f"http://127.0.0.1:{port}", timeout=120, process=process)
-        yield f"http://127.0.0.1:{port}"
+        yield process
     finally:
         stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def url(server: subprocess.Popen[bytes]) -> str:
+    port = server.args[server.args.index("--port") + 1]
+    wait_ready(f"http://127.0.0.1:{port}", timeout=120, process=server)
+    return f"http://127.0.0.1:{port}"
 
 
 def _post(url: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
@@ -101,6 +111,10 @@ def test_a_cold_user_with_recent_items_gets_a_personal_list(url: str) -> None:
 
 @pytest.mark.parametrize(("path", "body", "field"), [
     ("/recommend", {"user_id": 1, "k": 0}, "k"),
+    ("/recommend", {"user_id": 1, "k": True}, "k"),
+    ("/recommend", {"user_id": 1, "k": "5"}, "k"),
+    ("/recommend", {"user_id": 1, "exclude_seen": "yes"}, "exclude_seen"),
+    ("/similar", {"item_id": 50, "k": True}, "k"),
     ("/recommend", {"k": 3}, "user_id"),
     ("/recommend", {"user_id": 1, "filters": {"genres": ["Polka"]}}, "filters.genres"),
     ("/recommend", {"user_id": 1, "exclude_sen": False}, "exclude_sen"),
@@ -149,3 +163,47 @@ def test_metrics_carry_kuberec_counters_labelled_with_the_model_version(
                and 'event="click"' in line for line in lines)
     assert any(line.startswith("kuberec_fallbacks_total{") and version in line for line in lines)
     assert any(line.startswith("kuberec_request_latency_seconds_bucket{") for line in lines)
+
+
+def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent(url: str) -> None:
+    assert raw_http.declared_over_limit(url, "/recommend") == 413  # not one byte of 200 MB
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(url: str) -> None:
+    assert raw_http.chunked_over_limit(url, "/recommend") == 413
+
+
+def test_deeply_nested_json_is_a_422(url: str) -> None:
+    nested = b'{"user_id": 1, "filters": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    request = urllib.request.Request(url + "/recommend", nested,
+                                     {"Content-Type": "application/json"})  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request, timeout=30)
+    assert raised.value.code == 422
+
+
+def test_unknown_paths_are_counted_under_one_label(url: str) -> None:
+    for n in range(100):
+        with pytest.raises(urllib.error.HTTPError):
+            _get(url, f"/no-such-path-{n}")
+    _, text = _get(url, "/metrics")
+    assert "no-such-path" not in text
+    others = [line for line in text.splitlines()
+              if line.startswith("kuberec_requests_total{") and 'endpoint="other"' in line]
+    assert sum(float(line.split()[-1]) for line in others) >= 100
+
+
+def test_a_client_error_is_logged_as_one_line_without_a_traceback(
+    url: str, server: subprocess.Popen[bytes]
+) -> None:
+    marker = f"no-such-field-{uuid.uuid4().hex[:8]}"
+    assert _post(url, "/recommend", {"user_id": 1, marker: 1})[0] == 422
+    assert _post(url, "/similar", {"item_id": "no-such-item"})[0] == 422
+    log = Path(server.log_path)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while marker not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    text = log.read_text()
+    assert next(line for line in text.splitlines() if marker in line).count("422") == 1
+    assert "unknown item 'no-such-item'" in text
+    assert "Traceback" not in text

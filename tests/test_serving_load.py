@@ -20,7 +20,7 @@ import pytest
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.train.run import train_run
 from kuberec.components.train.settings import TrainSettings
-from kuberec.serving.canary.local import process_tree
+from kuberec.serving.processes import process_tree
 from kuberec.serving.server import free_port, start_server, stop_server, wait_ready
 
 pytestmark = pytest.mark.slow

@@ -11,13 +11,17 @@ BentoML, which reaches ``s3://``/``gs://`` through fsspec.
 from __future__ import annotations
 
 import hashlib
+import lzma
 import os
 import shutil
+import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from kuberec import __version__
 from kuberec.components.datasets.canonical import Dataset
@@ -82,15 +86,28 @@ def import_model(uri: str) -> PackagedModel:
     import bentoml
     from bentoml.exceptions import BentoMLException
 
+    local = Path(uri.removeprefix("file://"))
     try:
         model = bentoml.models.import_model(uri)
     except FileNotFoundError as exc:
+        if local.is_file():  # a file is missing inside the archive
+            raise _unreadable(uri, exc) from None
         raise ConfigError(f"no exported model at {uri}") from exc
     except BentoMLException as exc:
         if "already exists" not in str(exc):
             raise ConfigError(f"cannot import the model at {uri}: {exc}") from exc
         model = bentoml.models.get(_tag_in_message(str(exc)))
+    except (EOFError, OSError, ValueError, KeyError, TypeError, tarfile.TarError,
+            lzma.LZMAError, zlib.error, yaml.YAMLError) as exc:  # fmt: skip
+        raise _unreadable(uri, exc) from None
     return PackagedModel(str(model.tag), Path(model.path), dict(model.info.metadata))
+
+
+def _unreadable(uri: str, exc: BaseException) -> ConfigError:
+    """A random, truncated or foreign file where an exported model was expected."""
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+    return ConfigError(f"{uri} is not a readable exported model ({reason}); export it again "
+                       "(`bentoml models export`) or point at the run directory")
 
 
 def resolve_model(reference: str | Path) -> PackagedModel:
@@ -102,7 +119,9 @@ def resolve_model(reference: str | Path) -> PackagedModel:
     path = Path(text.removeprefix("file://"))
     if path.is_dir() and (path / MODEL / "config.json").exists():
         return PackagedModel(text, path, {"run_dir": str(path.resolve())})
-    if path.is_file() or "://" in text:
+    if path.is_file():
+        return import_model(str(path.resolve()))  # BentoML reads a relative path elsewhere
+    if "://" in text:
         return import_model(text)
     try:
         model = bentoml.models.get(text)

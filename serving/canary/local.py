@@ -6,8 +6,17 @@ interval metrics from the router, and promotes or rolls back. Every process
 it starts is recorded (pid, port, URL, command line) in ``serving.json`` in
 the given directory, so a later ``kuberec`` invocation (or the operator's next
 reconcile pass) finds the same processes, changes their weights and stops
-them. A recorded pid is only signalled while its command line is the one
-recorded, so a recycled pid is never touched.
+them.
+
+Every server is recorded the moment it is spawned (``servers`` in the state
+file), in a session of its own and with the job's markers in its environment
+(:mod:`kuberec.serving.processes`), so :meth:`LocalRollout.stop` and every
+redeploy stop the whole tree of every server the job ever started, including
+workers whose ``bentoml serve`` parent was killed. After a crash the next call
+finds what still runs: a dead router is restarted on its old port (the job's
+URL stays) in front of the stable server when that still answers. The
+router's admin calls carry the job's token (:mod:`.admin`), and the router
+accepts only the URLs in ``servers.json`` as backends.
 
 The decisions themselves are :mod:`.analysis`'s; :meth:`LocalRollout.run_canary`
 is the small loop that applies them here (the operator's reconcile loop does
@@ -19,20 +28,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kuberec.errors import ConfigError, KuberecError
+from kuberec.serving.canary.admin import TOKEN_FILE, bearer, read_token, write_token
 from kuberec.serving.canary.analysis import (
     Decision,
     RolloutPolicy,
@@ -42,10 +52,25 @@ from kuberec.serving.canary.analysis import (
     start,
 )
 from kuberec.serving.canary.metrics import ROUTER, Counters, interval, scrape
+from kuberec.serving.processes import (
+    ID_ENV,
+    JOB_ENV,
+    SurvivorsError,
+    cmdline,
+    marked,
+    markers,
+    process_tree,
+    snapshot,
+    terminate,
+)
 
 log = logging.getLogger(__name__)
 STATE_FILE = "serving.json"
-ServerStarter = Callable[[str, int, str], subprocess.Popen]  # (reference, port, host)
+#: The JSON list of the job's server URLs: the only backends the router accepts.
+SERVERS_FILE = "servers.json"
+#: ``(reference, port, host, env)``: start a server with ``env`` added to its environment
+#: (the job's markers), in a session of its own; returns at once.
+ServerStarter = Callable[[str, int, str, Mapping[str, str]], subprocess.Popen]
 
 
 class ServingError(KuberecError):
@@ -62,9 +87,11 @@ class ProcessRecord:
     url: str
     cmdline: str
     reference: str | None = None
+    #: ``$KUBEREC_SERVING_ID`` of the process and all its workers ('' in older state files)
+    tag: str = ""
 
     def alive(self) -> bool:
-        return _cmdline(self.pid) == self.cmdline
+        return cmdline(self.pid) == self.cmdline
 
 
 class LocalRollout:
@@ -84,6 +111,8 @@ class LocalRollout:
         self._start_server = start_server
         self._children: dict[int, subprocess.Popen] = {}
         self.records: dict[str, ProcessRecord] = {}
+        #: every server started and not yet stopped, by tag, recorded the moment it spawns
+        self.servers: dict[str, ProcessRecord] = {}
         self.weight = 0
         self.shadow = False
         self._load()
@@ -111,27 +140,42 @@ class LocalRollout:
     def deploy_stable(self, reference: str | Path, *, router_port: int | None = None) -> str:
         """Serve ``reference`` as the stable version and return the router URL.
 
-        With a router already running, the new server replaces the stable one
-        at once (no canary): the router switches, then the old server stops.
+        With a router running, the new server replaces the stable one at once
+        (no canary): the router switches, then the old server stops. After a
+        crash (the router gone), a stable server of ``reference`` that still
+        answers is kept, and the new router takes the old one's port when free.
         """
-        server = self._start("stable", str(reference))
+        old = self.records.get("stable")
         router = self.records.get("router")
+        reuse = (
+            old is not None and old.reference == str(reference) and old.alive()
+            and _answers(old.url + "/readyz")
+            and (router is None or not router.alive())
+        )  # fmt: skip
+        server = old if reuse else self._start("stable", str(reference))
+        assert server is not None
         if router is not None and router.alive():
-            old = self.records.get("stable")
             self._configure(stable=server.url)
             self.records["stable"] = server
             self._save()
             if old is not None:
                 self._stop(old)
             return router.url
+        if router is not None:  # dead: whatever is left of it goes, its port is reused
+            self._stop(router)
+            router_port = router_port or router.port
         try:
             router = self._start_router(server.url, router_port)
         except BaseException:
-            self._stop(server)
+            if server is not old:
+                self._stop(server)
             raise
-        self.records.update(stable=server, router=router)
+        stale = [r for r in (old, self.records.get("canary")) if r is not None and r is not server]
+        self.records = {"stable": server, "router": router}
         self.weight, self.shadow = 0, False
         self._save()
+        for record in stale:
+            self._stop(record)
         return router.url
 
     def deploy_canary(
@@ -181,7 +225,7 @@ class LocalRollout:
     def rollback(self) -> None:
         """Canary weight 0 (all users back on stable), then the canary server stops."""
         canary = self.records.pop("canary", None)
-        if "router" in self.records and self.records["router"].alive():
+        if "router" in self.records:
             self._configure(canary=None)
         self.weight, self.shadow = 0, False
         self._save()
@@ -189,14 +233,31 @@ class LocalRollout:
             self._stop(canary)
 
     def stop(self) -> None:
-        """Stop every process recorded here (router first) and forget them."""
+        """Stop every process this job started (router first) and forget them.
+
+        The recorded ones, every server recorded at spawn, and then whatever
+        still carries the job's marker (an orphaned worker, a server whose
+        record a crash lost, the holdout replay): none of them runs afterwards.
+        """
         for role in ("router", "canary", "stable"):
             record = self.records.pop(role, None)
             if record is not None:
-                self._stop(record)
+                self._stop(record, save=False)
+        for record in list(self.servers.values()):
+            self._stop(record, save=False)
+        _terminate(snapshot(marked(JOB_ENV, self.job_marker)))
         self.weight, self.shadow = 0, False
-        path = self.state_dir / STATE_FILE
-        path.unlink(missing_ok=True)
+        for name in (STATE_FILE, SERVERS_FILE):
+            (self.state_dir / name).unlink(missing_ok=True)
+
+    @property
+    def job_marker(self) -> str:
+        """``$KUBEREC_SERVING_JOB`` of this job's processes: its serving directory."""
+        return str(self.state_dir.resolve())
+
+    def marker_env(self, process_id: str) -> dict[str, str]:
+        """The environment that lets :meth:`stop` find a process started for this job."""
+        return markers(self.job_marker, process_id)
 
     # --- measuring -----------------------------------------------------------------------------
 
@@ -216,7 +277,7 @@ class LocalRollout:
     def shadow_report(self) -> dict[str, Any]:
         """overlap@K and latencies of the mirrored candidate (``/router/shadow``)."""
         self._require("router")
-        return _get_json(self.records["router"].url + "/router/shadow")
+        return _get_json(self.records["router"].url + "/router/shadow", self._token())
 
     def run_canary(
         self,
@@ -280,10 +341,13 @@ class LocalRollout:
     def _start(self, role: str, reference: str) -> ProcessRecord:
         starter = self._start_server or _default_starter(self.state_dir)
         port = free_port(self.host)
-        process = starter(reference, port, self.host)
+        tag = f"{role}-{uuid.uuid4().hex[:12]}"
+        process = starter(reference, port, self.host, self.marker_env(tag))
         self._children[process.pid] = process
         url = f"http://{self.host}:{port}"
-        record = ProcessRecord(role, process.pid, port, url, _cmdline(process.pid), reference)
+        record = ProcessRecord(role, process.pid, port, url, cmdline(process.pid), reference, tag)
+        self.servers[tag] = record  # on disk before anything can fail
+        self._save()
         try:
             _wait_ready(url + "/readyz", process, self.ready_timeout_s)
         except BaseException:
@@ -292,62 +356,91 @@ class LocalRollout:
         return record
 
     def _start_router(self, stable_url: str, port: int | None) -> ProcessRecord:
+        if port is not None and not _port_free(self.host, port):
+            log.warning("the router's port %d is taken; the job's URL changes", port)
+            port = None
         port = port or free_port(self.host)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        token_file = self.state_dir / TOKEN_FILE
+        write_token(token_file)  # a fresh token for every router
+        self._save()
         log_file = open(self.state_dir / "router.log", "ab")  # noqa: SIM115 (child keeps it)
         command = [
             sys.executable, "-m", "kuberec.serving.canary.router",
             "--host", self.host, "--port", str(port), "--stable", stable_url,
+            "--token-file", str(token_file), "--servers-file", str(self.state_dir / SERVERS_FILE),
         ]  # fmt: skip
+        tag = f"router-{uuid.uuid4().hex[:12]}"
         with log_file:
             process = subprocess.Popen(
-                command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-            )
+                command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **self.marker_env(tag)},
+            )  # fmt: skip
         self._children[process.pid] = process
         url = f"http://{self.host}:{port}"
-        record = ProcessRecord("router", process.pid, port, url, _cmdline(process.pid))
+        record = ProcessRecord("router", process.pid, port, url, cmdline(process.pid), tag=tag)
         try:
-            _wait_ready(url + "/router/state", process, 30.0)
+            _wait_ready(url + "/router/metrics", process, 30.0)
         except BaseException:
             process.kill()  # our own child: no pid-reuse risk, whatever /proc said
             process.wait(timeout=10)
             raise
         # /proc/<pid>/cmdline can read empty right after fork; by now the router serves
-        record.cmdline = _cmdline(process.pid)
+        record.cmdline = cmdline(process.pid)
         return record
 
-    def _stop(self, record: ProcessRecord, timeout_s: float = 20.0) -> None:
-        """TERM the process (its group when it leads one), then KILL what is left of its tree.
+    def _restart_router(self) -> ProcessRecord:
+        """A router crashed: a new one on its port, in front of the recorded servers."""
+        dead, stable = self.records["router"], self.records.get("stable")
+        self._require("stable")
+        assert stable is not None
+        log.warning("the router (pid %d) is gone; starting a new one on port %d",
+                    dead.pid, dead.port)  # fmt: skip
+        self._stop(dead)
+        router = self._start_router(stable.url, dead.port)
+        self.records["router"] = router
+        self._save()
+        canary = self.records.get("canary")
+        if canary is not None:
+            _post_json(router.url + "/router/config", {
+                "canary": canary.url, "weight": self.weight, "shadow": self.shadow,
+            }, self._token())  # fmt: skip
+        return router
 
-        ``bentoml serve`` runs its workers in sessions of their own: a KILL of
-        the arbiter alone would leave them serving, so the tree is collected
-        first and every remaining member is killed after the grace period.
+    def _stop(self, record: ProcessRecord, timeout_s: float = 20.0, *, save: bool = True) -> None:
+        """TERM the process and everything that carries its marker, then KILL what is left.
+
+        ``bentoml serve`` runs its workers in sessions of their own, and once
+        its arbiter is killed they are orphans no tree reaches: the marker in
+        their environment finds them, alive parent or not.
         """
         child = self._children.pop(record.pid, None)
-        if child is not None and child.poll() is not None:
-            return
-        if child is None and not record.alive():
-            return  # gone, or the pid now belongs to someone else
-        tree = process_tree(record.pid)
-        _signal(record.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if child is not None and child.poll() is not None:
-                break
-            if child is None and not record.alive():
-                break
-            time.sleep(0.1)
-        for pid in tree:
-            if _cmdline(pid):
-                _signal(pid, signal.SIGKILL)
+        targets = snapshot(marked(ID_ENV, record.tag)) if record.tag else {}
+        if record.alive():
+            targets.update(snapshot(process_tree(record.pid)))
+        _terminate(targets, timeout_s)
         if child is not None:
             child.wait(timeout=5)
+        if self.servers.pop(record.tag, None) is not None and save:
+            self._save()
 
     def _configure(self, **changes: Any) -> None:
         router = self.records["router"]
-        state = _post_json(router.url + "/router/config", changes)
+        if not router.alive():
+            router = self._restart_router()
+        try:
+            state = _post_json(router.url + "/router/config", changes, self._token())
+        except ServingError:
+            time.sleep(0.2)
+            if router.alive():
+                raise
+            router = self._restart_router()  # it died just now
+            state = _post_json(router.url + "/router/config", changes, self._token())
         self.weight, self.shadow = int(state["weight"]), bool(state["shadow"])
         self._save()
+
+    def _token(self) -> str:
+        return read_token(self.state_dir / TOKEN_FILE)
 
     def _require(self, *roles: str) -> None:
         missing = [r for r in roles if r not in self.records]
@@ -367,8 +460,10 @@ class LocalRollout:
         try:
             data = json.loads(path.read_text())
             self.records = {r: ProcessRecord(**v) for r, v in data["processes"].items()}
-        except (ValueError, KeyError, TypeError) as exc:
+            servers = [ProcessRecord(**v) for v in data.get("servers", [])]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{path} is not a serving state file ({exc}); remove it") from exc
+        self.servers = {r.tag: r for r in servers}
         self.weight, self.shadow = int(data.get("weight", 0)), bool(data.get("shadow", False))
 
     def _save(self) -> None:
@@ -378,10 +473,18 @@ class LocalRollout:
             "weight": self.weight,
             "shadow": self.shadow,
             "processes": {role: asdict(r) for role, r in self.records.items()},
+            "servers": [asdict(r) for r in self.servers.values()],
         }
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        tmp.replace(path)
+        _write_atomically(path, json.dumps(data, indent=2))
+        urls = sorted({r.url for r in [*self.servers.values(), *self.records.values()]
+                       if r.role != "router"})  # fmt: skip
+        _write_atomically(self.state_dir / SERVERS_FILE, json.dumps(urls))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -390,14 +493,43 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _port_free(host: str, port: int) -> bool:
+    """Whether the router could listen on ``port`` (it reuses addresses, as aiohttp does)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def _default_starter(log_dir: Path) -> ServerStarter:
     from kuberec.serving.server import start_server
 
-    def starter(reference: str, port: int, host: str) -> subprocess.Popen:
+    def starter(
+        reference: str, port: int, host: str, env: Mapping[str, str]
+    ) -> subprocess.Popen:
         log_dir.mkdir(parents=True, exist_ok=True)
-        return start_server(reference, port=port, host=host, log_path=log_dir / f"{port}.log")
+        return start_server(reference, port=port, host=host, env=env,
+                            log_path=log_dir / f"{port}.log")  # fmt: skip
 
     return starter
+
+
+def _terminate(targets: dict[int, str], timeout_s: float = 20.0) -> None:
+    try:
+        terminate(targets, timeout_s)
+    except SurvivorsError as exc:
+        raise ServingError(f"cannot stop the job's servers: {exc}") from None
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
 
 
 def _wait_ready(url: str, process: subprocess.Popen, timeout_s: float) -> None:
@@ -415,10 +547,11 @@ def _wait_ready(url: str, process: subprocess.Popen, timeout_s: float) -> None:
     raise ServingError(f"{url} was not ready within {timeout_s:.0f} s")
 
 
-def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
+def _post_json(url: str, body: dict[str, Any], token: str) -> dict[str, Any]:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
+        url, data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **bearer(token)},
+    )  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
@@ -428,48 +561,10 @@ def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
         raise ServingError(f"cannot reach the router at {url}: {exc}") from exc
 
 
-def _get_json(url: str) -> dict[str, Any]:
+def _get_json(url: str, token: str) -> dict[str, Any]:
+    request = urllib.request.Request(url, headers=bearer(token))
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
     except OSError as exc:
         raise ServingError(f"cannot reach the router at {url}: {exc}") from exc
-
-
-def _cmdline(pid: int) -> str:
-    """The process's command line ('' when gone); compared before any signal."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
-        return ""
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (from ``/proc``), parents first."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
-    tree, queue = [], [pid]
-    while queue:
-        current = queue.pop(0)
-        tree.append(current)
-        queue.extend(children.get(current, []))
-    return tree
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    """Signal the process, and its group when it leads one (``bentoml serve`` has workers)."""
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

@@ -1,0 +1,89 @@
+"""Two narrow adjustments of BentoML 1.4 internals, applied when the service module loads.
+
+- Bounded labels: BentoML's request metrics (``bentoml_service_request_*``)
+  label every request with its raw path, so requests to made-up paths grew
+  ``/metrics`` without bound (3,000 unique paths: 78k series). Its middleware
+  now sees only the service's endpoints; every other path is counted once, as
+  ``endpoint="other"``, by kuberec's own :class:`~.metrics.RequestMetrics`.
+- One-line client errors: BentoML logs every rejected request (an invalid
+  body: 4xx) with a full traceback, ~2 KB a request. A client error is now one
+  warning line naming the path, the status and the reason; a server error
+  keeps its traceback.
+
+Both patch a class or module attribute that BentoML looks up at call time;
+:func:`apply` is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from kuberec.serving.metrics import ENDPOINTS
+
+log = logging.getLogger("kuberec.serving.service")
+_APPLIED: list[bool] = []
+
+
+def apply() -> None:
+    if _APPLIED:
+        return
+    _bound_request_metrics()
+    _one_line_client_errors()
+    _APPLIED.append(True)
+
+
+def _bound_request_metrics() -> None:
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+
+    original = RunnerTrafficMetricsMiddleware.__call__
+
+    async def only_endpoints(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path") not in ENDPOINTS:
+            await self.app(scope, receive, send)
+            return
+        await original(self, scope, receive, send)
+
+    RunnerTrafficMetricsMiddleware.__call__ = only_endpoints  # type: ignore[method-assign]
+
+
+def _one_line_client_errors() -> None:
+    from _bentoml_impl.server import app
+
+    original = app.log_exception
+
+    def log_exception(request: Any, exc_info: Any = True) -> None:
+        error = sys.exc_info()[1]
+        status = client_status(error)
+        if status is None:
+            original(request, exc_info)
+            return
+        log.warning("%s %s: %d %s", request.method, request.url.path, status,
+                    describe(error))  # fmt: skip
+
+    app.log_exception = log_exception
+
+
+def client_status(error: BaseException | None) -> int | None:
+    """The 4xx a client gets for ``error`` (422 for validation), None for a server error."""
+    from bentoml.exceptions import BentoMLException
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        return 422  # BentoML's 400, turned into 422 by RequestMetrics
+    if isinstance(error, BentoMLException):
+        code = int(error.error_code.value)
+        return code if 400 <= code < 500 else None
+    return None
+
+
+def describe(error: BaseException | None) -> str:
+    """The error on one line; a validation error as ``field: message`` pairs."""
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        parts = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+                 for e in error.errors(include_input=False)[:5]]  # fmt: skip
+        return "; ".join(parts)
+    return " ".join(str(error).split())[:500]
