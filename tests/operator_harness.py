@@ -185,11 +185,13 @@ class DeploymentController:
 
 
 class OperatorProcess:
-    """``kuberec operator run`` against the emulator, with its log in a file."""
+    """``kuberec operator run`` against the emulator or a real API server, its log in a file."""
 
     def __init__(self, kubeconfig: Path, workdir: Path, env: dict[str, str],
-                 args: tuple[str, ...] = (), peering: str | None = None) -> None:  # fmt: skip
+                 args: tuple[str, ...] = (), peering: str | None = None,
+                 namespace: str = "default") -> None:  # fmt: skip
         self.peering = peering
+        self.namespace = namespace
         self.kubeconfig = kubeconfig
         self.log_path = workdir / f"operator-{time.monotonic_ns()}.log"
         self.metrics_port = free_port()
@@ -202,7 +204,7 @@ class OperatorProcess:
         command = [
             sys.executable, "-m", "kuberec.cli",
             *(["-v"] if os.environ.get("KUBEREC_TEST_OPERATOR_DEBUG") else []),
-            "operator", "run", "--namespace", "default",
+            "operator", "run", "--namespace", self.namespace,
             f"--peering={self.peering}" if self.peering else "--standalone",
             f"--metrics-port={self.metrics_port}",
             f"--liveness=http://127.0.0.1:{self.health_port}/healthz", *self.args,
