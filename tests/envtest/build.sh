@@ -30,10 +30,11 @@ command -v go >/dev/null || { echo "envtest: go is not installed (needed to buil
 mkdir -p "$BIN"
 start=$SECONDS
 
-# build_in DIR BINARY PACKAGE: a stripped static binary, renamed into place only once complete.
+# build_in DIR BINARY PACKAGE [LDFLAGS]: a stripped static binary, renamed into place only once
+# complete.
 build_in() {
   local t=$SECONDS
-  (cd "$1" && nice go build -ldflags="-s -w" -o "$BIN/$2.tmp" "$3")
+  (cd "$1" && nice go build -ldflags="-s -w ${4:-}" -o "$BIN/$2.tmp" "$3")
   mv "$BIN/$2.tmp" "$BIN/$2"
   echo "envtest: built $2 in $((SECONDS - t)) s ($(du -h "$BIN/$2" | cut -f1))" >&2
 }
@@ -56,9 +57,17 @@ if ! built kube-apiserver || ! built kube-controller-manager; then
   } >"$work/go.mod"
   printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n)\n' >"$work/tools.go"
   (cd "$work" && go mod tidy)
-  built kube-apiserver || build_in "$work" kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+  # the version the binaries report (/version, kubectl version), as a release build sets it
+  minor=${K8S_VERSION#v1.}
+  version="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION"
+  version+=" -X k8s.io/component-base/version.gitMajor=1"
+  version+=" -X k8s.io/component-base/version.gitMinor=${minor%%.*}"
+  version+=" -X k8s.io/component-base/version.gitTreeState=clean"
+  built kube-apiserver ||
+    build_in "$work" kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$version"
   built kube-controller-manager ||
-    build_in "$work" kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
+    build_in "$work" kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager \
+      "$version"
 fi
 
 if ! built etcd; then

@@ -2,10 +2,10 @@
 
 What kubebuilder's envtest does, for Python: the binaries ``build.sh`` built (one pinned
 release, cached), started with generated certificates, RBAC authorization, the default
-admission plugins and a service-account signing key, so TokenRequest tokens work and the
-operator can be run as exactly its ServiceAccount. kube-controller-manager runs only the
-controllers that need no kubelet: garbage collection (ownerReferences) and namespace
-deletion. No scheduler, no kubelet: pods never run.
+admission plugins plus OwnerReferencesPermissionEnforcement, and a service-account signing
+key, so TokenRequest tokens work and the operator can be run as exactly its ServiceAccount.
+kube-controller-manager runs only the controllers that need no kubelet: garbage collection
+(ownerReferences) and namespace deletion. No scheduler, no kubelet: pods never run.
 
 By hand: ``python -m tests.envtest`` starts one and prints the kubeconfig path.
 """
@@ -95,9 +95,13 @@ class ControlPlane:
         pki = self.pki
         self._spawn("kube-apiserver", [
             f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1", f"--secure-port={self.port}",
+            "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
+            f"--secure-port={self.port}",
             f"--tls-cert-file={pki.server_cert}", f"--tls-private-key-file={pki.server_key}",
             f"--client-ca-file={pki.ca_cert}", "--authorization-mode=RBAC",
+            # on top of the defaults: setting blockOwnerDeletion needs update on the owner's
+            # finalizers subresource, as on hardened clusters
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             "--service-account-issuer=https://kubernetes.default.svc",
             f"--service-account-key-file={pki.sa_pub}",
             f"--service-account-signing-key-file={pki.sa_key}",
@@ -180,9 +184,9 @@ class ControlPlane:
         while time.monotonic() < deadline:
             for name, process in self._processes.items():
                 if process.poll() is not None:
+                    tail = self.log(name, 800)
                     self.stop_quietly()
-                    raise ControlPlaneUnavailable(
-                        f"{name} exited {process.returncode}: {self.log(name, 800)}")
+                    raise ControlPlaneUnavailable(f"{name} exited {process.returncode}: {tail}")
             with contextlib.suppress(OSError), urllib.request.urlopen(
                     f"{self.url}/readyz", context=context, timeout=5) as response:
                 if response.status == 200:
