@@ -277,6 +277,23 @@ def typed_job(emulator: KubeEmulator, name: str) -> RecommenderJob:
     )
 
 
+def phase_is(cluster: KubeEmulator, name: str, phase: str) -> Callable[[], Any]:
+    """A ``wait_for`` predicate: the job's status once its phase is ``phase``."""
+
+    def check() -> Any:
+        status = status_of(cluster, name)
+        return status if status.get("phase") == phase else None
+
+    return check
+
+
+def one_run(kfp: KfpStandIn, name: str, count: int = 1) -> dict[str, Any]:
+    """The newest KFP run of job ``name`` once it has ``count`` of them."""
+    runs = wait_for(lambda: len(runs_of(kfp, name)) >= count and runs_of(kfp, name),
+                    what=f"{count} run(s) of {name}")  # fmt: skip
+    return dict(runs[-1])
+
+
 def runs_of(kfp: KfpStandIn, name: str) -> list[dict[str, Any]]:
     return [r for r in list(kfp.runs.values()) if r["display_name"].startswith(f"{name}-")]
 

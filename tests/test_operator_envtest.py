@@ -35,6 +35,8 @@ from tests.operator_harness import (
     Traffic,
     finish_run,
     job_manifest,
+    one_run,
+    phase_is,
     runs_of,
     status_of,
     wait_for,
@@ -43,18 +45,6 @@ from tests.operator_harness import (
 pytestmark = pytest.mark.slow
 POLL = "0.3"
 GATEWAY = "gateways/public"
-
-
-@pytest.fixture
-def prometheus() -> Iterator[PrometheusStandIn]:
-    standin = PrometheusStandIn().start()
-    yield standin
-    standin.stop()
-
-
-@pytest.fixture
-def artifacts(tmp_path: Path) -> str:
-    return (tmp_path / "artifacts").as_uri()
 
 
 @pytest.fixture
@@ -86,20 +76,6 @@ def start_operator(
     yield start
     for process in started:
         process.stop()
-
-
-def phase_is(cluster: RealCluster, name: str, phase: str) -> Any:  # noqa: F811
-    def check() -> Any:
-        status = status_of(cluster, name)  # type: ignore[arg-type]
-        return status if status.get("phase") == phase else None
-
-    return check
-
-
-def one_run(kfp: KfpStandIn, name: str, count: int = 1) -> dict[str, Any]:
-    runs = wait_for(lambda: len(runs_of(kfp, name)) >= count and runs_of(kfp, name),
-                    what=f"{count} run(s) of {name}")  # fmt: skip
-    return runs[-1]
 
 
 def serving(cluster: RealCluster, kfp: KfpStandIn, name: str, artifacts: str,  # noqa: F811
@@ -205,6 +181,8 @@ def test_a_job_is_trained_served_canaried_and_promoted_as_the_service_account(
     uid = stored["metadata"]["uid"]
     for owned in (deployments(cluster)["movies-stable"], service, route):
         assert [r["uid"] for r in owned["metadata"]["ownerReferences"]] == [uid]
+    wait_for(lambda: {"RunLaunched", "Deploying", "Serving"} <= reasons(cluster, "movies"),
+             what="an Event per phase")  # fmt: skip
     row = cluster.kubectl("get", "rj", "movies", "--no-headers").stdout.split()
     assert row[:2] == ["movies", "Serving"] and "movies:v1" in row and "0.3" in row
 
