@@ -220,6 +220,13 @@ class OperatorProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def wait_started(self, timeout: float = 120.0) -> OperatorProcess:
+        """Until kopf's liveness endpoint answers: logged in, watches started (imports alone
+        take tens of seconds on a busy machine)."""
+        wait_for(lambda: self.get("/healthz", self.health_port)[0] == 200, timeout=timeout,
+                 what="the operator's liveness endpoint")  # fmt: skip
+        return self
+
     def stop(self) -> None:
         if self.process is None:
             return

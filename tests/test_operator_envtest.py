@@ -68,10 +68,7 @@ def start_operator(
         process = OperatorProcess(operator_kubeconfig, tmp_path, {**base, **env},
                                   peering=peering, namespace=cluster.namespace).start()  # fmt: skip
         started.append(process)
-        # kopf's liveness endpoint answers once it has logged in and started its watches
-        wait_for(lambda: process.get("/healthz", process.health_port)[0] == 200, timeout=120,
-                 what="the operator's liveness endpoint")  # fmt: skip
-        return process
+        return process.wait_started()
 
     yield start
     for process in started:

@@ -64,7 +64,7 @@ def start_operator(
         process = OperatorProcess(k8s_kubeconfig, tmp_path, {**base, **env},
                                   peering=peering).start()  # fmt: skip
         started.append(process)
-        return process
+        return process.wait_started()
 
     yield start
     for process in started:
