@@ -174,9 +174,10 @@ def test_a_job_is_trained_served_canaried_and_promoted_as_the_service_account(
     assert set(deployments(cluster)) == {"movies-stable"}
     service = cluster.get("v1", "Service", "movies")
     route = cluster.get("gateway.networking.k8s.io/v1", "HTTPRoute", "movies")
-    assert service is not None and route is not None
+    ray = cluster.get("ray.io/v1", "RayCluster", "movies-ray")
+    assert service is not None and route is not None and ray is not None
     uid = stored["metadata"]["uid"]
-    for owned in (deployments(cluster)["movies-stable"], service, route):
+    for owned in (deployments(cluster)["movies-stable"], service, route, ray):
         assert [r["uid"] for r in owned["metadata"]["ownerReferences"]] == [uid]
     wait_for(lambda: {"RunLaunched", "Deploying", "Serving"} <= reasons(cluster, "movies"),
              what="an Event per phase")  # fmt: skip
