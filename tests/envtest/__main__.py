@@ -20,14 +20,16 @@ from .fixtures import crd_files
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.envtest")
     parser.add_argument("--build", action="store_true", help="build the binaries if missing")
-    parser.add_argument("--dir", type=Path, default=None, help="working folder (default: temp)")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="working folder, kept afterwards (default: a temporary one)")
     args = parser.parse_args()
     try:
         bin_dir = binaries(build=args.build)
     except ControlPlaneUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    plane = ControlPlane(bin_dir, args.dir) if args.dir else ControlPlane(bin_dir)
+    plane = (ControlPlane(bin_dir, args.dir, keep_workdir=True) if args.dir
+             else ControlPlane(bin_dir))  # fmt: skip
     plane.start()
     admin = RealCluster(plane.admin_kubeconfig)
     admin.kubectl("apply", "--server-side", *[a for p in crd_files() for a in ("-f", str(p))])
@@ -44,6 +46,8 @@ def main() -> int:
     except (KeyboardInterrupt, SystemExit):
         return 0
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the cleanup
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         plane.stop()
 
 

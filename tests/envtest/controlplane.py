@@ -68,6 +68,7 @@ def _b64(path: Path) -> str:
 class ControlPlane:
     bin_dir: Path
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kuberec-envtest-")))
+    keep_workdir: bool = False  # logs and etcd data stay after stop (a folder given by hand)
     pki: Pki | None = None
     port: int = 0
     _processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -131,7 +132,8 @@ class ControlPlane:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if not self.keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> ControlPlane:
         return self.start()
