@@ -41,7 +41,11 @@ from kuberec.operator.conditions import condition, with_condition, with_phase
 from kuberec.operator.crd import PLURAL
 from kuberec.operator.k8s_settings import ClusterSettings
 from kuberec.operator.k8s_status import StatusWriter
-from kuberec.operator.kubernetes_platform import KubernetesPlatform, KubernetesUnavailable
+from kuberec.operator.kubernetes_platform import (
+    KubernetesForbidden,
+    KubernetesPlatform,
+    KubernetesUnavailable,
+)
 from kuberec.operator.loop import SETTLED
 from kuberec.operator.metrics import OperatorMetrics
 from kuberec.operator.prometheus import PrometheusUnavailable
@@ -57,6 +61,7 @@ TRANSIENT: tuple[tuple[type[Exception], str], ...] = (
     (KfpUnavailable, "KfpUnavailable"),
     (PrometheusUnavailable, "PrometheusUnavailable"),
     (KubernetesUnavailable, "KubernetesUnavailable"),
+    (KubernetesForbidden, "KubernetesForbidden"),
 )
 
 log = logging.getLogger("kuberec.operator")

@@ -54,6 +54,11 @@ class KubernetesUnavailable(KuberecError):
     """The API server refused (5xx, 429, 409) or could not be reached; retried with backoff."""
 
 
+class KubernetesForbidden(KuberecError):
+    """403: RBAC does not grant the operator's ServiceAccount this verb; retried with backoff
+    (an admin can fix the Role while the operator runs), reported as a condition and an Event."""
+
+
 class KubernetesNotFound(KuberecError):
     """404: the object, or the whole resource type (a CRD not installed), does not exist."""
 
@@ -355,6 +360,8 @@ def _translate(exc: Exception) -> Exception:
             return KubernetesUnavailable(f"Kubernetes API answered {exc.status} {reason}")
         if exc.status == 404:
             return KubernetesNotFound(f"Kubernetes API answered 404: {_reason(exc)}")
+        if exc.status == 403:
+            return KubernetesForbidden(f"Kubernetes API answered 403 {_reason(exc)}")
         return KuberecError(f"Kubernetes API refused the request ({exc.status}): {_reason(exc)}")
     if isinstance(exc, HTTPError | OSError):
         return KubernetesUnavailable(f"Kubernetes API is unreachable: {exc}")

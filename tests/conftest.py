@@ -13,6 +13,7 @@ from kuberec.components.datasets.canonical import Dataset
 
 if TYPE_CHECKING:
     from .kfp_standin import KfpStandIn
+    from .operator_harness import PrometheusStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = (ROOT.parent / "shared" / "datasets").resolve()
@@ -67,3 +68,19 @@ def kfp() -> Iterator[KfpStandIn]:
     standin = KfpStandIn().start()
     yield standin
     standin.stop()
+
+
+@pytest.fixture
+def prometheus() -> Iterator[PrometheusStandIn]:
+    """A Prometheus query API on a loopback port answering with the traffic a test sets."""
+    from .operator_harness import PrometheusStandIn
+
+    standin = PrometheusStandIn().start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> str:
+    """An artifact store (file URI) for run results, per test."""
+    return (tmp_path / "artifacts").as_uri()

@@ -185,11 +185,13 @@ class DeploymentController:
 
 
 class OperatorProcess:
-    """``kuberec operator run`` against the emulator, with its log in a file."""
+    """``kuberec operator run`` against the emulator or a real API server, its log in a file."""
 
     def __init__(self, kubeconfig: Path, workdir: Path, env: dict[str, str],
-                 args: tuple[str, ...] = (), peering: str | None = None) -> None:  # fmt: skip
+                 args: tuple[str, ...] = (), peering: str | None = None,
+                 namespace: str = "default") -> None:  # fmt: skip
         self.peering = peering
+        self.namespace = namespace
         self.kubeconfig = kubeconfig
         self.log_path = workdir / f"operator-{time.monotonic_ns()}.log"
         self.metrics_port = free_port()
@@ -202,7 +204,7 @@ class OperatorProcess:
         command = [
             sys.executable, "-m", "kuberec.cli",
             *(["-v"] if os.environ.get("KUBEREC_TEST_OPERATOR_DEBUG") else []),
-            "operator", "run", "--namespace", "default",
+            "operator", "run", "--namespace", self.namespace,
             f"--peering={self.peering}" if self.peering else "--standalone",
             f"--metrics-port={self.metrics_port}",
             f"--liveness=http://127.0.0.1:{self.health_port}/healthz", *self.args,
@@ -217,6 +219,13 @@ class OperatorProcess:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def wait_started(self, timeout: float = 120.0) -> OperatorProcess:
+        """Until kopf's liveness endpoint answers: logged in, watches started (imports alone
+        take tens of seconds on a busy machine)."""
+        wait_for(lambda: self.get("/healthz", self.health_port)[0] == 200, timeout=timeout,
+                 what="the operator's liveness endpoint")  # fmt: skip
+        return self
 
     def stop(self) -> None:
         if self.process is None:
@@ -273,6 +282,23 @@ def typed_job(emulator: KubeEmulator, name: str) -> RecommenderJob:
     return RecommenderJob.model_validate(
         {k: stored[k] for k in ("apiVersion", "kind", "metadata", "spec")}
     )
+
+
+def phase_is(cluster: KubeEmulator, name: str, phase: str) -> Callable[[], Any]:
+    """A ``wait_for`` predicate: the job's status once its phase is ``phase``."""
+
+    def check() -> Any:
+        status = status_of(cluster, name)
+        return status if status.get("phase") == phase else None
+
+    return check
+
+
+def one_run(kfp: KfpStandIn, name: str, count: int = 1) -> dict[str, Any]:
+    """The newest KFP run of job ``name`` once it has ``count`` of them."""
+    runs = wait_for(lambda: len(runs_of(kfp, name)) >= count and runs_of(kfp, name),
+                    what=f"{count} run(s) of {name}")  # fmt: skip
+    return dict(runs[-1])
 
 
 def runs_of(kfp: KfpStandIn, name: str) -> list[dict[str, Any]]:

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from kuberec.operator.prometheus import Prometheus, PrometheusUnavailable, queries
 from kuberec.serving.canary.analysis import VersionMetrics
 from tests.operator_harness import PrometheusStandIn, Traffic
-
-
-@pytest.fixture
-def prometheus() -> Iterator[PrometheusStandIn]:
-    standin = PrometheusStandIn().start()
-    yield standin
-    standin.stop()
 
 
 def test_the_queries_select_kuberec_series_by_namespace_and_version() -> None:
