@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The servers the test suite talks to, on loopback: Redis on 127.0.0.1:6379 and PostgreSQL on
-# 127.0.0.1:5432 with a database `test` that user `postgres` reaches without a password.
+# What the test suite talks to, on loopback: Redis on 127.0.0.1:6379 and PostgreSQL on
+# 127.0.0.1:5432 with a database `test` that user `postgres` reaches without a password; and the
+# binaries of the envtest control plane (tests/envtest/build.sh: built from Go modules once, then
+# reused from the user cache; the tests start them).
 #
-#   bash scripts/test-services.sh          install what is missing (Debian packages), start, wait
+#   bash scripts/test-services.sh          install what is missing (Debian packages), start, wait,
+#                                          build or reuse the control plane
 #   bash scripts/test-services.sh status   say whether both answer (exit 1 if not)
 #
 # Servers that already answer are left as they are (never restarted, never stopped). Needs root
@@ -96,17 +99,26 @@ start_postgres() {
   fi
 }
 
+build_control_plane() {
+  local t=$SECONDS folder
+  folder=$(bash "$(dirname "$0")/../tests/envtest/build.sh" | tail -1)
+  log "envtest control plane in $folder ($((SECONDS - t)) s)"
+}
+
 status() {
   local ok=0
   if answers "$REDIS_PORT"; then echo "redis: up on 127.0.0.1:$REDIS_PORT"; else echo "redis: down"; ok=1; fi
   if psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$PG_DATABASE" -Atqc 'select 1' >/dev/null 2>&1
   then echo "postgresql: up on 127.0.0.1:$PG_PORT, database $PG_DATABASE"
   else echo "postgresql: down (or no database $PG_DATABASE)"; ok=1; fi
+  if folder=$(bash "$(dirname "$0")/../tests/envtest/build.sh" --check 2>/dev/null | tail -1); then
+    echo "envtest control plane: built in $folder"
+  else echo "envtest control plane: not built (bash tests/envtest/build.sh)"; ok=1; fi
   return $ok
 }
 
 case "${1:-start}" in
-  start) install_missing; start_redis; start_postgres; status ;;
+  start) install_missing; start_redis; start_postgres; build_control_plane; status ;;
   status) status ;;
   *) echo "usage: $0 [start|status]" >&2; exit 2 ;;
 esac
