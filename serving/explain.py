@@ -69,12 +69,25 @@ class Similarity:
     def has_neighbours(self) -> bool:
         return self._neighbours is not None
 
+    def neighbour_table(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each item's ``NEIGHBOURS`` most similar items and their cosines, where precomputed."""
+        if self._neighbours is None or self._neighbour_sims is None:
+            return None
+        return self._neighbours, self._neighbour_sims
+
     def between(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """(len(left), len(right)) cosine similarities of item indices."""
         if self._dense is not None:
             return self._dense[left] @ self._dense[right].T
         assert self._sparse is not None
         return np.asarray((self._sparse[left] @ self._sparse[right].T).todense())
+
+    def row(self, item: int) -> np.ndarray:
+        """(n_items,) cosine similarities of one item to every item (one matrix-vector product)."""
+        if self._dense is not None:
+            return self._dense @ self._dense[item]
+        assert self._sparse is not None
+        return np.asarray((self._sparse @ self._sparse[item].T).todense()).ravel()
 
     def best_match(self, history: np.ndarray, items: np.ndarray) -> np.ndarray:
         """For each of ``items``, the item of ``history`` most similar to it.
@@ -116,12 +129,7 @@ class Similarity:
             keep = (row != item) & self._trusted(sims)
             if keep.sum() >= k:
                 return row[keep][:k].copy(), sims[keep][:k].copy()
-        if self._dense is not None:
-            row = self._dense @ self._dense[item]
-        else:
-            assert self._sparse is not None
-            row = np.asarray((self._sparse @ self._sparse[item].T).todense()).ravel()
-        row = row.astype(np.float32)
+        row = self.row(item).astype(np.float32)
         row[item] = -np.inf
         k = min(k, len(row) - 1)
         if k <= 0:
