@@ -70,15 +70,15 @@ def trained(model_type: str, dataset: Dataset, train_part: pd.DataFrame,
 
 
 def curve(outcome: object, parts: Split, dataset: Dataset, users: int | None,
-          seed: int) -> pd.DataFrame:
+          seed: int, grid: Sequence[float]) -> pd.DataFrame:
     """The curve on ``parts.test``, on a sample of ``users`` test users where set."""
     chosen = None
     if users is not None and parts.test["user_id"].nunique() > users:
         chosen = pd.Series(parts.test["user_id"].unique()).sample(users, random_state=seed)
     started = time.perf_counter()
-    frame = diversity_curve(outcome.model, outcome.data, parts, dataset, DIVERSITIES,  # type: ignore[attr-defined]
+    frame = diversity_curve(outcome.model, outcome.data, parts, dataset, grid,  # type: ignore[attr-defined]
                             users=None if chosen is None else chosen.to_numpy())
-    print(f"  curve over {len(DIVERSITIES)} diversities: {time.perf_counter() - started:.0f} s",
+    print(f"  curve over {len(grid)} diversities: {time.perf_counter() - started:.0f} s",
           file=sys.stderr, flush=True)
     return frame.rename(columns={"ndcg": "ndcg@10"})
 
@@ -116,7 +116,8 @@ def latency(outcome: object, users: np.ndarray, ks: Sequence[int], repeats: int 
 
 
 def run(name: str, dataset: Dataset, protocol: str, model_type: str,
-        hparams: dict[str, object], users: int | None, seed: int) -> dict[str, object]:
+        hparams: dict[str, object], users: int | None, seed: int,
+        grid: Sequence[float] = DIVERSITIES) -> dict[str, object]:
     parts = split(protocol, dataset.interactions, seed=seed)
     if parts.valid is not None:  # leave-one-out: its own validation fold, carved from train
         validation_parts = Split(protocol, parts.train, parts.valid)
@@ -126,11 +127,11 @@ def run(name: str, dataset: Dataset, protocol: str, model_type: str,
     started = time.perf_counter()
     print(f"{name}: training {model_type} on the validation fold", file=sys.stderr, flush=True)
     inner_model = trained(model_type, dataset, validation_parts.train, hparams)
-    validation = curve(inner_model, validation_parts, dataset, users, seed)
+    validation = curve(inner_model, validation_parts, dataset, users, seed, grid)
     default = choose(validation)
     print(f"{name}: training {model_type} on the training part", file=sys.stderr, flush=True)
     outer_model = trained(model_type, dataset, parts.train, hparams)
-    test = curve(outer_model, parts, dataset, users, seed)
+    test = curve(outer_model, parts, dataset, users, seed, grid)
     rng = np.random.default_rng(seed)
     sample = rng.choice(outer_model.data.n_users, size=min(200, outer_model.data.n_users),
                         replace=False)
@@ -144,20 +145,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--datasets", default="ml-100k,amazon-games")
-    parser.add_argument("--games-users", type=int, default=3000,
+    parser.add_argument("--games-users", type=int, default=1000,
                         help="test users sampled on Games (the whole run stays short)")
+    parser.add_argument("--diversities", default=",".join(f"{d:g}" for d in DIVERSITIES),
+                        help="the diversity values swept")
     parser.add_argument("--png", type=Path, default=HERE / "ranking.png")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
+    grid = tuple(float(d) for d in args.diversities.split(","))
     results = []
     for name in args.datasets.split(","):
         if name == "ml-100k":
             dataset = load_movielens("ml-100k", args.data_dir)
-            results.append(run(name, dataset, "stratified", "ease_t", {}, None, args.seed))
+            results.append(run(name, dataset, "stratified", "ease_t", {}, None, args.seed, grid))
         elif name == "amazon-games":
             results.append(run(name, games(args.data_dir), "leave-one-out", "item_knn", {},
-                               args.games_users, args.seed))
+                               args.games_users, args.seed, grid))
         else:
             parser.error(f"unknown dataset {name!r}; use ml-100k, amazon-games")
         report(results[-1])

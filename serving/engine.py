@@ -213,13 +213,23 @@ class Engine:
                 keep &= allowed[pins]
             pins = pins[keep]
         items = rerank(pool.items, pool.scores, query.k, ranking, self.signals, pins)
-        scores = dict(zip(pool.items.tolist(), pool.scores.tolist(), strict=True))
-        missing = np.asarray([i for i in items.tolist() if i not in scores], dtype=np.int64)
-        if len(missing):  # pins from outside the pool: their own scores
-            [(found, _)] = self.score([(query, missing)])
-            scores.update(zip(missing.tolist(), np.asarray(found).tolist(), strict=True))
-        values = np.asarray([scores[i] for i in items.tolist()], dtype=np.float32)
+        values = self._scores_in(query, items, pool)
         return Ranked(items, values, pool.fallback, pool.history)
+
+    def _scores_in(self, query: Query, items: np.ndarray, pool: Ranked) -> np.ndarray:
+        """The scores of ``items`` as the pool has them; pins from outside it are scored."""
+        values = np.zeros(len(items), dtype=np.float32)
+        inside = np.zeros(len(items), dtype=bool)
+        if len(pool.items):
+            order = np.argsort(pool.items, kind="stable")
+            at = order[np.minimum(np.searchsorted(pool.items, items, sorter=order),
+                                  len(order) - 1)]
+            inside = pool.items[at] == items
+            values[inside] = pool.scores[at[inside]]
+        if not inside.all():
+            [(found, _)] = self.score([(query, items[~inside])])
+            values[~inside] = found
+        return values
 
     def _rank_plain(self, queries: Sequence[Query]) -> list[Ranked]:
         """Top-K per query; one model call for all personalised queries of the batch."""

@@ -42,7 +42,7 @@ SCORES[2, 3:6] = SCORES[2, 2]  # ties
 
 
 def ranker(**fields: object) -> Ranker:
-    return Ranker(resolve(RankingSpec(**fields), ITEMS, SIGNALS), SIGNALS)
+    return Ranker(resolve(RankingSpec(**{"diversity": 0.0, **fields}), ITEMS, SIGNALS), SIGNALS)
 
 
 def test_diversity_zero_is_exactly_the_plain_top_k() -> None:

@@ -24,7 +24,8 @@ def ease_run(ml100k: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def engine(ease_run: Path) -> Engine:
-    return Engine.load(ease_run)
+    """Plain top-K (diversity 0): these tests are about retrieval; the ranking ones say theirs."""
+    return Engine.load(ease_run, ranking=RankingSpec(diversity=0.0))
 
 
 def test_string_and_number_ids_name_the_same_user_and_item(engine: Engine) -> None:

@@ -41,8 +41,8 @@ def tag(ml100k: Dataset, tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def url(tag: str) -> Iterator[str]:
     port = free_port()
-    # the job's ranking, as `kuberec run` passes it: Star Wars (50) is never recommended
-    process = start_server(tag, port, env={RANKING_ENV: '{"excluded": [50]}'})
+    # the job's ranking, as `kuberec run` passes it: plain top-K, Star Wars (50) never shown
+    process = start_server(tag, port, env={RANKING_ENV: '{"diversity": 0, "excluded": [50]}'})
     try:
         wait_ready(f"http://127.0.0.1:{port}", timeout=120, process=process)
         yield f"http://127.0.0.1:{port}"

@@ -193,34 +193,52 @@ def rerank(pool: np.ndarray, scores: np.ndarray, k: int, ranking: Ranking,
     """
     spec = ranking.spec
     pins = (ranking.pinned if pinned is None else np.asarray(pinned, np.int64))[:k]
-    available = ~np.isin(pool, pins)
     chosen = list(pins.tolist())
+    taken = np.isin(pool, pins)  # pool positions no longer available
     objective = _unit_scores(scores) + spec.novelty * signals.novelty[pool]
     if spec.freshness and signals.freshness is not None:
         objective = objective + spec.freshness * signals.freshness[pool]
+    base = (1.0 - spec.diversity) * objective
     penalty = _Penalty(signals, pool) if spec.diversity else None
     if penalty is not None:
         for pin in chosen:
             penalty.add(pin)
-    categories = signals.categories[pool] if spec.max_per_category else None
+    caps = _Caps(signals, pool, spec.max_per_category, spec.page_size) if (
+        spec.max_per_category) else None
+    blocked = np.where(taken, -np.inf, 0.0)  # -inf: may not be chosen next
     while len(chosen) < k:
-        allowed = available.copy()
-        if categories is not None and spec.max_per_category is not None:
-            start = len(chosen) - len(chosen) % spec.page_size
-            page = signals.categories[np.asarray(chosen[start:], dtype=np.int64)].sum(axis=0)
-            full = page >= spec.max_per_category
-            if full.any():
-                allowed &= ~categories[:, full].any(axis=1)
-        if not allowed.any():
+        if caps is not None:
+            blocked = caps.blocked(chosen, taken)
+        value = base + blocked if penalty is None else (
+            base - spec.diversity * penalty.nearest + blocked)
+        best = int(np.argmax(value))  # the first of equal values: the better-scored item
+        if value[best] == -np.inf:
             break
-        value = objective if penalty is None else (
-            (1.0 - spec.diversity) * objective - spec.diversity * penalty.nearest)
-        best = int(np.flatnonzero(allowed)[np.argmax(value[allowed])])  # ties: the better-ranked
         chosen.append(int(pool[best]))
-        available[best] = False
+        taken[best] = True
+        blocked[best] = -np.inf
         if penalty is not None:
             penalty.add(int(pool[best]))
     return np.asarray(chosen, dtype=np.int64)
+
+
+class _Caps:
+    """Which pool items a category cap rules out at the next position."""
+
+    def __init__(self, signals: ItemSignals, pool: np.ndarray, limit: int, page: int) -> None:
+        self.categories = signals.categories
+        self.pool_categories = signals.categories[pool]
+        self.limit = limit
+        self.page = page
+
+    def blocked(self, chosen: list[int], taken: np.ndarray) -> np.ndarray:
+        out = np.where(taken, -np.inf, 0.0)
+        start = len(chosen) - len(chosen) % self.page
+        counts = self.categories[np.asarray(chosen[start:], dtype=np.int64)].sum(axis=0)
+        full = counts >= self.limit
+        if full.any():
+            out[self.pool_categories[:, full].any(axis=1)] = -np.inf
+        return out
 
 
 class _Penalty:
