@@ -117,7 +117,8 @@ def latency(outcome: object, users: np.ndarray, ks: Sequence[int], repeats: int 
 
 def run(name: str, dataset: Dataset, protocol: str, model_type: str,
         hparams: dict[str, object], users: int | None, seed: int,
-        grid: Sequence[float] = DIVERSITIES) -> dict[str, object]:
+        grid: Sequence[float] = DIVERSITIES, *, validate: bool = True,
+        timings: bool = True) -> dict[str, object]:
     parts = split(protocol, dataset.interactions, seed=seed)
     if parts.valid is not None:  # leave-one-out: its own validation fold, carved from train
         validation_parts = Split(protocol, parts.train, parts.valid)
@@ -125,17 +126,22 @@ def run(name: str, dataset: Dataset, protocol: str, model_type: str,
         inner = split(protocol, parts.train, seed=seed)
         validation_parts = Split(protocol, inner.train, inner.test)
     started = time.perf_counter()
-    print(f"{name}: training {model_type} on the validation fold", file=sys.stderr, flush=True)
-    inner_model = trained(model_type, dataset, validation_parts.train, hparams)
-    validation = curve(inner_model, validation_parts, dataset, users, seed, grid)
-    default = choose(validation)
+    validation, default = pd.DataFrame(), float("nan")
+    if validate:
+        print(f"{name}: training {model_type} on the validation fold", file=sys.stderr,
+              flush=True)
+        inner_model = trained(model_type, dataset, validation_parts.train, hparams)
+        validation = curve(inner_model, validation_parts, dataset, users, seed, grid)
+        print(validation.to_markdown(index=False, floatfmt=".4f"), file=sys.stderr, flush=True)
+        default = choose(validation)
     print(f"{name}: training {model_type} on the training part", file=sys.stderr, flush=True)
     outer_model = trained(model_type, dataset, parts.train, hparams)
     test = curve(outer_model, parts, dataset, users, seed, grid)
+    print(test.to_markdown(index=False, floatfmt=".4f"), file=sys.stderr, flush=True)
     rng = np.random.default_rng(seed)
     sample = rng.choice(outer_model.data.n_users, size=min(200, outer_model.data.n_users),
                         replace=False)
-    timings = latency(outer_model, sample, (10, 100))
+    timings = latency(outer_model, sample, (10, 100)) if timings else []
     return {"dataset": name, "protocol": protocol, "model": model_type,
             "validation": validation, "test": test, "default": default, "latency": timings,
             "seconds": time.perf_counter() - started}
@@ -152,7 +158,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--png", type=Path, default=HERE / "ranking.png")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--games-test-only", action="store_true",
+                        help="Games: only the test curve (no validation fold, no latency)")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only the stage's latency on ml-100k (seconds instead of minutes)")
     args = parser.parse_args(argv)
+    if args.latency_only:
+        dataset = load_movielens("ml-100k", args.data_dir)
+        parts = split("stratified", dataset.interactions, seed=args.seed)
+        outcome = trained("ease_t", dataset, parts.train, {})
+        sample = np.random.default_rng(args.seed).choice(outcome.data.n_users, 200,
+                                                         replace=False)
+        print(pd.DataFrame(latency(outcome, sample, (10, 100))).to_markdown(
+            index=False, floatfmt=".3f"))
+        return 0
     grid = tuple(float(d) for d in args.diversities.split(","))
     results = []
     for name in args.datasets.split(","):
@@ -161,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append(run(name, dataset, "stratified", "ease_t", {}, None, args.seed, grid))
         elif name == "amazon-games":
             results.append(run(name, games(args.data_dir), "leave-one-out", "item_knn", {},
-                               args.games_users, args.seed, grid))
+                               args.games_users, args.seed, grid,
+                               validate=not args.games_test_only,
+                               timings=not args.games_test_only))
         else:
             parser.error(f"unknown dataset {name!r}; use ml-100k, amazon-games")
         report(results[-1])
@@ -181,14 +202,17 @@ def report(result: dict[str, object]) -> None:
     for part in ("validation", "test"):
         frame = result[part]
         assert isinstance(frame, pd.DataFrame)
+        if frame.empty:
+            continue
         base = float(frame["ndcg@10"].iloc[0])
         frame = frame.assign(ndcg_change=frame["ndcg@10"] / base - 1)
         print(f"\n{part}:\n")
         print(frame.to_markdown(index=False, floatfmt=".4f"))
     print(f"\ndefault diversity (largest costing <= {MAX_COST:.0%} NDCG@10 on validation): "
           f"{result['default']}")
-    print("\nlatency (ms per user, one user at a time):\n")
-    print(pd.DataFrame(result["latency"]).to_markdown(index=False, floatfmt=".3f"))
+    if result["latency"]:
+        print("\nlatency (ms per user, one user at a time):\n")
+        print(pd.DataFrame(result["latency"]).to_markdown(index=False, floatfmt=".3f"))
     sys.stdout.flush()
 
 
