@@ -25,7 +25,7 @@ from kuberec.errors import ConfigError, KuberecError
 if TYPE_CHECKING:
     from kuberec.components.datasets.canonical import Dataset
     from kuberec.components.features.store import StoreSettings
-    from kuberec.operator.spec import DataSpec
+    from kuberec.operator.spec import DataSpec, RankingSpec
 
 console = Console()
 err_console = Console(stderr=True)
@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--users", type=Path, help="file with a user_id column (default: all)")
     rec.add_argument("--k", type=int, default=10)
     rec.add_argument("--out", type=Path, required=True, help=".csv or .parquet")
+    _add_ranking(rec)
     rec.set_defaults(handler=_recommend)
 
     evaluate = commands.add_parser("evaluate", help="score a run's recipe under a protocol")
@@ -128,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--protocol", required=True)
     evaluate.add_argument("--k", type=int, default=10)
     evaluate.add_argument("--seed", type=int, default=42)
+    _add_ranking(evaluate, curve=True)
+    evaluate.add_argument("--png", type=Path,
+                          help="where the accuracy-diversity plot goes when diversity has "
+                               "several values (default: RUN_DIR/ranking-curve.png)")
     _add_data_dir(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
@@ -329,6 +334,46 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_ranking(parser: argparse.ArgumentParser, *, curve: bool = False) -> None:
+    """``-f JOB`` (its spec.serving.ranking) and ``--ranking KEY=VALUE`` over it."""
+    parser.add_argument("-f", "--file", type=Path,
+                        help="re-rank as this job's spec.serving.ranking says")
+    sweep = " (several comma-separated diversities: one evaluation each, and a plot)"
+    parser.add_argument(
+        "--ranking", action="append", default=[], metavar="KEY=VALUE",
+        help="a re-ranking field over the job's (or the default's), e.g. --ranking "
+             "diversity=0.2 --ranking maxPerCategory=3 --ranking pinned=50,181"
+             + (sweep if curve else ""),
+    )  # fmt: skip
+
+
+def _ranking(args: argparse.Namespace, assignments: list[str]) -> RankingSpec:
+    """The strategy of ``-f`` with ``assignments`` over it."""
+    from kuberec.components.models.ranking import parse_assignments
+    from kuberec.operator.spec import RankingSpec, load_job
+
+    base = load_job(args.file).spec.serving.ranking if args.file else RankingSpec()
+    return base.override(parse_assignments(assignments)) if assignments else base
+
+
+def _diversities(assignments: list[str]) -> tuple[list[str], list[float] | None]:
+    """``diversity=0,0.5,1`` taken out of the assignments as a sweep."""
+    rest, sweep = [], None
+    for text in assignments:
+        key, _, value = text.partition("=")
+        if key.strip() == "diversity" and "," in value:
+            try:
+                sweep = [float(v) for v in value.split(",") if v.strip()]
+            except ValueError:
+                raise ConfigError(f"--ranking diversity: expected numbers, got {value!r}") from None
+            bad = [v for v in sweep if not 0 <= v <= 1]
+            if bad:
+                raise ConfigError(f"--ranking diversity: must be in [0, 1], got {bad}")
+        else:
+            rest.append(text)
+    return rest, sweep
+
+
 def _recommend(args: argparse.Namespace) -> int:
     from kuberec.components.datasets.generic import keep_ids
     from kuberec.components.datasets.parsing import read_table, require_columns
@@ -339,7 +384,8 @@ def _recommend(args: argparse.Namespace) -> int:
         table = read_table(args.users)
         require_columns(table, ["user_id"], args.users)
         user_ids = keep_ids(table["user_id"]).tolist()
-    frame, unknown = recommend_users(args.run_dir, user_ids, args.k)
+    frame, unknown = recommend_users(args.run_dir, user_ids, args.k,
+                                     _ranking(args, args.ranking))
     _write_frame(frame, args.out)
     console.print(f"wrote {len(frame):,} recommendations for {frame['user_id'].nunique():,} users "
                   f"to {args.out}")  # fmt: skip
@@ -353,9 +399,12 @@ def _recommend(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from kuberec.components.train.evaluate_run import evaluate_run
 
+    assignments, sweep = _diversities(args.ranking)
+    ranking = _ranking(args, assignments)
     result = evaluate_run(
-        args.run_dir, args.protocol, k=args.k, seed=args.seed, data_dir=args.data_dir
-    )
+        args.run_dir, args.protocol, k=args.k, seed=args.seed, data_dir=args.data_dir,
+        ranking=ranking, diversities=sweep, png=args.png,
+    )  # fmt: skip
     table = Table(title=f"{args.run_dir}: {args.protocol} @ {args.k}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -363,6 +412,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         if isinstance(value, float):
             table.add_row(key, f"{value:.4f}")
     console.print(table)
+    if "ranking_curve" in result:
+        curve = Table(title=f"accuracy-diversity curve (plot: {result['ranking_curve_png']})")
+        for column in result["ranking_curve"][0]:
+            curve.add_column(column, justify="right")
+        for point in result["ranking_curve"]:
+            curve.add_row(*(f"{v:.4f}" for v in point.values()))
+        console.print(curve)
     return 0
 
 

@@ -96,6 +96,8 @@ def _structural(node: Any, definitions: dict[str, Any]) -> Any:
     if "anyOf" in node:
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         nullable = len(options) < len(node["anyOf"])
+        if sorted(o.get("type", "") for o in options) == ["integer", "string"]:
+            return {"x-kubernetes-int-or-string": True}  # an id: 42 or "sku-42"
         if len(options) == 1:
             rest = {k: v for k, v in node.items() if k != "anyOf"}
             merged = _structural({**options[0], **rest}, definitions)

@@ -69,6 +69,7 @@ class LocalPlatform:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._data: tuple[str, Dataset, DataObservation] | None = None
         self._rollout: Any = None
+        self._ranking = "{}"  # $KUBEREC_RANKING of the servers started next: the job's
 
     @property
     def artifact_root(self) -> str:
@@ -144,6 +145,7 @@ class LocalPlatform:
     # --- act -------------------------------------------------------------------------------------
 
     def execute(self, job: RecommenderJob, action: Action) -> None:
+        self._ranking = job.spec.serving.ranking.to_json()
         if isinstance(action, LaunchRun):
             self.launch(job, action)
         elif not self.serve or isinstance(action, PauseServing):
@@ -271,13 +273,15 @@ class LocalPlatform:
     def _start_server(
         self, reference: str, port: int, host: str, markers: Mapping[str, str]
     ) -> subprocess.Popen[bytes]:
-        """A server reading fresh user histories from this job's Feast online store."""
+        """A server reading fresh user histories from this job's Feast online store,
+        re-ranking as the job's ``spec.serving.ranking`` says."""
         from kuberec.serving.online_features import FEAST_REPO_ENV
-        from kuberec.serving.server import start_server
+        from kuberec.serving.server import RANKING_ENV, start_server
 
         logs = self.workdir / "serving"
         logs.mkdir(parents=True, exist_ok=True)
-        env = {**markers, FEAST_REPO_ENV: str(self.workdir / "data" / "feature_repo")}
+        env = {**markers, FEAST_REPO_ENV: str(self.workdir / "data" / "feature_repo"),
+               RANKING_ENV: self._ranking}  # fmt: skip
         return start_server(reference, port=port, host=host, env=env,
                             log_path=logs / f"server-{port}.log")  # fmt: skip
 

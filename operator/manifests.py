@@ -138,6 +138,7 @@ def deployment(
             {"name": "KUBEREC_MODEL_VERSION", "value": model.version},
             {"name": "KUBEREC_TRACK", "value": track},
             {"name": "KUBEREC_FEAST_REGISTRY", "value": settings.feast_registry},
+            {"name": "KUBEREC_RANKING", "value": job.spec.serving.ranking.to_json()},
             {"name": "HOME", "value": "/tmp"},
         ],
         # Object-store credentials, when the artifact store needs them (optional).

@@ -159,7 +159,8 @@ def evaluate_step(
         champion = None
         if context.champion_uri:
             champion = load_model(model_dir(resolve_model(context.champion_uri)))
-        comparison = compare(challenger, champion, parts, evaluation.k)
+        comparison = compare(challenger, champion, parts, evaluation.k,
+                             job.spec.serving.ranking)
         metric = f"{evaluation.metric}@{evaluation.k}"
         gate = Gate(metric, evaluation.gates.min_metrics, evaluation.gates.min_improvement)
         decision = decide(gate, comparison.challenger, comparison.champion)

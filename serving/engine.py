@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,16 @@ import torch
 
 from kuberec.components.datasets.canonical import IdIndex
 from kuberec.components.models import LoadedModel, genre_mask, load_model
+from kuberec.components.models.ranking import (
+    Ranking,
+    RankingError,
+    item_signals,
+    rerank,
+    resolve,
+)
 from kuberec.components.package import PackagedModel, model_dir, resolve_model
 from kuberec.errors import ConfigError
+from kuberec.operator.spec import RankingSpec
 from kuberec.serving.explain import Explainer, Similarity, load_titles
 from kuberec.serving.retrieval import (
     AnnIndex,
@@ -56,6 +64,7 @@ class Query:
     k: int = 10
     exclude_seen: bool = True
     genres: tuple[str, ...] | None = None
+    ranking: Ranking | None = field(default=None, compare=False)  # None: the engine's own
 
     def to_dict(self) -> dict[str, Any]:
         return {"user": self.user, "recent": list(self.recent), "k": self.k,
@@ -93,6 +102,7 @@ class Engine:
     def __init__(
         self, loaded: LoadedModel, version: str, titles: Sequence[str] | None = None,
         *, ann_min_items: int | None = None, with_index: bool = True,
+        ranking: RankingSpec | None = None,
     ) -> None:
         self.loaded = loaded
         self.version = version
@@ -115,10 +125,15 @@ class Engine:
         self.titles = list(titles) if titles is not None else [
             f"item {i}" for i in loaded.item_index.ids.tolist()]
         self.explainer = Explainer(self.similarity, self.titles)
+        self.signals = item_signals(loaded.history, loaded.item_genres, self.similarity,
+                                    loaded.item_first_seen)
+        self.ranking_spec = ranking or RankingSpec()
+        # The job's pins may name items a retrained model no longer has: those are dropped.
+        self.ranking = resolve(self.ranking_spec, loaded.item_index, self.signals, strict=False)
 
     @classmethod
     def load(cls, reference: str | Path, *, ann_min_items: int | None = None,
-             with_index: bool = True) -> Engine:
+             with_index: bool = True, ranking: RankingSpec | None = None) -> Engine:
         """A run directory, BentoML tag or artifact URI -> a ready engine.
 
         ``with_index=False``: no retrieval index (a front end that only maps ids and explains).
@@ -128,7 +143,7 @@ class Engine:
         loaded = load_model(folder)
         titles = load_titles(folder.parent, loaded.item_index)
         engine = cls(loaded, model_version(packaged), titles, ann_min_items=ann_min_items,
-                     with_index=with_index)
+                     with_index=with_index, ranking=ranking)
         log.info("loaded %s (%s, %d items, index %s)", engine.version, loaded.model_type,
                  engine.n_items, type(engine.index).__name__ if engine.index else "model")
         return engine
@@ -153,6 +168,16 @@ class Engine:
         except ConfigError as exc:
             raise RequestError("filters.genres", str(exc)) from None
 
+    def ranking_for(self, override: RankingSpec | None) -> Ranking:
+        """The job's strategy with a request's fields over it; a bad one names the field."""
+        if override is None:
+            return self.ranking
+        spec = self.ranking_spec.override(override)
+        try:
+            return resolve(spec, self.loaded.item_index, self.signals)
+        except RankingError as exc:
+            raise RequestError(exc.field, exc.reason) from None
+
     # ranking ---------------------------------------------------------------------------
     def history(self, query: Query) -> np.ndarray:
         known = self.loaded.history.of(query.user) if query.user >= 0 else np.zeros(0, np.int64)
@@ -165,6 +190,48 @@ class Engine:
 
     @torch.no_grad()
     def rank(self, queries: Sequence[Query]) -> list[Ranked]:
+        """Top-K per query, re-ranked (:mod:`~kuberec.components.models.ranking`).
+
+        Each query first gets its candidate pool (the best ``candidates`` items,
+        past its exclusions) from the plain path, then the stage picks its K.
+        """
+        rankings = [q.ranking or self.ranking for q in queries]
+        pooled = [replace(q, k=r.pool(q.k, self.n_items)) for q, r in zip(queries, rankings,
+                                                                          strict=True)]
+        found = self._rank_plain(pooled)
+        return [self._rerank(q, r, ranked) if r.active else ranked
+                for q, r, ranked in zip(queries, rankings, found, strict=True)]
+
+    def _rerank(self, query: Query, ranking: Ranking, pool: Ranked) -> Ranked:
+        pins = ranking.pinned
+        if len(pins):
+            allowed = self._allowed(query.genres)
+            keep = ~np.isin(pins, ranking.excluded)
+            if query.exclude_seen:
+                keep &= ~np.isin(pins, pool.history)
+            if allowed is not None:
+                keep &= allowed[pins]
+            pins = pins[keep]
+        items = rerank(pool.items, pool.scores, query.k, ranking, self.signals, pins)
+        values = self._scores_in(query, items, pool)
+        return Ranked(items, values, pool.fallback, pool.history)
+
+    def _scores_in(self, query: Query, items: np.ndarray, pool: Ranked) -> np.ndarray:
+        """The scores of ``items`` as the pool has them; pins from outside it are scored."""
+        values = np.zeros(len(items), dtype=np.float32)
+        inside = np.zeros(len(items), dtype=bool)
+        if len(pool.items):
+            order = np.argsort(pool.items, kind="stable")
+            at = order[np.minimum(np.searchsorted(pool.items, items, sorter=order),
+                                  len(order) - 1)]
+            inside = pool.items[at] == items
+            values[inside] = pool.scores[at[inside]]
+        if not inside.all():
+            [(found, _)] = self.score([(query, items[~inside])])
+            values[~inside] = found
+        return values
+
+    def _rank_plain(self, queries: Sequence[Query]) -> list[Ranked]:
         """Top-K per query; one model call for all personalised queries of the batch."""
         results: list[Ranked | None] = [None] * len(queries)
         personal = [i for i, q in enumerate(queries) if not self.is_fallback(q)]
@@ -191,13 +258,17 @@ class Engine:
         recent = np.asarray(query.recent, dtype=np.int64)
         if query.exclude_seen and len(recent):
             keep &= ~np.isin(order, recent)
+        excluded = (query.ranking or self.ranking).excluded
+        if len(excluded):
+            keep &= ~np.isin(order, excluded)
         items = order[keep][: query.k]
         return Ranked(items, self.popularity[items], True, recent)
 
     def _personal(self, queries: Sequence[Query]) -> list[Ranked]:
         histories = [self.history(q) for q in queries]
         users = torch.as_tensor([q.user for q in queries], dtype=torch.long)
-        excluded = [h if q.exclude_seen else np.zeros(0, np.int64)
+        excluded = [np.concatenate([h if q.exclude_seen else np.zeros(0, np.int64),
+                                    (q.ranking or self.ranking).excluded])
                     for q, h in zip(queries, histories, strict=True)]
         if self.factors is None:
             scores = (history_scores(self.item_item, histories) if self.item_item is not None
@@ -301,21 +372,5 @@ class Engine:
 
 
 def _encode(index: IdIndex, value: object) -> int:
-    """Dense index of an id (-1: unknown), matching ``"1"`` to 1 and 1 to ``"1"``.
-
-    JSON clients send ids either way; the model keeps them as the data had them
-    (ints, or strings when any id was not a plain integer). ``"007"`` is never 7.
-    """
-    found = int(index.encode([value], unknown=-1)[0])
-    if found >= 0:
-        return found
-    alternative: object | None = None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("-").isdigit() and text == str(int(text)):
-            alternative = int(text)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        alternative = str(value)
-    if alternative is None:
-        return -1
-    return int(index.encode([alternative], unknown=-1)[0])
+    """Dense index of an id (-1: unknown); ``"1"`` matches 1 (:meth:`IdIndex.find`)."""
+    return index.find(value)

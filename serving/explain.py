@@ -74,6 +74,12 @@ class Similarity:
     def has_neighbours(self) -> bool:
         return self._neighbours is not None
 
+    def neighbour_table(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each item's ``NEIGHBOURS`` most similar items and their cosines, where precomputed."""
+        if self._neighbours is None or self._neighbour_sims is None:
+            return None
+        return self._neighbours, self._neighbour_sims
+
     def between(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """(len(left), len(right)) cosine similarities of item indices."""
         if self._dense is not None:
@@ -82,6 +88,15 @@ class Similarity:
             assert self._sparse is not None
             dots = np.asarray((self._sparse[left] @ self._sparse[right].T).todense())
         return _cosines(dots, self._scale[left], self._scale[right])
+
+    def row(self, item: int) -> np.ndarray:
+        """(n_items,) cosine similarities of one item to every item (one matrix-vector product)."""
+        if self._dense is not None:
+            dots = self._dense @ self._dense[item]
+        else:
+            assert self._sparse is not None
+            dots = np.asarray((self._sparse @ self._sparse[item].T).todense()).ravel()
+        return _cosines(dots[None, :], self._scale[[item]], self._scale)[0]
 
     def best_match(self, history: np.ndarray, items: np.ndarray) -> np.ndarray:
         """For each of ``items``, the item of ``history`` most similar to it.
@@ -123,12 +138,7 @@ class Similarity:
             keep = (row != item) & self._trusted(sims)
             if keep.sum() >= k:
                 return row[keep][:k].copy(), sims[keep][:k].copy()
-        if self._dense is not None:
-            dots = self._dense @ self._dense[item]
-        else:
-            assert self._sparse is not None
-            dots = np.asarray((self._sparse @ self._sparse[item].T).todense()).ravel()
-        row = _cosines(dots[None, :], self._scale[[item]], self._scale)[0]
+        row = self.row(item)
         row[item] = -np.inf
         k = min(k, len(row) - 1)
         if k <= 0:

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from kuberec.operator.spec import RankingSpec
+
 Id = StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=256)]
 MAX_K = 1000
 
@@ -35,6 +37,10 @@ class RecommendRequest(_Body):
     recent_items: list[Id] | None = Field(
         None, max_length=1000, description="items taken since training, oldest first"
     )
+    ranking: RankingSpec | None = Field(
+        None, description="re-ranking for this request: the fields given replace the job's "
+        "(spec.serving.ranking); excluded items add to the job's",
+    )  # fmt: skip
 
 
 class RecommendedItem(BaseModel):

@@ -29,6 +29,8 @@ from kuberec.serving.processes import SurvivorsError, process_tree, snapshot, te
 SERVICE = "kuberec.serving.service:Recommender"
 #: The environment variable that tells the service which model to load.
 MODEL_ENV = "KUBEREC_MODEL"
+#: JSON of the job's ``spec.serving.ranking``: the re-ranking the service applies.
+RANKING_ENV = "KUBEREC_RANKING"
 
 
 class ServingError(KuberecError):

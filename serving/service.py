@@ -10,7 +10,8 @@ bentoml/BentoML#4971, and cost more than batching saved on small catalogues.)
 ``KUBEREC_MAX_BATCH_SIZE`` and ``KUBEREC_MAX_LATENCY_MS`` tune it. The model is
 the one named by ``$KUBEREC_MODEL`` (a run directory or a BentoML tag;
 :func:`kuberec.serving.server.start_server` resolves artifact URIs before
-launching).
+launching); ``$KUBEREC_RANKING`` (JSON of the job's ``spec.serving.ranking``)
+is the re-ranking every request gets unless it overrides fields.
 
 ``/healthz``, ``/livez``, ``/readyz`` and ``/metrics`` are BentoML's; readiness
 waits for the model (``__is_ready__``), and ``/metrics`` carries kuberec's
@@ -29,6 +30,7 @@ import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,9 @@ from bentoml.exceptions import ServiceUnavailable
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
+from kuberec.components.models.ranking import parse_ranking
 from kuberec.errors import ConfigError
+from kuberec.operator.spec import RankingSpec
 from kuberec.serving import bentoml_fixes, metrics
 from kuberec.serving.batching import BatchSettings, MicroBatcher
 from kuberec.serving.engine import Engine, Query, Ranked, RequestError
@@ -57,7 +61,7 @@ from kuberec.serving.schemas import (
     SimilarRequest,
     SimilarResponse,
 )
-from kuberec.serving.server import MODEL_ENV
+from kuberec.serving.server import MODEL_ENV, RANKING_ENV
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,20 @@ TRACING_ENV = "KUBEREC_TRACING"
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def job_ranking() -> RankingSpec | None:
+    """The job's re-ranking from ``$KUBEREC_RANKING``; a bad one names the field."""
+    text = os.environ.get(RANKING_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"${RANKING_ENV} is not JSON ({exc})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"${RANKING_ENV} must be a JSON object like {{\"diversity\": 0.2}}")
+    return parse_ranking(values, f"${RANKING_ENV}")
 
 
 def model_reference() -> str:
@@ -107,11 +125,12 @@ class Recommender:
                          executor=model_thread,
                          on_batch=lambda n: metrics.observe_batch("/score", n)))
         # Load off the event loop so /healthz answers at once and /readyz tells the truth.
-        threading.Thread(target=self._load, args=(model_reference(),), daemon=True).start()
+        threading.Thread(target=self._load, args=(model_reference(), job_ranking()),
+                         daemon=True).start()
 
-    def _load(self, reference: str) -> None:
+    def _load(self, reference: str, ranking: RankingSpec | None) -> None:
         try:
-            engine = Engine.load(reference)
+            engine = Engine.load(reference, ranking=ranking)
         except Exception as exc:  # reported by /readyz and every request
             log.exception("cannot load model %s", reference)
             self._failure = f"cannot load model {reference}: {exc}"
@@ -144,6 +163,8 @@ class Recommender:
         try:
             query = _query(engine, request.user_id, recent, request.k,
                            request.exclude_seen, request.filters and request.filters.genres)
+            if request.ranking is not None:
+                query = replace(query, ranking=engine.ranking_for(request.ranking))
         except RequestError as exc:
             return _unprocessable(exc)  # type: ignore[return-value]
         ranked, reasons = await self._ranker.submit(query)

@@ -84,6 +84,43 @@ def test_evaluate_adds_the_protocol_to_the_run_metrics(run_dir: Path, tmp_path: 
     assert {s["slice"] for s in stratified["slices"]} >= {"all"}
 
 
+def test_recommend_applies_the_ranking_given(
+    run_dir: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
+    plain, ranked = tmp_path / "plain.csv", tmp_path / "ranked.csv"
+    common = ["recommend", str(run_dir), "--users", str(files["who"]), "--k", "5"]
+    assert kuberec(*common, "--out", str(plain), cwd=tmp_path).returncode == 0
+    before = pd.read_csv(plain)
+    first = before[before["user_id"] == "c1"]["item_id"].tolist()
+    result = kuberec(*common, "--out", str(ranked), "--ranking", f"pinned={first[4]}",
+                     "--ranking", f"excluded={first[0]}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    after = pd.read_csv(ranked)
+    assert after[after["user_id"] == "c1"]["item_id"].iloc[0] == first[4]
+    assert first[0] not in after["item_id"].tolist()
+
+
+def test_a_bad_ranking_weight_is_a_one_line_error(run_dir: Path, tmp_path: Path) -> None:
+    result = kuberec("recommend", str(run_dir), "--out", str(tmp_path / "r.csv"),
+                     "--ranking", "diversity=2", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --ranking.diversity: Input should be less than or equal to 1"]
+
+
+@pytest.mark.slow
+def test_evaluate_sweeps_diversity_and_plots_the_curve(run_dir: Path, tmp_path: Path) -> None:
+    png = tmp_path / "curve.png"
+    result = kuberec("evaluate", str(run_dir), "--protocol", "stratified",
+                     "--ranking", "diversity=0,1", "--png", str(png), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert png.stat().st_size > 0
+    curve = json.loads((run_dir / "metrics.json").read_text())["evaluations"]["stratified"][
+        "ranking_curve"]
+    assert [point["diversity"] for point in curve] == [0.0, 1.0]
+    assert curve[1]["ild_similarity"] > curve[0]["ild_similarity"]
+
+
 def test_train_from_a_job_file_uses_its_model_and_training(
     tmp_path: Path, files: dict[str, Path]
 ) -> None:

@@ -128,3 +128,19 @@ def test_spelling_out_a_default_does_not_change_the_spec_hash(tmp_path: Path) ->
     changed = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
                              "  training: {averagingPeriod: 4}\n")  # fmt: skip
     assert spec_hash(load_job(changed).spec) != first
+
+
+def test_a_ranking_weight_out_of_range_names_the_field_path(tmp_path: Path) -> None:
+    path = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
+                          "  serving:\n    ranking: {diversity: 1.5}\n")
+    with pytest.raises(ConfigError, match=r"spec\.serving\.ranking\.diversity: Input should be"):
+        load_job(path)
+
+
+def test_a_ranking_declares_pins_and_exclusions_by_item_id(tmp_path: Path) -> None:
+    path = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n  serving:\n    ranking:\n"
+                          "      diversity: 0.2\n      maxPerCategory: 3\n"
+                          "      pinned: [50, sku-7]\n      excluded: [181]\n")
+    ranking = load_job(path).spec.serving.ranking
+    assert (ranking.diversity, ranking.max_per_category) == (0.2, 3)
+    assert ranking.pinned == [50, "sku-7"] and ranking.excluded == [181]

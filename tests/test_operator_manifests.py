@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import kubernetes_validate
@@ -101,6 +102,14 @@ def test_the_serving_container_fetches_its_model_from_the_artifact_uri() -> None
     assert env["KUBEREC_MODEL"] == "s3://kuberec/artifacts/movies:v1.bentomodel"
     assert container["ports"] == [{"name": "http", "containerPort": 3000, "protocol": "TCP"}]
     assert deployment["metadata"]["annotations"]["kuberec.io/model-version"] == "movies:v1"
+
+
+def test_the_serving_container_gets_the_jobs_ranking() -> None:
+    ranking = {"diversity": 0.1, "maxPerCategory": 3, "pinned": [50]}
+    deployment = manifests.deployment(job(ranking=ranking), "stable", model(), 1, 0, SETTINGS)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert json.loads(env["KUBEREC_RANKING"]) == ranking
 
 
 def test_resources_come_from_spec_serving() -> None:

@@ -10,7 +10,8 @@ import pytest
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.train.run import train_run
 from kuberec.components.train.settings import TrainSettings
-from kuberec.serving.engine import Engine, Query
+from kuberec.operator.spec import RankingSpec
+from kuberec.serving.engine import Engine, Query, RequestError
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,8 @@ def ease_run(ml100k: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def engine(ease_run: Path) -> Engine:
-    return Engine.load(ease_run)
+    """Plain top-K (diversity 0): these tests are about retrieval; the ranking ones say theirs."""
+    return Engine.load(ease_run, ranking=RankingSpec(diversity=0.0))
 
 
 def test_string_and_number_ids_name_the_same_user_and_item(engine: Engine) -> None:
@@ -130,3 +132,35 @@ def test_scores_of_given_items_match_the_ranked_scores(engine: Engine) -> None:
     assert not fallback and cold_fallback
     assert np.allclose(scores, ranked.scores, atol=1e-4)
     assert cold.tolist() == engine.popularity[ranked.items].tolist()
+
+
+def test_a_request_ranking_pins_first_and_never_shows_excluded(engine: Engine) -> None:
+    user = engine.user(1)
+    [plain] = engine.rank([Query(user, k=10)])
+    pin, drop = engine.item_id(plain.items[9]), engine.item_id(plain.items[0])
+    ranking = engine.ranking_for(RankingSpec(pinned=[pin], excluded=[drop]))
+    [ranked] = engine.rank([Query(user, k=5, ranking=ranking)])
+    assert ranked.items[0] == plain.items[9] and ranked.scores[0] == plain.scores[9]
+    assert plain.items[0] not in ranked.items.tolist() and len(ranked.items) == 5
+
+
+def test_the_jobs_exclusions_hold_for_cold_users_too(ease_run: Path) -> None:
+    engine = Engine.load(ease_run, ranking=RankingSpec(excluded=[50]), with_index=False)
+    star_wars = int(engine.items([50])[0][0])
+    assert star_wars in engine.popular_order[:5].tolist()
+    [ranked] = engine.rank([Query(user=-1, k=5)])
+    assert ranked.fallback and star_wars not in ranked.items.tolist()
+
+
+def test_an_unknown_pinned_item_is_a_request_error_naming_the_field(engine: Engine) -> None:
+    with pytest.raises(RequestError) as error:
+        engine.ranking_for(RankingSpec(pinned=["no-such-item"]))
+    assert error.value.field == "ranking.pinned"
+
+
+def test_diversity_changes_the_list_but_keeps_its_length(engine: Engine) -> None:
+    user = engine.user(1)
+    diverse = engine.ranking_for(RankingSpec(diversity=0.9))
+    [plain, ranked] = engine.rank([Query(user, k=10), Query(user, k=10, ranking=diverse)])
+    assert len(ranked.items) == 10 and ranked.items.tolist() != plain.items.tolist()
+    assert ranked.items[0] == plain.items[0]

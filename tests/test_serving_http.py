@@ -22,7 +22,13 @@ from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.package import package_run
 from kuberec.components.train.run import train_run
 from kuberec.components.train.settings import TrainSettings
-from kuberec.serving.server import free_port, start_server, stop_server, wait_ready
+from kuberec.serving.server import (
+    RANKING_ENV,
+    free_port,
+    start_server,
+    stop_server,
+    wait_ready,
+)
 
 from . import raw_http
 
@@ -39,7 +45,10 @@ def tag(ml100k: Dataset, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def server(tag: str) -> Iterator[subprocess.Popen[bytes]]:
-    process = start_server(tag, free_port())
+    # the job's ranking, as `kuberec run` passes it: plain top-K, Star Wars (50) never shown
+    process = start_server(
+        tag, free_port(), env={RANKING_ENV: '{"diversity": 0, "excluded": [50]}'}
+    )
     try:
         yield process
     finally:
@@ -118,6 +127,8 @@ def test_a_cold_user_with_recent_items_gets_a_personal_list(url: str) -> None:
     ("/recommend", {"k": 3}, "user_id"),
     ("/recommend", {"user_id": 1, "filters": {"genres": ["Polka"]}}, "filters.genres"),
     ("/recommend", {"user_id": 1, "exclude_sen": False}, "exclude_sen"),
+    ("/recommend", {"user_id": 1, "ranking": {"diversity": 1.5}}, "ranking.diversity"),
+    ("/recommend", {"user_id": 1, "ranking": {"pinned": ["nope"]}}, "ranking.pinned"),
     ("/score", {"user_id": 1, "item_ids": []}, "item_ids"),
     ("/feedback", {"request_id": "r", "user_id": 1, "item_id": 50, "event": "like"}, "event"),
 ])
@@ -207,3 +218,21 @@ def test_a_client_error_is_logged_as_one_line_without_a_traceback(
     assert next(line for line in text.splitlines() if marker in line).count("422") == 1
     assert "unknown item 'no-such-item'" in text
     assert "Traceback" not in text
+
+
+def test_the_jobs_ranking_from_the_environment_is_applied(url: str) -> None:
+    _, body = _post(url, "/recommend", {"user_id": "someone-new", "k": 10})
+    assert body["fallback"] is True
+    assert 50 not in [item["item_id"] for item in body["items"]]
+
+
+def test_a_request_overrides_the_ranking_and_keeps_the_jobs_exclusions(url: str) -> None:
+    _, plain = _post(url, "/recommend", {"user_id": 1, "k": 10})
+    pin = plain["items"][9]["item_id"]
+    status, body = _post(url, "/recommend", {
+        "user_id": 1, "k": 5,
+        "ranking": {"pinned": [pin], "maxPerCategory": 1, "excluded": []},
+    })
+    assert status == 200
+    ids = [item["item_id"] for item in body["items"]]
+    assert ids[0] == pin and 50 not in ids and len(ids) == 5

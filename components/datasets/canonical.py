@@ -132,6 +132,27 @@ class IdIndex:
             result.append(i)
         return np.asarray(result, dtype=np.int64)
 
+    def find(self, value: object) -> int:
+        """Dense index of an id (-1: unknown), matching ``"1"`` to 1 and 1 to ``"1"``.
+
+        JSON clients and command lines send ids either way; the index keeps them as
+        the data had them (ints, or strings when any id was not a plain integer).
+        ``"007"`` is never 7.
+        """
+        found = self._lookup.get(_as_key(value))
+        if found is not None:
+            return found
+        alternative: object | None = None
+        if isinstance(value, str):
+            text = value.strip()
+            if text.lstrip("-").isdigit() and text == str(int(text)):
+                alternative = int(text)
+        elif isinstance(value, int | np.integer) and not isinstance(value, bool):
+            alternative = str(value)
+        if alternative is None:
+            return -1
+        return self._lookup.get(alternative, -1)
+
     def decode(self, indices: Iterable[int]) -> list[object]:
         return [self.ids[int(i)] for i in indices]
 

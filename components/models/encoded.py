@@ -175,6 +175,17 @@ class EncodedData:
     def encode_pairs(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         return encode_pairs(self.user_index, self.item_index, frame)
 
+    def item_first_seen(self) -> np.ndarray | None:
+        """(n_items,) the earliest interaction time per item in ns (-1: never taken).
+
+        ``None`` when the data had no timestamps. What the freshness boost ranks by.
+        """
+        if not self.has_timestamps:
+            return None
+        first = np.full(self.n_items, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first, self.items, self.timestamps)
+        return np.where(first == np.iinfo(np.int64).max, -1, first)
+
     @classmethod
     def from_dataset(
         cls,

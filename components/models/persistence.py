@@ -8,7 +8,8 @@ failed save never leaves half a model)::
     user_index.json     IdIndex of users  (dense index <-> caller's id)
     item_index.json     IdIndex of items
     history.npz         each training user's items in time order (seen items, sequences)
-    item_features.npz   genre multi-hot and year bucket per item (for filters)
+    item_features.npz   genre multi-hot, year bucket and first-seen time (ns, -1: never;
+                        absent without timestamps) per item, for filters and ranking
 
 Everything but the weights is JSON or plain numpy, so other tools can read it.
 """
@@ -48,6 +49,7 @@ class LoadedModel:
     history: UserHistory
     item_genres: np.ndarray
     item_year: np.ndarray
+    item_first_seen: np.ndarray | None = None  # older models and untimed data have none
 
 
 def save_model(
@@ -80,8 +82,10 @@ def save_model(
         data.user_index.save(staged / "user_index.json")
         data.item_index.save(staged / "item_index.json")
         data.history.save(staged / "history.npz")
+        first_seen = data.item_first_seen()
+        extra = {} if first_seen is None else {"first_seen": first_seen}
         np.savez(staged / "item_features.npz", genres=data.item_genres.astype(np.uint8),
-                 year=data.item_year)
+                 year=data.item_year, **extra)
     return path
 
 
@@ -95,6 +99,7 @@ def load_model(path: Path, *, device: str | torch.device = "cpu") -> LoadedModel
     model.load_state_dict(state)
     with np.load(path / "item_features.npz") as features:
         genres, year = features["genres"].astype(np.float32), features["year"]
+        first_seen = features.get("first_seen")
     return LoadedModel(
         model=model.to(device).eval(),
         model_type=config["model_type"],
@@ -106,6 +111,7 @@ def load_model(path: Path, *, device: str | torch.device = "cpu") -> LoadedModel
         history=UserHistory.load(path / "history.npz"),
         item_genres=genres,
         item_year=year,
+        item_first_seen=first_seen,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -150,6 +150,13 @@ def genre_mask(item_genres: np.ndarray, vocabulary: Sequence[str], genres: Seque
     return np.asarray(item_genres[:, columns].any(axis=1))
 
 
+class Select(Protocol):
+    """Scores -> lists: :func:`top_k`, or top-K plus re-ranking (:class:`.ranking.Ranker`)."""
+
+    def __call__(self, scores: np.ndarray | Tensor, k: int, *, exclude: Mask | None = None,
+                 allowed: np.ndarray | None = None) -> TopK: ...
+
+
 @torch.no_grad()
 def score_users(model: Recommender, history: UserHistory, users: np.ndarray) -> Tensor:
     """(len(users), n_items) scores, feeding each model the history length it reads."""
@@ -171,16 +178,20 @@ def recommend(
     exclude_seen: bool = True,
     allowed: np.ndarray | None = None,
     batch_size: int = 512,
+    select: Select = top_k,
 ) -> TopK:
-    """Top-K item indices for user indices (unknown users: -1), in batches of users."""
+    """Top-K item indices for user indices (unknown users: -1), in batches of users.
+
+    ``select`` turns each batch's scores into lists (default: the plain top-K).
+    """
     users = np.asarray(users, dtype=np.int64)
     seen = history.seen_matrix() if exclude_seen else None
     parts: list[TopK] = []
     for lo in range(0, len(users), batch_size):
         chunk = users[lo : lo + batch_size]
         exclude = _seen_rows(seen, chunk) if seen is not None else None
-        parts.append(top_k(score_users(model, history, chunk), k, exclude=exclude,
-                           allowed=allowed))
+        parts.append(select(score_users(model, history, chunk), k, exclude=exclude,
+                            allowed=allowed))
     return _concat(parts)
 
 

@@ -4,7 +4,8 @@ Both rank all items minus the holdout's training interactions. Holdout rows the
 champion was trained on (possible when the protocol is random and the data
 grew) are dropped for both models and reported, since they would flatter the
 champion. Users a model has never seen count as misses for that model: in
-serving they would get the popularity fallback.
+serving they would get the popularity fallback. Both lists go through the job's
+re-ranking stage (``spec.serving.ranking``), as they would be served.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from kuberec.components.evaluation import Split, ranking_metrics
 from kuberec.components.models import UserHistory
 from kuberec.components.models.encoded import encode_pairs
 from kuberec.components.models.persistence import LoadedModel
+from kuberec.components.models.ranking import Ranker, model_signals, resolve
 from kuberec.components.train.offline_eval import full_ranking
+from kuberec.operator.spec import RankingSpec
 
 METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "mrr")
 
@@ -62,7 +65,8 @@ class Comparison:
 
 
 def compare(
-    challenger: LoadedModel, champion: LoadedModel | None, split: Split, k: int
+    challenger: LoadedModel, champion: LoadedModel | None, split: Split, k: int,
+    ranking: RankingSpec | None = None,
 ) -> Comparison:
     truth = split.test[["user_id", "item_id"]].reset_index(drop=True)
     dropped = 0
@@ -71,18 +75,22 @@ def compare(
         dropped = int(trained.sum())
         truth = truth[~trained].reset_index(drop=True)
     seen = split.seen("test")
-    scores = {"challenger": score(challenger, truth, seen, k)}
+    scores = {"challenger": score(challenger, truth, seen, k, ranking)}
     if champion is not None:
-        scores["champion"] = score(champion, truth, seen, k)
+        scores["champion"] = score(champion, truth, seen, k, ranking)
     return Comparison(scores["challenger"], scores.get("champion"), len(truth), dropped)
 
 
-def score(model: LoadedModel, truth: pd.DataFrame, seen: pd.DataFrame, k: int) -> dict[str, float]:
+def score(model: LoadedModel, truth: pd.DataFrame, seen: pd.DataFrame, k: int,
+          ranking: RankingSpec | None = None) -> dict[str, float]:
     """``metric@k`` values of one model over the holdout's users (unknown users: misses)."""
     if truth.empty:
         return {f"{m}@{k}": 0.0 for m in METRICS}
     data = _Indexed(model.user_index, model.item_index, model.history)
-    ranked = full_ranking(model.model, data, seen, truth["user_id"].unique(), k)
+    signals = model_signals(model.model, model.history, model.item_genres, model.item_first_seen)
+    select = Ranker(resolve(ranking or RankingSpec(), model.item_index, signals, strict=False),
+                    signals)
+    ranked = full_ranking(model.model, data, seen, truth["user_id"].unique(), k, select=select)
     values = ranking_metrics(ranked, truth, k, metrics=METRICS)
     return {f"{name}@{k}": round(float(v), 6) for name, v in values.items()}
 

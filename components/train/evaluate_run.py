@@ -3,21 +3,26 @@
 A run's model has seen all of its data, so it cannot be scored on it. Evaluating
 a run re-trains the same recipe (model type, hyperparameters, training settings)
 on the protocol's train split and scores it on the test split; the result is
-added to the run's ``metrics.json`` under ``evaluations``.
+added to the run's ``metrics.json`` under ``evaluations``. The lists go through
+the serving re-ranking stage (the served default unless ``ranking`` says
+otherwise); several ``diversities`` add the accuracy-diversity curve and its plot.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from kuberec.components.datasets.sources import load_source
 from kuberec.components.evaluation import split
+from kuberec.components.models.ranking import Ranker, model_signals, resolve
 from kuberec.components.train.offline_eval import evaluate_split
+from kuberec.components.train.ranking_curve import diversity_curve, plot_curves
 from kuberec.components.train.ray_runner import train
 from kuberec.components.train.run_dir import CONFIG, METRICS, read_json, write_json
 from kuberec.components.train.settings import TrainSettings
-from kuberec.operator.spec import DataSpec
+from kuberec.operator.spec import DataSpec, RankingSpec
 
 
 def evaluate_run(
@@ -28,6 +33,9 @@ def evaluate_run(
     seed: int = 42,
     data_dir: Path | None = None,
     options: dict[str, Any] | None = None,
+    ranking: RankingSpec | None = None,
+    diversities: Sequence[float] | None = None,
+    png: Path | None = None,
 ) -> dict[str, Any]:
     config = read_json(run_dir, CONFIG)
     dataset = load_source(DataSpec.model_validate(config["data"]["spec"]), data_dir=data_dir)
@@ -44,8 +52,21 @@ def evaluate_run(
         storage_path=Path(run_dir) / "ray-eval" / protocol, run_name=f"eval-{protocol}",
         text_embeddings=embeddings,
     )  # fmt: skip
-    result = evaluate_split(outcome.model, outcome.data, parts, dataset, k)
+    ranking = ranking or RankingSpec()
+    data = outcome.data
+    signals = model_signals(outcome.model, data.history, data.item_genres,
+                            data.item_first_seen())
+    select = Ranker(resolve(ranking, data.item_index, signals, what="--ranking"), signals)
+    result = evaluate_split(outcome.model, data, parts, dataset, k, select=select)
+    result["ranking"] = ranking.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     result["train_seconds"] = round(outcome.seconds, 2)
+    if diversities:
+        curve = diversity_curve(outcome.model, data, parts, dataset, diversities, k=k,
+                                base=ranking)
+        path = plot_curves({f"{config['model_type']}, {protocol}": curve},
+                           png or Path(run_dir) / "ranking-curve.png", k=k)
+        result["ranking_curve"] = curve.to_dict(orient="records")
+        result["ranking_curve_png"] = str(path)
     metrics = read_json(run_dir, METRICS)
     metrics.setdefault("evaluations", {})[protocol] = result
     write_json(Path(run_dir) / METRICS, metrics)

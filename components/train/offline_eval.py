@@ -2,7 +2,10 @@
 
 Full-ranking protocols rank every item minus what the protocol says the user has
 seen (train, and valid where there is one). Sampled protocols rank each test
-target among its sampled negatives (the NCF/SASRec convention).
+target among its sampled negatives (the NCF/SASRec convention). ``select`` turns
+scores into lists: the plain top-K, or the serving job's re-ranking stage
+(:class:`~kuberec.components.models.ranking.Ranker`), so what is measured is what
+is served.
 """
 
 from __future__ import annotations
@@ -26,19 +29,22 @@ from kuberec.components.evaluation import (
     slice_report,
 )
 from kuberec.components.models import EncodedData, Recommender, score_users, top_k
+from kuberec.components.models.recommend import Select
 
 USER_BATCH = 512
 
 
 def evaluate_split(
-    model: Recommender, data: EncodedData, split: Split, dataset: Dataset, k: int = 10
+    model: Recommender, data: EncodedData, split: Split, dataset: Dataset, k: int = 10,
+    *, select: Select = top_k,
 ) -> dict[str, Any]:
     """Metrics of ``model`` (trained on ``split.train``, encoded as ``data``) on the test split."""
     truth = split.test[["user_id", "item_id"]]
     if split.ranking == "sampled":
         ranked = _rank_candidates(model, data, split.candidates("test"))
     else:
-        ranked = full_ranking(model, data, split.seen("test"), truth["user_id"].unique(), k)
+        ranked = full_ranking(model, data, split.seen("test"), truth["user_id"].unique(), k,
+                              select=select)
     result: dict[str, Any] = {
         "protocol": split.protocol,
         "k": k,
@@ -59,7 +65,8 @@ def evaluate_split(
 
 
 def full_ranking(
-    model: Recommender, data: EncodedData, seen: pd.DataFrame, user_ids: np.ndarray, k: int
+    model: Recommender, data: EncodedData, seen: pd.DataFrame, user_ids: np.ndarray, k: int,
+    *, select: Select = top_k,
 ) -> pd.DataFrame:
     """Top-K ``user_id, item_id, score, rank`` for known users, excluding ``seen`` pairs."""
     users = data.user_index.encode(user_ids, unknown=-1)
@@ -68,7 +75,7 @@ def full_ranking(
     frames = []
     for lo in range(0, len(users), USER_BATCH):
         chunk = users[lo : lo + USER_BATCH]
-        top = top_k(score_users(model, data.history, chunk), k, exclude=mask[chunk])
+        top = select(score_users(model, data.history, chunk), k, exclude=mask[chunk])
         frames.append(top.to_frame(user_ids[lo : lo + USER_BATCH], data.item_index))
     return pd.concat(frames, ignore_index=True)
 
