@@ -214,9 +214,9 @@ class Operator:
 
     def _invalid(self, body: kopf.Body, exc: ValidationError) -> None:
         """A spec the CRD schema let through but the typed model refuses: Failed, with why."""
-        from kuberec.operator.spec import _describe
+        from kuberec.operator.spec import describe_errors
 
-        message = "; ".join(_describe(e) for e in exc.errors())  # type: ignore[arg-type]
+        message = describe_errors(exc)
         log.error("%s/%s: invalid spec: %s", body.metadata.namespace, body.metadata.name,
                   message)  # fmt: skip
         self.metrics.errors.labels(reason="InvalidSpec").inc()

@@ -293,9 +293,16 @@ def spec_hash(spec: JobSpec) -> str:
 def load_job(path: Path) -> RecommenderJob:
     """Parse and validate a job file; errors name the field path and the rule."""
     try:
-        document = yaml.safe_load(Path(path).read_text())
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: no such job file") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a directory; pass the job's YAML file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file ({exc.reason} at byte {exc.start}); "
+                          "pass the job's YAML file") from exc  # fmt: skip
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(document, dict):
@@ -305,7 +312,12 @@ def load_job(path: Path) -> RecommenderJob:
     try:
         return RecommenderJob.model_validate(document)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: " + "; ".join(_describe(e) for e in exc.errors())) from exc
+        raise ConfigError(f"{path}: {describe_errors(exc)}") from exc
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """Every error of ``exc`` as ``field.path: rule``, joined on one line."""
+    return "; ".join(_describe(e) for e in exc.errors())  # type: ignore[arg-type]
 
 
 def _describe(error: dict[str, object]) -> str:
