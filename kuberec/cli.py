@@ -350,15 +350,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    from kuberec.components.datasets.generic import keep_ids
-    from kuberec.components.datasets.parsing import read_table, require_columns
+    from kuberec.components.datasets.generic import read_ids
     from kuberec.components.train.batch_recommend import recommend_users
 
-    user_ids = None
-    if args.users:
-        table = read_table(args.users)
-        require_columns(table, ["user_id"], args.users)
-        user_ids = keep_ids(table["user_id"]).tolist()
+    user_ids = read_ids(args.users, "user_id").tolist() if args.users else None
     frame, unknown = recommend_users(args.run_dir, user_ids, args.k)
     _write_frame(frame, args.out)
     console.print(f"wrote {len(frame):,} recommendations for {frame['user_id'].nunique():,} users "
