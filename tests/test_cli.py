@@ -303,3 +303,19 @@ def test_wait_queues_behind_the_holder_of_the_directory(tmp_path: Path) -> None:
     with claim(tmp_path, job, wait_s=30):
         assert release.is_set(), "the lock was taken while the first holder still had it"
     holder.join()
+
+
+def test_a_synthetic_job_too_big_for_this_machine_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "apiVersion: kuberec.io/v1alpha1\nkind: RecommenderJob\nmetadata: {name: huge}\n"
+        "spec:\n  data: {synthetic: {users: 1000000000000, items: 100, interactions: 1000}}\n"
+    )
+    code, err = _main(capsys, "run", str(job), "--workdir", str(tmp_path / "wd"), "--no-serve")
+    assert code == 2
+    assert "needs about 476,837.2 GiB of memory" in _one_error_line(err)
+    code, err = _main(capsys, "data", "synthetic", "--users", "1000000000000", "--items", "10",
+                      "--interactions", "10", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert code == 2 and "lower users, items or interactions" in _one_error_line(err)
