@@ -99,12 +99,40 @@ class TuningSpec(CamelModel):
     trials: int = Field(0, ge=0, le=200)
 
 
+def model_type_names() -> list[str]:
+    """The values ``model.type`` accepts: the registry's types (the CRD's enum)."""
+    from kuberec.components.models.registry import MODEL_TYPES
+
+    return sorted(MODEL_TYPES)
+
+
+def _model_type_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = model_type_names()  # called only when the schema is generated (the CRD)
+
+
 class ModelSpec(CamelModel):
     """The model type (the default model when absent) and its hyperparameters."""
 
-    type: str | None = None
+    type: str | None = Field(None, json_schema_extra=_model_type_enum)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
+
+    @model_validator(mode="after")
+    def _known_type_and_hyperparameters(self) -> ModelSpec:
+        """The registry's own checks, when the job is loaded: not after ingest and features ran.
+
+        The registry (and torch with it) is imported only when there is something to check.
+        """
+        if self.type is None and not self.hyperparameters:
+            return self
+        from kuberec.components.models.registry import resolve_hparams
+        from kuberec.components.train.run import DEFAULT_MODEL
+
+        try:
+            resolve_hparams(self.type or DEFAULT_MODEL, self.hyperparameters)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class Toleration(CamelModel):
@@ -166,8 +194,28 @@ class TrainingSpec(CamelModel):
 class GatesSpec(CamelModel):
     """What a challenger must reach to replace the champion."""
 
+    model_config = _cel(
+        ("!has(self.minImprovement) || double(self.minImprovement) >= 0.0"
+         " || (has(self.allowRegression) && self.allowRegression)",
+         "minImprovement below 0 lets a worse model replace the champion; "
+         "set allowRegression: true to allow it"),
+    )  # fmt: skip
+
     min_metrics: dict[str, float] = Field(default_factory=dict)
     min_improvement: float = Field(0.0, ge=-1, le=10)
+    allow_regression: bool = Field(
+        False, description="allow a negative minImprovement: a challenger up to that much "
+        "worse than the champion is promoted",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _regression_is_explicit(self) -> GatesSpec:
+        if self.min_improvement < 0 and not self.allow_regression:
+            raise ValueError(
+                f"minImprovement {self.min_improvement} lets a worse model replace the "
+                "champion; set gates.allowRegression: true to allow it, or use a value >= 0"
+            )
+        return self
 
 
 EVALUATION_PROTOCOLS = ("temporal", "stratified", "random-811", "leave-one-out")
@@ -184,7 +232,8 @@ class EvaluationSpec(CamelModel):
     gates: GatesSpec = Field(default_factory=GatesSpec)
 
     model_config = _cel(
-        ("self.gates.minMetrics.all(m, m.matches('^(ndcg|precision|recall|map|hit_rate|mrr)"
+        ("!has(self.gates) || !has(self.gates.minMetrics) || "
+         "self.gates.minMetrics.all(m, m.matches('^(ndcg|precision|recall|map|hit_rate|mrr)"
          "(@[0-9]+)?$'))",
          "gates.minMetrics keys are metrics like ndcg@10"),
     )  # fmt: skip
