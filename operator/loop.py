@@ -53,9 +53,11 @@ def reconcile_once(job: RecommenderJob, status: JobStatus, platform: Platform) -
 
 def settled(result: Pass) -> bool:
     status = result.status
-    running = status.pipeline_run is not None and status.pipeline_run.state == "Running"
     return (
-        not result.actions and not running and status.rollout is None and status.phase in SETTLED
+        not result.actions
+        and not status.run_in_flight
+        and status.rollout is None
+        and status.phase in SETTLED
     )
 
 

@@ -62,7 +62,8 @@ def test_the_run_key_is_in_status_before_the_run_is_submitted(
     operator.reconcile(body, "create")
     status = stored_status(k8s_emulator)
     assert status["phase"] == "Training"
-    assert status["pipelineRun"]["state"] == "Running"
+    assert status["pipelineRun"]["state"] == "Pending", "never submitted: not Running"
+    assert status["pipelineRun"]["message"].startswith("not submitted (KfpUnavailable: ")
     kfp.unavailable = False
     operator.backoff.succeeded(str(body.metadata.uid))
     operator.reconcile(body, "timer")  # relaunch by the recorded key: one run
