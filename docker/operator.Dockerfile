@@ -27,4 +27,4 @@ RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu . \
 USER 10001:10001
 EXPOSE 8080
 ENTRYPOINT ["kuberec", "operator", "run"]
-CMD ["--standalone", "--liveness=http://0.0.0.0:8080/healthz"]
+CMD ["--standalone", "--liveness=http://0.0.0.0:8080/healthz", "--metrics-host=0.0.0.0"]

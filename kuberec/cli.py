@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from kuberec import __version__, cli_operator, cli_serving
 from kuberec.errors import ConfigError, KuberecError
@@ -45,8 +46,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except KuberecError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(exc)
         return 2
+
+
+def print_error(exc: BaseException) -> None:
+    """One line on stderr, the message as plain text: brackets in paths or patterns stay as given.
+
+    Rich markup in a message would be interpreted (``[/]`` even raises), and a
+    multi-line message (a YAML parser's) would not be one line.
+    """
+    message = " ".join(str(exc).split())
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message),
+                      highlight=False, soft_wrap=True)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-serve", action="store_true",
                      help="stop at the packaged model; start no servers")  # fmt: skip
     run.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (1 h)")
+    run.add_argument("--wait", action="store_true",
+                     help="if another `kuberec run` holds the job directory, wait for it "
+                          "(up to --timeout) instead of exiting")  # fmt: skip
     run.add_argument("--replay-rate", type=float, default=20.0,
                      help="requests/s from the holdout during a canary (0: none)")  # fmt: skip
     run.set_defaults(handler=_run)
@@ -224,12 +239,14 @@ def _add_store_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from kuberec.operator.spec import load_job
+
+    job = load_job(args.job)  # before the heavy imports: a bad job file is reported at once
+
     from kuberec.operator.local_platform import LocalPlatform
     from kuberec.operator.loop import run_until_settled
-    from kuberec.operator.spec import load_job
     from kuberec.run_summary import describe_pass, summary_table
 
-    job = load_job(args.job)
     workdir = (args.workdir or Path(".kuberec") / job.metadata.name).resolve()
     platform = LocalPlatform(
         workdir, data_dir=args.data_dir, base=args.job.parent, serve=not args.no_serve,
@@ -239,6 +256,7 @@ def _run(args: argparse.Namespace) -> int:
         status = run_until_settled(
             job, platform, workdir, timeout_s=args.timeout,
             on_pass=lambda result: spinner.update(describe_pass(job, result)),
+            wait_s=args.timeout if args.wait else 0.0,
         )  # fmt: skip
     console.print(summary_table(job.metadata.name, status, workdir))
     if status.phase == "Failed":
@@ -270,13 +288,15 @@ def _stop(args: argparse.Namespace) -> int:
 
 def _local_job(args: argparse.Namespace) -> tuple[str, Path]:
     """(job name, job directory) from a job file or a bare name."""
+    from kuberec.operator.job_dir import check_owner
     from kuberec.operator.spec import load_job
 
     is_file = args.job.endswith((".yaml", ".yml"))
     name = load_job(Path(args.job)).metadata.name if is_file else args.job
     workdir = (args.workdir or Path(".kuberec") / name).resolve()
-    if not workdir.exists():
+    if not workdir.is_dir():
         raise ConfigError(f"no job directory {workdir}; pass --workdir")
+    check_owner(workdir, name)
     return name, workdir
 
 
@@ -375,24 +395,19 @@ def _diversities(assignments: list[str]) -> tuple[list[str], list[float] | None]
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    from kuberec.components.datasets.generic import keep_ids
-    from kuberec.components.datasets.parsing import read_table, require_columns
+    from kuberec.components.datasets.generic import read_ids
     from kuberec.components.train.batch_recommend import recommend_users
 
-    user_ids = None
-    if args.users:
-        table = read_table(args.users)
-        require_columns(table, ["user_id"], args.users)
-        user_ids = keep_ids(table["user_id"]).tolist()
+    user_ids = read_ids(args.users, "user_id").tolist() if args.users else None
     frame, unknown = recommend_users(args.run_dir, user_ids, args.k,
-                                     _ranking(args, args.ranking))
+                                     _ranking(args, args.ranking))  # fmt: skip
     _write_frame(frame, args.out)
     console.print(f"wrote {len(frame):,} recommendations for {frame['user_id'].nunique():,} users "
                   f"to {args.out}")  # fmt: skip
     if unknown:
         shown = ", ".join(map(str, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
-        err_console.print(f"[yellow]{len(unknown)} user(s) unknown to the model, skipped:[/] "
-                          f"{shown}")  # fmt: skip
+        skipped = (f"{len(unknown)} user(s) unknown to the model, skipped: ", "yellow")
+        err_console.print(Text.assemble(skipped, shown), highlight=False)
     return 0
 
 

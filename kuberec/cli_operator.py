@@ -41,6 +41,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     run.add_argument("--metrics-port", type=int,
                      default=int(os.environ.get("KUBEREC_OPERATOR_METRICS_PORT", "9102")),
                      help="port of the operator's /metrics (0: off; default 9102)")
+    run.add_argument("--metrics-host", metavar="ADDRESS",
+                     default=os.environ.get("KUBEREC_OPERATOR_METRICS_HOST", "127.0.0.1"),
+                     help="address /metrics binds (default 127.0.0.1: this machine only; the "
+                          "chart passes 0.0.0.0 so that Prometheus reaches it in the pod)")
     run.add_argument("--poll-interval", type=float, default=None, metavar="SECONDS",
                      help="timer: follow runs and analyse canaries this often "
                           "(default $KUBEREC_POLL_INTERVAL or 5)")
@@ -80,7 +84,7 @@ def _operator_run(args: argparse.Namespace) -> int:
         settings = replace(settings, poll_s=args.poll_interval)
     _operator_logging(args.verbose, args.log_format)
     operator = build_operator(settings)
-    operator.metrics.serve(args.metrics_port)
+    operator.metrics.serve(args.metrics_port, args.metrics_host)
     registry = kopf.OperatorRegistry()
     register(registry, operator, poll_s=settings.poll_s)
 

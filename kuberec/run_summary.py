@@ -15,7 +15,7 @@ def describe_pass(job: RecommenderJob, result: Pass) -> str:
     status = result.status
     text = f"[bold]{job.metadata.name}[/]: {status.phase}"
     run = status.pipeline_run
-    if run is not None and run.state == "Running":
+    if run is not None and status.run_in_flight:
         text += f" · pipeline run {run.key} · step {run.step or 'starting'}"
     if status.rollout is not None:
         text += f" · canary at {status.rollout.weight}%"

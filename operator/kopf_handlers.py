@@ -51,7 +51,7 @@ from kuberec.operator.metrics import OperatorMetrics
 from kuberec.operator.prometheus import PrometheusUnavailable
 from kuberec.operator.reconcile import reconcile
 from kuberec.operator.spec import GROUP, VERSION, RecommenderJob
-from kuberec.operator.status import Condition, JobStatus
+from kuberec.operator.status import IN_FLIGHT, Condition, JobStatus
 from kuberec.pipelines.kfp_client import KfpUnavailable
 
 FINALIZER = "kuberec.io/finalizer"
@@ -155,8 +155,7 @@ class Operator:
 
     def _resting(self, uid: str, status: JobStatus) -> bool:
         """A settled job needs no pass every few seconds: data and schedule move slowly."""
-        running = status.pipeline_run is not None and status.pipeline_run.state == "Running"
-        settled = status.phase in SETTLED and not running and status.rollout is None
+        settled = status.phase in SETTLED and not status.run_in_flight and status.rollout is None
         healthy = (condition(status, AVAILABLE) or _OK).status == "True"
         last = self._last_pass.get(uid)
         return settled and healthy and last is not None and time.monotonic() - last < self.resync_s
@@ -205,6 +204,7 @@ class Operator:
         message = f"{exc}; retrying in {delay:.0f}s"
         log.warning("%s: %s: %s", _ref(job), reason, message)
         status = self._statuses.get(uid) or status  # keep a write-ahead of this very pass
+        status = _not_submitted(status, f"{reason}: {exc}")
         previous = condition(status, AVAILABLE)
         now = datetime.now(UTC)
         new = with_condition(status, now, AVAILABLE, False, reason, message,
@@ -219,9 +219,9 @@ class Operator:
 
     def _invalid(self, body: kopf.Body, exc: ValidationError) -> None:
         """A spec the CRD schema let through but the typed model refuses: Failed, with why."""
-        from kuberec.operator.spec import _describe
+        from kuberec.operator.spec import describe_errors
 
-        message = "; ".join(_describe(e) for e in exc.errors())  # type: ignore[arg-type]
+        message = describe_errors(exc)
         log.error("%s/%s: invalid spec: %s", body.metadata.namespace, body.metadata.name,
                   message)  # fmt: skip
         self.metrics.errors.labels(reason="InvalidSpec").inc()
@@ -242,7 +242,7 @@ class Operator:
         uid = str(body.metadata.uid)
         job = _job(body, validate=False)
         run = (body.get("status") or {}).get("pipelineRun") or {}
-        running_key = run.get("key") if run.get("state") == "Running" else None
+        running_key = run.get("key") if run.get("state") in IN_FLIGHT else None
         with self.lock(uid):
             self._deleted.add(uid)
             try:
@@ -308,6 +308,15 @@ def configure(settings: kopf.OperatorSettings, *, workers: int = 16) -> None:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _not_submitted(status: JobStatus, why: str) -> JobStatus:
+    """A write-ahead run (Pending) whose pass failed says why it is not on the platform yet."""
+    run = status.pipeline_run
+    if run is None or run.state != "Pending":
+        return status
+    run = run.model_copy(update={"message": f"not submitted ({why}); retrying"})
+    return status.model_copy(update={"pipeline_run": run})
 
 
 def _recovered(status: JobStatus, now: datetime) -> JobStatus:

@@ -86,8 +86,8 @@ class KubernetesPlatform:
     def observe(self, job: RecommenderJob, status: JobStatus) -> Observations:
         now = datetime.now(UTC)
         run = None
-        if status.pipeline_run is not None and status.pipeline_run.state == "Running":
-            run = self.observe_run(job, status.pipeline_run.key)
+        if status.run_in_flight:
+            run = self.observe_run(job, status.pipeline_run.key)  # type: ignore[union-attr]
         trained = _annotations(job).get(TRAINED_DATA_ANNOTATION)
         data = self.data.observe(job, status, trained)
         if data is not None and data.digest.startswith("fp:"):

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from kuberec.errors import KuberecError
 from kuberec.operator.actions import Action
+from kuberec.operator.job_dir import claim
 from kuberec.operator.local_store import load_status, save_status, with_generation
 from kuberec.operator.observations import Observations
 from kuberec.operator.reconcile import reconcile
@@ -52,9 +53,11 @@ def reconcile_once(job: RecommenderJob, status: JobStatus, platform: Platform) -
 
 def settled(result: Pass) -> bool:
     status = result.status
-    running = status.pipeline_run is not None and status.pipeline_run.state == "Running"
     return (
-        not result.actions and not running and status.rollout is None and status.phase in SETTLED
+        not result.actions
+        and not status.run_in_flight
+        and status.rollout is None
+        and status.phase in SETTLED
     )
 
 
@@ -66,8 +69,21 @@ def run_until_settled(
     poll_s: float = 1.0,
     timeout_s: float = 3600.0,
     on_pass: Callable[[Pass], None] | None = None,
+    wait_s: float = 0.0,
 ) -> JobStatus:
-    """Reconcile until settled; the status is saved after every pass (a crash loses nothing)."""
+    """Reconcile until settled; the status is saved after every pass (a crash loses nothing).
+
+    The job directory is held for the whole loop (``job_dir.claim``): a second
+    loop on it waits up to ``wait_s`` for the first, then refuses.
+    """
+    with claim(workdir, job, wait_s=wait_s):
+        return _settle(job, platform, workdir, poll_s, timeout_s, on_pass)
+
+
+def _settle(
+    job: RecommenderJob, platform: Platform, workdir: Path, poll_s: float, timeout_s: float,
+    on_pass: Callable[[Pass], None] | None,
+) -> JobStatus:  # fmt: skip
     job = with_generation(workdir, job)
     status = load_status(workdir) or JobStatus()
     deadline = time.monotonic() + timeout_s

@@ -53,6 +53,6 @@ class OperatorMetrics:
         for name, count in counts.items():
             self.jobs.labels(phase=name).set(count)
 
-    def serve(self, port: int, address: str = "0.0.0.0") -> None:
+    def serve(self, port: int, address: str = "127.0.0.1") -> None:
         if port:
             start_http_server(port, addr=address, registry=self.registry)

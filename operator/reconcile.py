@@ -41,8 +41,7 @@ def reconcile(job: RecommenderJob, obs: Observations) -> tuple[list[Action], Job
     if job.spec.suspend:
         status = with_phase(status, now, "Suspended", "SuspendRequested", "spec.suspend is true")
         return ([PauseServing()] if status.rollout else []), status
-    run = status.pipeline_run
-    if run is not None and run.state == "Running":
+    if status.run_in_flight:
         return _follow_run(job, status, obs)
     if status.rollout is not None:
         return reconcile_rollout(job, status, obs)
@@ -90,7 +89,8 @@ def _launch(
     if previous is not None and previous.key == key:
         return None  # this exact work already ran (and failed or was judged): never twice
     now = obs.now
-    run = PipelineRunStatus(id=key, key=key, state="Running", started_at=stamp(now))
+    run = PipelineRunStatus(id=key, key=key, state="Pending", message="submitting",
+                            started_at=stamp(now))  # fmt: skip
     status = status.model_copy(update={"pipeline_run": run, "gate": None})
     status = with_condition(status, now, "Trained", None, "RunLaunched", trigger,
                             job.metadata.generation)  # fmt: skip
@@ -110,8 +110,14 @@ def _follow_run(
         # Launched but not visible yet (or the platform lost it): launching again is
         # idempotent by key, so ask for it; the platform returns the existing run.
         champion_uri = status.champion.uri if status.champion else ""
+        if run.state == "Pending":
+            status = status.model_copy(
+                update={"pipeline_run": run.model_copy(update={"message": "submitting"})}
+            )
         return [LaunchRun(run.key, champion_uri, "run not found; relaunching by key")], status
-    updated = run.model_copy(update={"id": seen.id, "step": seen.step, "log": seen.log})
+    # Seen on the platform: submitted (Pending -> Running); a finished run is judged below.
+    updated = run.model_copy(update={"id": seen.id, "step": seen.step, "log": seen.log,
+                                     "state": "Running", "message": None})  # fmt: skip
     status = status.model_copy(update={"pipeline_run": updated})
     if seen.state == "Running":
         phase = "Evaluating" if seen.step in EVALUATING_STEPS else "Training"

@@ -107,12 +107,40 @@ class TuningSpec(CamelModel):
     trials: int = Field(0, ge=0, le=200)
 
 
+def model_type_names() -> list[str]:
+    """The values ``model.type`` accepts: the registry's types (the CRD's enum)."""
+    from kuberec.components.models.registry import MODEL_TYPES
+
+    return sorted(MODEL_TYPES)
+
+
+def _model_type_enum(schema: dict[str, Any]) -> None:
+    schema["enum"] = model_type_names()  # called only when the schema is generated (the CRD)
+
+
 class ModelSpec(CamelModel):
     """The model type (the default model when absent) and its hyperparameters."""
 
-    type: str | None = None
+    type: str | None = Field(None, json_schema_extra=_model_type_enum)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
+
+    @model_validator(mode="after")
+    def _known_type_and_hyperparameters(self) -> ModelSpec:
+        """The registry's own checks, when the job is loaded: not after ingest and features ran.
+
+        The registry (and torch with it) is imported only when there is something to check.
+        """
+        if self.type is None and not self.hyperparameters:
+            return self
+        from kuberec.components.models.registry import resolve_hparams
+        from kuberec.components.train.run import DEFAULT_MODEL
+
+        try:
+            resolve_hparams(self.type or DEFAULT_MODEL, self.hyperparameters)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class Toleration(CamelModel):
@@ -174,8 +202,28 @@ class TrainingSpec(CamelModel):
 class GatesSpec(CamelModel):
     """What a challenger must reach to replace the champion."""
 
+    model_config = _cel(
+        ("!has(self.minImprovement) || double(self.minImprovement) >= 0.0"
+         " || (has(self.allowRegression) && self.allowRegression)",
+         "minImprovement below 0 lets a worse model replace the champion; "
+         "set allowRegression: true to allow it"),
+    )  # fmt: skip
+
     min_metrics: dict[str, float] = Field(default_factory=dict)
     min_improvement: float = Field(0.0, ge=-1, le=10)
+    allow_regression: bool = Field(
+        False, description="allow a negative minImprovement: a challenger up to that much "
+        "worse than the champion is promoted",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _regression_is_explicit(self) -> GatesSpec:
+        if self.min_improvement < 0 and not self.allow_regression:
+            raise ValueError(
+                f"minImprovement {self.min_improvement} lets a worse model replace the "
+                "champion; set gates.allowRegression: true to allow it, or use a value >= 0"
+            )
+        return self
 
 
 EVALUATION_PROTOCOLS = ("temporal", "stratified", "random-811", "leave-one-out")
@@ -192,7 +240,8 @@ class EvaluationSpec(CamelModel):
     gates: GatesSpec = Field(default_factory=GatesSpec)
 
     model_config = _cel(
-        ("self.gates.minMetrics.all(m, m.matches('^(ndcg|precision|recall|map|hit_rate|mrr)"
+        ("!has(self.gates) || !has(self.gates.minMetrics) || "
+         "self.gates.minMetrics.all(m, m.matches('^(ndcg|precision|recall|map|hit_rate|mrr)"
          "(@[0-9]+)?$'))",
          "gates.minMetrics keys are metrics like ndcg@10"),
     )  # fmt: skip
@@ -350,9 +399,16 @@ def spec_hash(spec: JobSpec) -> str:
 def load_job(path: Path) -> RecommenderJob:
     """Parse and validate a job file; errors name the field path and the rule."""
     try:
-        document = yaml.safe_load(Path(path).read_text())
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: no such job file") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a directory; pass the job's YAML file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file ({exc.reason} at byte {exc.start}); "
+                          "pass the job's YAML file") from exc  # fmt: skip
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(document, dict):
@@ -362,7 +418,12 @@ def load_job(path: Path) -> RecommenderJob:
     try:
         return RecommenderJob.model_validate(document)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: " + "; ".join(_describe(e) for e in exc.errors())) from exc
+        raise ConfigError(f"{path}: {describe_errors(exc)}") from exc
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """Every error of ``exc`` as ``field.path: rule``, joined on one line."""
+    return "; ".join(_describe(e) for e in exc.errors())  # type: ignore[arg-type]
 
 
 def _describe(error: dict[str, object]) -> str:

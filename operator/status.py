@@ -19,7 +19,9 @@ Phase = Literal[
     "Suspended",
 ]  # fmt: skip
 PHASES: tuple[str, ...] = Phase.__args__  # type: ignore[attr-defined]
-RunState = Literal["Running", "Succeeded", "Failed"]
+#: Pending: recorded before its submission (write-ahead), not yet seen on the platform.
+RunState = Literal["Pending", "Running", "Succeeded", "Failed"]
+IN_FLIGHT: tuple[str, ...] = ("Pending", "Running")
 HISTORY_LENGTH = 20
 
 
@@ -114,3 +116,8 @@ class JobStatus(CamelModel):
     url: str | None = None
     last_trained_at: str | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
+
+    @property
+    def run_in_flight(self) -> bool:
+        """A pipeline run was launched and has not finished (submitted or about to be)."""
+        return self.pipeline_run is not None and self.pipeline_run.state in IN_FLIGHT

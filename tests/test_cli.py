@@ -135,3 +135,187 @@ def test_a_malformed_column_mapping_is_explained(tmp_path: Path, flag: str) -> N
     result = kuberec(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert "expected KEY=VALUE" in result.stderr
+
+
+# --- bad input: one line on stderr, exit 2, the message printed as given ------------------------
+
+EXAMPLE = ROOT / "examples" / "movielens-100k.yaml"
+
+
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    from kuberec.cli import main
+
+    code = main(list(args))
+    return code, capsys.readouterr().err
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_a_binary_job_file_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_bytes(bytes(range(256)) * 4)
+    code, err = _main(capsys, "run", str(job))
+    assert code == 2
+    assert "not a text file" in _one_error_line(err)
+
+
+def test_a_directory_as_the_job_file_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _main(capsys, "run", str(tmp_path))
+    assert code == 2
+    assert "is a directory" in _one_error_line(err)
+
+
+def test_brackets_in_a_path_are_printed_as_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "a[/]b[bold]"  # the folders `a[` and `]b[bold]`
+    folder.mkdir(parents=True)
+    code, err = _main(capsys, "run", str(folder / "job.yaml"))
+    assert code == 2
+    assert f"{folder / 'job.yaml'}: no such job file" in _one_error_line(err)
+
+
+def test_the_job_name_pattern_is_printed_with_its_brackets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text(EXAMPLE.read_text().replace("name: movielens-100k", "name: Bad_Name", 1))
+    code, err = _main(capsys, "run", str(job))
+    assert code == 2
+    assert "'^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$'" in _one_error_line(err)
+
+
+def test_a_multi_line_yaml_error_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text("spec: [unclosed\n")
+    code, err = _main(capsys, "run", str(job))
+    assert code == 2
+    assert "not valid YAML" in _one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('{"status": {"phase": "Serv', "not valid JSON"),
+        ("[]", "a JSON list, expected an object"),
+        ('{"status": {"phase": 3}}', "status.phase: Input should be"),
+        ('{"status": [], "generations": {}}', "'status' is a list"),
+        ('{"status": {}, "generations": {"abc": "one"}}', "'generations' must map"),
+    ],
+    ids=["truncated", "a-list", "wrong-phase", "status-a-list", "generations-text"],
+)
+@pytest.mark.parametrize("command", ["run", "status"])
+def test_a_corrupt_status_file_is_reported_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, problem: str, command: str
+) -> None:
+    (tmp_path / "status.json").write_text(content)
+    job = str(EXAMPLE) if command == "run" else "movielens-100k"
+    options = ["--no-serve"] if command == "run" else []
+    code, err = _main(capsys, command, job, "--workdir", str(tmp_path), *options)
+    assert code == 2
+    line = _one_error_line(err)
+    assert f"{tmp_path / 'status.json'} is not a kuberec status file" in line and problem in line
+    assert (tmp_path / "status.json").read_text() == content, "nothing stored is rewritten"
+
+
+def test_a_run_into_another_jobs_directory_is_refused_with_its_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kuberec.operator.local_store import save_status
+    from kuberec.operator.spec import load_job
+    from kuberec.operator.status import JobStatus
+
+    other = load_job(EXAMPLE)
+    race = tmp_path / "race.yaml"
+    race.write_text(EXAMPLE.read_text().replace("name: movielens-100k", "name: race", 1))
+    save_status(tmp_path / "wd", other, JobStatus(phase="Serving", url="http://127.0.0.1:1"))
+    before = (tmp_path / "wd" / "status.json").read_text()
+    code, err = _main(capsys, "run", str(race), "--workdir", str(tmp_path / "wd"), "--no-serve")
+    assert code == 2
+    line = _one_error_line(err)
+    assert "holds the job 'movielens-100k', not 'race'" in line and "another --workdir" in line
+    assert (tmp_path / "wd" / "status.json").read_text() == before
+    code, err = _main(capsys, "stop", "race", "--workdir", str(tmp_path / "wd"))
+    assert code == 2 and "holds the job 'movielens-100k'" in _one_error_line(err)
+
+
+def test_a_second_run_on_a_held_directory_exits_2_naming_the_holder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    from kuberec.operator.job_dir import claim
+    from kuberec.operator.spec import load_job
+
+    with claim(tmp_path, load_job(EXAMPLE)):
+        code, err = _main(capsys, "run", str(EXAMPLE), "--workdir", str(tmp_path), "--no-serve")
+    assert code == 2
+    line = _one_error_line(err)
+    assert f"in use by kuberec run pid {os.getpid()} (job movielens-100k)" in line
+    assert "--wait" in line
+    assert not (tmp_path / "status.json").exists(), "the second run changed nothing"
+
+
+def test_a_damaged_status_can_be_restored_from_the_previous_good_copy(tmp_path: Path) -> None:
+    from kuberec.errors import ConfigError
+    from kuberec.operator.local_store import load_status, save_status
+    from kuberec.operator.spec import load_job
+    from kuberec.operator.status import JobStatus
+
+    job = load_job(EXAMPLE)
+    save_status(tmp_path, job, JobStatus(phase="Training"))
+    save_status(tmp_path, job, JobStatus(phase="Serving"))
+    (tmp_path / "status.json").write_text('{"status": {"pha')  # a crash of the disk, or a hand
+    with pytest.raises(ConfigError, match=r"restore the previous copy with `mv .*status.json.bak"):
+        load_status(tmp_path)
+    (tmp_path / "status.json.bak").replace(tmp_path / "status.json")
+    assert load_status(tmp_path) == JobStatus(phase="Training")
+
+
+def test_wait_queues_behind_the_holder_of_the_directory(tmp_path: Path) -> None:
+    import threading
+
+    from kuberec.operator.job_dir import claim
+    from kuberec.operator.spec import load_job
+
+    job = load_job(EXAMPLE)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with claim(tmp_path, job):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    threading.Timer(1.0, release.set).start()
+    with claim(tmp_path, job, wait_s=30):
+        assert release.is_set(), "the lock was taken while the first holder still had it"
+    holder.join()
+
+
+def test_a_synthetic_job_too_big_for_this_machine_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "apiVersion: kuberec.io/v1alpha1\nkind: RecommenderJob\nmetadata: {name: huge}\n"
+        "spec:\n  data: {synthetic: {users: 1000000000000, items: 100, interactions: 1000}}\n"
+    )
+    code, err = _main(capsys, "run", str(job), "--workdir", str(tmp_path / "wd"), "--no-serve")
+    assert code == 2
+    assert "needs about 476,837.2 GiB of memory" in _one_error_line(err)
+    code, err = _main(capsys, "data", "synthetic", "--users", "1000000000000", "--items", "10",
+                      "--interactions", "10", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert code == 2 and "lower users, items or interactions" in _one_error_line(err)

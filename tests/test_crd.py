@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import kubernetes_validate
+import pytest
 import yaml
 
 from kuberec.operator.crd import crd_manifest, crd_yaml, openapi_schema
 
 from .conftest import ROOT
+from .k8s_emulator.errors import ApiError
+from .k8s_emulator.fixtures import k8s_emulator, load_chart_crds  # noqa: F401
 
 CHART_CRD = ROOT / "helm" / "kuberec" / "crds" / "recommenderjob.yaml"
 
@@ -57,3 +62,53 @@ def test_cel_rules_cover_what_the_schema_cannot_say() -> None:
 def test_free_form_hyperparameters_are_preserved() -> None:
     params = _find(openapi_schema(), "spec.model.hyperparameters")
     assert params["x-kubernetes-preserve-unknown-fields"] is True
+
+
+def test_the_model_type_enum_is_the_registrys() -> None:
+    from kuberec.components.models.registry import MODEL_TYPES
+
+    model_type = _find(openapi_schema(), "spec.model.type")
+    assert model_type["enum"] == sorted(MODEL_TYPES) and model_type["nullable"] is True
+
+
+def _apply_job(emulator: Any, **spec: Any) -> dict:
+    from tests.operator_harness import job_manifest
+
+    return emulator.apply(job_manifest("gated", **spec))
+
+
+def test_the_api_server_refuses_an_unknown_model_type(k8s_emulator: Any) -> None:  # noqa: F811
+    load_chart_crds(k8s_emulator)
+    with pytest.raises(ApiError, match=r"spec.model.type: Unsupported value: \"deepfm\""):
+        _apply_job(k8s_emulator, model={"type": "deepfm"})
+    assert _apply_job(k8s_emulator, model={"type": "ease"})["spec"]["model"]["type"] == "ease"
+
+
+@pytest.mark.parametrize(
+    ("gates", "accepted"),
+    [
+        ({"minImprovement": -0.05}, False),
+        ({"minImprovement": -0.05, "allowRegression": True}, True),
+        ({"minImprovement": 0}, True),
+        ({}, True),
+    ],
+    ids=["negative", "negative-allowed", "integer-zero", "default"],
+)
+def test_the_api_server_refuses_a_negative_min_improvement_unless_allowed(
+    k8s_emulator: Any, gates: dict[str, Any], accepted: bool  # noqa: F811
+) -> None:
+    load_chart_crds(k8s_emulator)
+    evaluation = {"gates": gates}
+    if accepted:
+        assert _apply_job(k8s_emulator, evaluation=evaluation)
+    else:
+        with pytest.raises(ApiError, match="set allowRegression: true to allow it"):
+            _apply_job(k8s_emulator, evaluation=evaluation)
+
+
+def test_an_evaluation_without_gates_is_accepted_by_the_api_server(
+    k8s_emulator: Any,  # noqa: F811
+) -> None:
+    """The gate-metric rule holds when gates (which has no schema default) is absent."""
+    load_chart_crds(k8s_emulator)
+    assert _apply_job(k8s_emulator, evaluation={"protocol": "stratified"})

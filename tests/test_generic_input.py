@@ -108,3 +108,33 @@ def test_mapping_an_unknown_canonical_name_is_refused(tmp_path: Path) -> None:
     path = _write(tmp_path / "i.csv", "user_id,item_id\n1,2\n")
     with pytest.raises(DataError, match="map only"):
         load_files(path, columns={"customer": "user_id"})
+
+
+@pytest.mark.parametrize("column", ["user_id", "item_id"])
+def test_an_empty_id_names_the_file_line_and_column(tmp_path: Path, column: str) -> None:
+    rows = {"user_id": "1,10\n,11\n", "item_id": "1,10\n2,\n"}[column]
+    path = _write(tmp_path / "i.csv", "user_id,item_id\n" + rows)
+    with pytest.raises(DataError, match=rf"i.csv, line 3, column '{column}': an empty value"):
+        load_files(path)
+
+
+def test_a_blank_mapped_id_names_the_files_own_column(tmp_path: Path) -> None:
+    path = _write(tmp_path / "i.csv", "customer,sku\nc1,s1\n  ,s2\n")
+    with pytest.raises(DataError, match=r"line 3, column 'customer': an empty value"):
+        load_files(path, columns={"user_id": "customer", "item_id": "sku"})
+
+
+def test_a_missing_id_in_parquet_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "i.parquet"
+    pd.DataFrame({"user_id": ["a", None], "item_id": ["x", "y"]}).to_parquet(path)
+    with pytest.raises(DataError, match=r"i.parquet, line 2, column 'user_id': an empty value"):
+        load_files(path)
+
+
+@pytest.mark.parametrize("which", ["items", "users"])
+def test_an_empty_id_in_the_items_or_users_file_is_refused(tmp_path: Path, which: str) -> None:
+    inter = _write(tmp_path / "i.csv", "user_id,item_id\n1,10\n")
+    column = "item_id" if which == "items" else "user_id"
+    side = _write(tmp_path / f"{which}.csv", f"{column},title\n10,Boots\n,Socks\n")
+    with pytest.raises(DataError, match=rf"{which}.csv, line 3, column '{column}': an empty"):
+        load_files(inter, **{which: side})

@@ -175,9 +175,22 @@ def test_operator_has_requests_and_limits() -> None:
 def test_probes_hit_the_kopf_liveness_endpoint() -> None:
     container = operator_container(render())
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
-    assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"][0] == {"name": "health", "containerPort": 8080, "protocol": "TCP"}
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+
+def test_the_operator_metrics_listen_on_the_pod_network_for_prometheus() -> None:
+    container = operator_container(render({"metrics": {"port": 9200}}))
+    assert {"--metrics-host=0.0.0.0", "--metrics-port=9200"} <= set(container["args"])
+    assert {"name": "metrics", "containerPort": 9200, "protocol": "TCP"} in container["ports"]
+
+
+def test_the_operator_metrics_bind_loopback_when_run_by_hand() -> None:
+    from kuberec.cli import build_parser
+
+    args = build_parser().parse_args(["operator", "run", "--namespace", "ml"])
+    assert args.metrics_host == "127.0.0.1"
 
 
 def test_operator_runs_the_kuberec_operator_command_in_its_namespace() -> None:

@@ -144,3 +144,47 @@ def test_a_ranking_declares_pins_and_exclusions_by_item_id(tmp_path: Path) -> No
     ranking = load_job(path).spec.serving.ranking
     assert (ranking.diversity, ranking.max_per_category) == (0.2, 3)
     assert ranking.pinned == [50, "sku-7"] and ranking.excluded == [181]
+
+
+@pytest.mark.parametrize(
+    ("model", "rule"),
+    [
+        ("{type: ease, hyperparameters: {lam: -300}}", r"spec.model: ease hyperparameter 'lam': "),
+        ("{type: deepfm}", r"spec.model: unknown model type 'deepfm'; valid: \[.*'ease_t'"),
+        ("{type: mf, hyperparameters: {dimension: 8}}",
+         r"spec.model: unknown hyperparameter\(s\) \['dimension'\] for model type 'mf'"),
+        ("{hyperparameters: {lam: 0}}", r"spec.model: ease_t hyperparameter 'lam': "),
+        ("{type: sasrec, hyperparameters: {dim: 10, nHeads: 3}}", r"unknown hyperparameter"),
+        ("{type: sasrec, hyperparameters: {dim: 10, n_heads: 3}}", r"'n_heads': must divide"),
+    ],
+    ids=["out-of-range", "unknown-type", "unknown-key", "default-type", "camel-key", "cross"],
+)
+def test_model_type_and_hyperparameters_are_checked_when_the_job_loads(
+    tmp_path: Path, model: str, rule: str
+) -> None:
+    """Not after ingest and features ran: the registry's own rules, at load."""
+    path = _job(tmp_path, f"spec:\n  data: {{movielens: ml-100k}}\n  model: {model}\n")
+    with pytest.raises(ConfigError, match=rule):
+        load_job(path)
+
+
+def test_a_negative_min_improvement_needs_allow_regression(tmp_path: Path) -> None:
+    refused = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
+                             "  evaluation: {gates: {minImprovement: -0.05}}\n")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"spec.evaluation.gates: minImprovement -0.05 lets a "
+                                          r"worse model replace the champion; set "
+                                          r"gates.allowRegression: true"):
+        load_job(refused)
+    allowed = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
+                             "  evaluation: {gates: {minImprovement: -0.05, "
+                             "allowRegression: true}}\n")  # fmt: skip
+    assert load_job(allowed).spec.evaluation.gates.min_improvement == -0.05
+
+
+def test_a_promoted_regression_says_so_in_the_gate_reasons() -> None:
+    from kuberec.components.train.gate import Gate, decide
+
+    decision = decide(Gate("ndcg@10", min_improvement=-0.05), {"ndcg@10": 0.29}, {"ndcg@10": 0.3})
+    assert decision.accepted
+    assert decision.reasons[-1].endswith("worse than the champion, allowed by "
+                                         "gates.allowRegression")  # fmt: skip

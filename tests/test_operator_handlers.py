@@ -62,7 +62,8 @@ def test_the_run_key_is_in_status_before_the_run_is_submitted(
     operator.reconcile(body, "create")
     status = stored_status(k8s_emulator)
     assert status["phase"] == "Training"
-    assert status["pipelineRun"]["state"] == "Running"
+    assert status["pipelineRun"]["state"] == "Pending", "never submitted: not Running"
+    assert status["pipelineRun"]["message"].startswith("not submitted (KfpUnavailable: ")
     kfp.unavailable = False
     operator.backoff.succeeded(str(body.metadata.uid))
     operator.reconcile(body, "timer")  # relaunch by the recorded key: one run
@@ -102,3 +103,17 @@ def test_a_settled_job_rests_between_resyncs(
     assert settled is not None and settled.phase == "Suspended"
     assert operator.reconcile(body, "timer") is None  # then it rests for resync_s
     assert operator.reconcile(body, "update") is not None  # a change never waits
+
+
+def test_an_invalid_hyperparameter_fails_the_job_before_any_run(
+    operator: Operator, k8s_emulator: KubeEmulator, kfp: KfpStandIn,  # noqa: F811
+    events: list[dict[str, Any]],
+) -> None:  # fmt: skip
+    """The CRD cannot check the free-form map; the typed model does, before KFP sees it."""
+    load_chart_crds(k8s_emulator)
+    manifest = job_manifest("movies", model={"type": "ease", "hyperparameters": {"lam": -300}})
+    operator.reconcile(kopf.Body(k8s_emulator.apply(manifest)), "create")
+    status = stored_status(k8s_emulator)
+    assert (status["phase"], status["history"][-1]["reason"]) == ("Failed", "InvalidSpec")
+    assert "spec.model: ease hyperparameter 'lam'" in status["history"][-1]["message"]
+    assert runs_of(kfp, "movies") == []

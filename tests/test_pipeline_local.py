@@ -1,7 +1,7 @@
 """The whole job on this machine: the reconcile loop drives kfp.local pipeline runs.
 
 One small synthetic job is trained once per module; later tests change its
-spec (a weak model, a broken hyperparameter) and check what the gate and the
+spec (a weak model, a hyperparameter the data breaks) and check what the gate and the
 status say. Servers are not started here (``serve=False``); serving has its own
 tests.
 """
@@ -92,7 +92,8 @@ def test_a_weak_challenger_is_rejected_and_the_champion_stays(
     assert "does not beat the champion" in " ".join(status.gate.reasons)  # type: ignore[union-attr]
 
 
-BROKEN = {"model": {"type": "mf", "hyperparameters": {"dim": -3}}}
+#: Valid as a spec (so it loads), refused by the data: 80 items, above max_items.
+BROKEN = {"model": {"type": "ease", "hyperparameters": {"max_items": 10}}}
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,7 @@ def test_a_failing_step_is_named_with_reason_and_log(
     status = failed
     assert status.phase == "Failed"
     message = status.pipeline_run.message  # type: ignore[union-attr]
-    assert message.startswith("step train failed:") and "dim" in message
+    assert message.startswith("step train failed:") and "max_items" in message
     assert "pipeline.log" in message
     assert Path(status.pipeline_run.log).exists()  # type: ignore[union-attr, arg-type]
     assert load_status(workdir).champion == first.champion  # type: ignore[union-attr]

@@ -72,7 +72,7 @@ def test_a_new_job_launches_exactly_one_run() -> None:
     actions, status = reconcile(_job(), _obs())
     assert [type(a) for a in actions] == [LaunchRun]
     assert status.phase == "Training"
-    assert status.pipeline_run is not None and status.pipeline_run.state == "Running"
+    assert status.pipeline_run is not None and status.pipeline_run.state == "Pending"
     assert status.observed_generation == 1
 
 
@@ -84,6 +84,20 @@ def test_a_running_run_launches_nothing_more() -> None:
     again, status = reconcile(job.model_copy(update={"status": status}), _obs(running))
     assert again == []
     assert status.phase == "Training"
+
+
+def test_a_launched_run_is_pending_until_the_platform_shows_it() -> None:
+    """A run recorded before its submission never claims to be Running."""
+    job = _job()
+    actions, status = reconcile(job, _obs())
+    key = actions[0].key  # type: ignore[union-attr]
+    again, status = reconcile(job.model_copy(update={"status": status}), _obs())  # not seen
+    assert [type(a) for a in again] == [LaunchRun]  # relaunched by the same key
+    assert (status.pipeline_run.state, status.pipeline_run.key) == ("Pending", key)  # type: ignore[union-attr]
+    running = RunObservation(key, key, "Running", step="train")
+    _, status = reconcile(job.model_copy(update={"status": status}), _obs(running))
+    assert status.pipeline_run is not None and status.pipeline_run.state == "Running"
+    assert status.pipeline_run.message is None
 
 
 def test_the_evaluate_step_shows_as_evaluating() -> None:

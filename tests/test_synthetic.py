@@ -272,3 +272,28 @@ def test_overwrite_replaces_existing_dir(tmp_path: Path) -> None:
 def test_reading_a_dir_without_manifest_raises_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"no manifest\.json"):
         read_parquet(tmp_path)
+
+
+# --------------------------------------------------------------------------- memory bound
+
+
+def test_sizes_beyond_the_available_memory_are_refused_before_allocating() -> None:
+    huge = SyntheticSpec(n_users=10**12, n_items=1000, n_interactions=10**6)
+    with pytest.raises(ConfigError, match=r"1,000,000,000,000 users.*needs about [\d,.]+ GiB "
+                                          r"of memory.*GiB is available: lower users"):
+        generate(huge)
+
+
+def test_writing_in_chunks_is_bounded_by_users_and_items_not_interactions(
+    tmp_path: Path,
+) -> None:
+    many = SyntheticSpec(n_users=10**6, n_items=10**4, n_interactions=10**10)
+    assert synthetic.memory_needed(many, streaming=True) < synthetic.memory_needed(many) / 100
+    with pytest.raises(ConfigError, match="needs about"):
+        write_parquet(SyntheticSpec(10**12, 10, 10), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_memory_error_names_what_is_needed_and_what_is_available() -> None:
+    with pytest.raises(ConfigError, match=r"needs about 0\.5 GiB .*; 0\.2 GiB is available"):
+        synthetic.check_memory(SyntheticSpec(10**6, 100, 1000), available=2**28)

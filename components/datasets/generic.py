@@ -20,6 +20,7 @@ from kuberec.components.datasets.parsing import (
     parse_timestamps,
     read_table,
     require_columns,
+    require_values,
 )
 from kuberec.errors import DataError
 
@@ -41,11 +42,11 @@ def load_files(
     raw = read_table(path)
     hint = "map your column names with --column user_id=<yours> (or data.columns in the job)"
     require_columns(raw, [mapping["user_id"], mapping["item_id"]], path, hint)
-    first_line = 2 if path.suffix.lower() == ".csv" else 1
+    first_line = _first_line(path)
     frame = pd.DataFrame(
         {
-            "user_id": keep_ids(raw[mapping["user_id"]]),
-            "item_id": keep_ids(raw[mapping["item_id"]]),
+            field: keep_ids(require_values(raw[mapping[field]], path, mapping[field], first_line))
+            for field in ("user_id", "item_id")
         }
     )
     has_ratings = mapping["rating"] in raw.columns
@@ -83,6 +84,22 @@ def keep_ids(column: pd.Series) -> pd.Series:
     return text
 
 
+def read_ids(path: Path, column: str) -> pd.Series:
+    """One id column of a file (a list of users, say), every row given."""
+    raw = read_table(path)
+    require_columns(raw, [column], path)
+    return _ids(raw, path, column)
+
+
+def _ids(raw: pd.DataFrame, path: Path, column: str) -> pd.Series:
+    return keep_ids(require_values(raw[column], path, column, _first_line(path)))
+
+
+def _first_line(path: Path) -> int:
+    """The file line of the first row: after the header in a CSV, row 1 in Parquet."""
+    return 2 if path.suffix.lower() == ".csv" else 1
+
+
 def _column_map(columns: Mapping[str, str] | None) -> dict[str, str]:
     mapping = {field: field for field in CANONICAL_FIELDS}
     for key, value in (columns or {}).items():
@@ -98,7 +115,7 @@ def _column_map(columns: Mapping[str, str] | None) -> dict[str, str]:
 def _read_items(path: Path, used_ids: pd.Series) -> pd.DataFrame:
     raw = read_table(path)
     require_columns(raw, ["item_id"], path)
-    ids = keep_ids(raw["item_id"])
+    ids = _ids(raw, path, "item_id")
     _check_id_kind(ids, used_ids, path, "item_id")
     items = empty_items(ids.tolist())
     if "title" in raw.columns:
@@ -110,7 +127,7 @@ def _read_items(path: Path, used_ids: pd.Series) -> pd.DataFrame:
     if "text" in raw.columns:
         items["text"] = raw["text"].fillna("").astype(str).to_numpy()
     if "year" in raw.columns:
-        first_line = 2 if path.suffix.lower() == ".csv" else 1
+        first_line = _first_line(path)
         year = raw["year"].replace("", np.nan)
         present = year.notna()
         parsed = parse_numeric(year[present], path, "year", first_line).astype("int64")
@@ -125,7 +142,7 @@ def _read_users(path: Path, used_ids: pd.Series) -> pd.DataFrame:
     raw = read_table(path)
     require_columns(raw, ["user_id"], path)
     users = raw.copy()
-    users["user_id"] = keep_ids(raw["user_id"])
+    users["user_id"] = _ids(raw, path, "user_id")
     _check_id_kind(users["user_id"], used_ids, path, "user_id")
     for column in users.columns.drop("user_id"):
         numeric = pd.to_numeric(users[column], errors="coerce")

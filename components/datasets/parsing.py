@@ -63,6 +63,22 @@ def parse_numeric(series: pd.Series, path: Path, column: str, first_line: int) -
     return values
 
 
+def require_values(series: pd.Series, path: Path, column: str, first_line: int) -> pd.Series:
+    """The column unchanged, or a DataError at its first empty value (an id must be given).
+
+    An empty id would otherwise become an entity ``""`` and turn a column of
+    integer ids into text.
+    """
+    blank = _blank(series).to_numpy()
+    if blank.any():
+        line = first_line + int(np.flatnonzero(blank)[0])
+        raise DataError(
+            f"{path}, line {line}, column {column!r}: an empty value; every row needs one "
+            "(remove the row or fill it in)"
+        )
+    return series
+
+
 def parse_timestamps(series: pd.Series, path: Path, column: str, first_line: int) -> pd.Series:
     """UTC timestamps from Unix seconds or ISO-8601 text, naming the first unparseable one."""
     text = series.astype(str).str.strip()

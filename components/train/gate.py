@@ -49,9 +49,12 @@ def decide(
     else:
         needed = baseline * (1 + gate.min_improvement)
         if value >= needed:
+            worse = ""
+            if value < baseline:  # only with a negative min_improvement
+                worse = ": worse than the champion, allowed by gates.allowRegression"
             reasons.append(
                 f"{gate.metric} {value:.4f} vs champion {baseline:.4f} "
-                f"({_change(value, baseline)}; needed >= {needed:.4f})"
+                f"({_change(value, baseline)}; needed >= {needed:.4f}){worse}"
             )
         else:
             accepted = False
