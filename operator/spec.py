@@ -15,6 +15,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from kuberec.components.train.settings import (
+    AUTO_BUDGET_SECONDS,
+    AUTO_CANDIDATES,
+    AUTO_MEMORY_GIB,
+)
 from kuberec.errors import ConfigError
 from kuberec.operator.camel import CamelModel
 from kuberec.operator.status import JobStatus
@@ -99,12 +104,26 @@ class TuningSpec(CamelModel):
     trials: int = Field(0, ge=0, le=200)
 
 
-class ModelSpec(CamelModel):
-    """The model type (the default model when absent) and its hyperparameters."""
+class AutoModelSpec(CamelModel):
+    """``model.type: auto``: the candidates tried on validation data, within a budget."""
 
-    type: str | None = None
+    budget_seconds: float = Field(AUTO_BUDGET_SECONDS, gt=0)
+    candidates: list[str] = Field(default_factory=lambda: list(AUTO_CANDIDATES), min_length=1)
+    memory_gib: float = Field(AUTO_MEMORY_GIB, gt=0, alias="memoryGiB")
+
+    def settings(self) -> dict[str, Any]:
+        """Keyword arguments of ``components.train.auto.AutoSpec``."""
+        return {"budget_seconds": self.budget_seconds, "candidates": tuple(self.candidates),
+                "memory_gib": self.memory_gib}
+
+
+class ModelSpec(CamelModel):
+    """The model type (``auto``: chosen on validation data) and its hyperparameters."""
+
+    type: str = "auto"
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
+    auto: AutoModelSpec = Field(default_factory=AutoModelSpec)
 
 
 class Toleration(CamelModel):
