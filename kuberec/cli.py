@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated; leave-one-out-sampled runs the sequence models only",
     )  # fmt: skip
     quality.add_argument("--seeds", default="42,43,44")
+    quality.add_argument("--games", type=Path,
+                         help="Amazon Games Video.txt: adds its leave-one-out full-ranking table")
     quality.add_argument("--models", help="comma-separated model types (default: all)")
     quality.add_argument("--png", type=Path, default=Path("benchmarks/quality.png"))
     _add_data_dir(quality)
@@ -406,10 +408,16 @@ def _benchmark_quality(args: argparse.Namespace) -> int:
     from kuberec.components.train.quality import run_benchmark
 
     dataset = load_movielens("ml-100k", args.data_dir)
+    games = None
+    if args.games:
+        from kuberec.components.datasets.amazon_games import read_games
+
+        games = read_games(args.games)
     with console.status("quality benchmark") as status:
         report = run_benchmark(
             dataset,
-            protocols=args.protocols.split(","),
+            games=games,
+            protocols=[p for p in args.protocols.split(",") if p],
             seeds=[int(s) for s in args.seeds.split(",")],
             models=args.models.split(",") if args.models else None,
             png=args.png,
