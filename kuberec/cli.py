@@ -26,7 +26,8 @@ from kuberec.errors import ConfigError, KuberecError
 if TYPE_CHECKING:
     from kuberec.components.datasets.canonical import Dataset
     from kuberec.components.features.store import StoreSettings
-    from kuberec.operator.spec import DataSpec, RankingSpec
+    from kuberec.components.train.auto import AutoSpec, Selection
+    from kuberec.operator.spec import AutoModelSpec, DataSpec, RankingSpec
 
 console = Console()
 err_console = Console(stderr=True)
@@ -121,7 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--items", type=Path, help="items: item_id + title, genres, text")
     train.add_argument("--users", type=Path, help="users: user_id + attributes")
     train.add_argument("--column", action="append", default=[], metavar="CANONICAL=YOURS")
-    train.add_argument("--model", help="model type (default: the best measured)")
+    train.add_argument(
+        "--model", help="model type (default: auto, the best of the candidates on validation)"
+    )
+    train.add_argument("--budget-seconds", type=float,
+                       help="auto: seconds the candidates may take together (default 300)")
+    train.add_argument("--candidates", help="auto: comma-separated model types to try "
+                       "(default ease_t,ease,sparse_ease,item_knn,popularity)")
     train.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="a hyperparameter or training setting, e.g. --set dim=128 --set workers=2",
@@ -161,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated; leave-one-out-sampled runs the sequence models only",
     )  # fmt: skip
     quality.add_argument("--seeds", default="42,43,44")
+    quality.add_argument("--games", type=Path,
+                         help="Amazon Games Video.txt: adds its leave-one-out full-ranking table")
     quality.add_argument("--models", help="comma-separated model types (default: all)")
     quality.add_argument("--png", type=Path, default=Path("benchmarks/quality.png"))
     _add_data_dir(quality)
@@ -314,15 +323,17 @@ def _train(args: argparse.Namespace) -> int:
     from kuberec.components.datasets.sources import load_source
     from kuberec.components.train.run import describe, train_run
     from kuberec.components.train.settings import TrainSettings, training_fields
-    from kuberec.operator.spec import DataSpec, FileSpec, load_job
+    from kuberec.operator.spec import AutoModelSpec, DataSpec, FileSpec, load_job
 
     overrides = dict(_typed_key_value(item) for item in args.set)
+    auto = AutoModelSpec()
     if args.file:
         job = load_job(args.file)
         data_spec, base = job.spec.data, args.file.parent
         model_type = args.model or job.spec.model.type
         hparams = {**job.spec.model.hyperparameters}
         training = training_fields(job.spec.training.model_dump())
+        auto = job.spec.model.auto
     else:
         columns = dict(_key_value(item, "--column") for item in args.column)
         if args.dataset:
@@ -338,6 +349,7 @@ def _train(args: argparse.Namespace) -> int:
     training.update({k: v for k, v in overrides.items() if k in setting_names})
     hparams.update({k: v for k, v in overrides.items() if k not in setting_names})
     settings = TrainSettings(**training)
+    auto_settings = _auto_settings(auto, args)
     dataset = load_source(data_spec, data_dir=args.data_dir, base=base)
     embeddings = None
     if not args.no_text_embeddings and (dataset.items["title"] != "").any():
@@ -348,8 +360,10 @@ def _train(args: argparse.Namespace) -> int:
     source = {"spec": _absolute(data_spec, base).model_dump(exclude_none=True)}
     summary = train_run(
         dataset, args.out, model_type=model_type, hparams=hparams, settings=settings,
-        source=source, text_embeddings=embeddings,
+        source=source, text_embeddings=embeddings, auto=auto_settings, progress=console.print,
     )  # fmt: skip
+    if summary.selection is not None:
+        console.print(_selection_table(summary.selection))
     console.print_json(describe(summary))
     return 0
 
@@ -392,6 +406,29 @@ def _diversities(assignments: list[str]) -> tuple[list[str], list[float] | None]
         else:
             rest.append(text)
     return rest, sweep
+
+
+def _auto_settings(auto: AutoModelSpec, args: argparse.Namespace) -> AutoSpec:
+    """``model.auto`` of the job (or its defaults), with the CLI's overrides."""
+    from kuberec.components.train.auto import AutoSpec
+
+    values = auto.settings()
+    if args.budget_seconds is not None:
+        values["budget_seconds"] = args.budget_seconds
+    if args.candidates:
+        values["candidates"] = tuple(c.strip() for c in args.candidates.split(",") if c.strip())
+    return AutoSpec(**values)
+
+
+def _selection_table(selection: Selection) -> Table:
+    from kuberec.components.train.auto import TABLE_COLUMNS, table
+
+    grid = Table(title=f"model auto: chose {selection.chosen} (validation {selection.metric})")
+    for column in TABLE_COLUMNS:
+        grid.add_column(column)
+    for row in table(selection.to_dict()):
+        grid.add_row(*row)
+    return grid
 
 
 def _recommend(args: argparse.Namespace) -> int:
@@ -442,10 +479,16 @@ def _benchmark_quality(args: argparse.Namespace) -> int:
     from kuberec.components.train.quality import run_benchmark
 
     dataset = load_movielens("ml-100k", args.data_dir)
+    games = None
+    if args.games:
+        from kuberec.components.datasets.amazon_games import read_games
+
+        games = read_games(args.games)
     with console.status("quality benchmark") as status:
         report = run_benchmark(
             dataset,
-            protocols=args.protocols.split(","),
+            games=games,
+            protocols=[p for p in args.protocols.split(",") if p],
             seeds=[int(s) for s in args.seeds.split(",")],
             models=args.models.split(",") if args.models else None,
             png=args.png,

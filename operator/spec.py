@@ -23,6 +23,11 @@ from pydantic import (
     model_validator,
 )
 
+from kuberec.components.train.settings import (
+    AUTO_BUDGET_SECONDS,
+    AUTO_CANDIDATES,
+    AUTO_MEMORY_GIB,
+)
 from kuberec.errors import ConfigError
 from kuberec.operator.camel import CamelModel
 from kuberec.operator.status import JobStatus
@@ -107,37 +112,59 @@ class TuningSpec(CamelModel):
     trials: int = Field(0, ge=0, le=200)
 
 
+AUTO_MODEL = "auto"
+
+
 def model_type_names() -> list[str]:
-    """The values ``model.type`` accepts: the registry's types (the CRD's enum)."""
+    """The values ``model.type`` accepts: ``auto`` and the registry's types (the CRD's enum)."""
     from kuberec.components.models.registry import MODEL_TYPES
 
-    return sorted(MODEL_TYPES)
+    return [AUTO_MODEL, *sorted(MODEL_TYPES)]
 
 
 def _model_type_enum(schema: dict[str, Any]) -> None:
     schema["enum"] = model_type_names()  # called only when the schema is generated (the CRD)
 
 
-class ModelSpec(CamelModel):
-    """The model type (the default model when absent) and its hyperparameters."""
+class AutoModelSpec(CamelModel):
+    """``model.type: auto``: the candidates tried on validation data, within a budget."""
 
-    type: str | None = Field(None, json_schema_extra=_model_type_enum)
+    budget_seconds: float = Field(AUTO_BUDGET_SECONDS, gt=0)
+    candidates: list[str] = Field(default_factory=lambda: list(AUTO_CANDIDATES), min_length=1)
+    memory_gib: float = Field(AUTO_MEMORY_GIB, gt=0, alias="memoryGiB")
+
+    def settings(self) -> dict[str, Any]:
+        """Keyword arguments of ``components.train.auto.AutoSpec``."""
+        return {"budget_seconds": self.budget_seconds, "candidates": tuple(self.candidates),
+                "memory_gib": self.memory_gib}
+
+
+class ModelSpec(CamelModel):
+    """The model type (``auto``: chosen on validation data) and its hyperparameters."""
+
+    type: str = Field(AUTO_MODEL, json_schema_extra=_model_type_enum)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
+    auto: AutoModelSpec = Field(default_factory=AutoModelSpec)
 
     @model_validator(mode="after")
     def _known_type_and_hyperparameters(self) -> ModelSpec:
         """The registry's own checks, when the job is loaded: not after ingest and features ran.
 
-        The registry (and torch with it) is imported only when there is something to check.
+        The registry (and torch with it) is imported only when there is something to check:
+        a named type, hyperparameters, or candidates other than the default ones.
         """
-        if self.type is None and not self.hyperparameters:
-            return self
-        from kuberec.components.models.registry import resolve_hparams
-        from kuberec.components.train.run import DEFAULT_MODEL
-
         try:
-            resolve_hparams(self.type or DEFAULT_MODEL, self.hyperparameters)
+            if self.type == AUTO_MODEL:
+                if self.hyperparameters or tuple(self.auto.candidates) != AUTO_CANDIDATES:
+                    from kuberec.components.train.auto import AutoSpec, require_no_hparams
+
+                    require_no_hparams(self.hyperparameters)
+                    AutoSpec(**self.auto.settings())
+                return self
+            from kuberec.components.models.registry import resolve_hparams
+
+            resolve_hparams(self.type, self.hyperparameters)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return self

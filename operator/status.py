@@ -45,6 +45,27 @@ class Lineage(CamelModel):
     trained_at: str
 
 
+class CandidateRecord(CamelModel):
+    """One model type ``auto`` considered: its validation metrics, cost, or why it was skipped."""
+
+    model_type: str
+    status: Literal["chosen", "trained", "skipped", "failed"]
+    reason: str = ""
+    validation: dict[str, float] = Field(default_factory=dict)
+    estimated_seconds: float = 0.0
+    estimated_memory_mb: float = 0.0
+    fit_seconds: float | None = None
+    peak_memory_mb: float | None = None
+
+
+class SelectionRecord(CamelModel):
+    """What ``model.type: auto`` tried, and the type it chose (by the validation metric)."""
+
+    chosen: str
+    metric: str
+    candidates: list[CandidateRecord]
+
+
 class ModelRecord(CamelModel):
     """A packaged model: the champion (serving) or a challenger (candidate)."""
 
@@ -53,6 +74,7 @@ class ModelRecord(CamelModel):
     model_type: str
     metrics: dict[str, float] = Field(default_factory=dict)
     lineage: Lineage
+    selection: SelectionRecord | None = None  # set when the job's model type is auto
 
 
 class GateDecision(CamelModel):

@@ -66,6 +66,12 @@ def train(
     model.metadata.update({"model_type": info["model_type"], "best_epoch": info["best_epoch"]})
     for name, value in info["validation"].items():
         validation.log_metric(name, float(value))
+    for candidate in info.get("selection", {}).get("candidates", []):  # model.type auto
+        for name, value in candidate["validation"].items():
+            validation.log_metric(f"auto_{candidate['model_type']}_{name}", float(value))
+        if candidate["fit_seconds"] is not None:
+            validation.log_metric(f"auto_{candidate['model_type']}_fit_seconds",
+                                  float(candidate["fit_seconds"]))
     png = Path(model.path) / "curves.png"
     image = base64.b64encode(png.read_bytes()).decode() if png.exists() else ""
     Path(curves.path).write_text(f'<img src="data:image/png;base64,{image}"/>')

@@ -38,6 +38,10 @@ def write_report(path: Path, job: RecommenderJob, result: dict[str, Any]) -> Non
         other = champion.get(name)
         lines.append(f"| {name} | {value:.4f} | {'' if other is None else f'{other:.4f}'} |")
     lines += ["", "## Gate", ""] + [f"- {reason}" for reason in decision["reasons"]]
+    if result.get("selection"):
+        from kuberec.components.train.auto import markdown
+
+        lines += ["", "## Model selection (auto)", "", *markdown(result["selection"])]
     encoded = base64.b64encode(png.read_bytes()).decode()
     lines += ["", f"![champion vs challenger](data:image/png;base64,{encoded})", ""]
     path.write_text("\n".join(lines))

@@ -34,7 +34,7 @@ from kuberec.components.package import (
 )
 from kuberec.components.train.compare import compare
 from kuberec.components.train.gate import Gate, decide
-from kuberec.components.train.run_dir import MODEL
+from kuberec.components.train.run_dir import METRICS, MODEL
 from kuberec.operator.spec import RecommenderJob
 from kuberec.pipelines.context import RunContext, parse_job
 
@@ -103,7 +103,8 @@ def features_step(job_text: str, context_text: str, dataset_dir: str, frame_path
 
 def train_step(job_text: str, context_text: str, dataset_dir: str, run_dir: str) -> dict:
     """Train the job's model on the evaluation protocol's training part (Ray, or closed form)."""
-    from kuberec.components.train.run import DEFAULT_MODEL, train_run
+    from kuberec.components.train.auto import AUTO, AutoSpec, require_no_hparams, select
+    from kuberec.components.train.run import train_run
     from kuberec.components.train.settings import TrainSettings, training_fields
 
     job, context = parse_job(job_text), RunContext.from_json(context_text)
@@ -115,9 +116,15 @@ def train_step(job_text: str, context_text: str, dataset_dir: str, run_dir: str)
         address = context.ray_address or training.ray_address
         settings = TrainSettings(**{**training_fields(training.model_dump()),
                                     "ray_address": address})  # fmt: skip
-        model_type = job.spec.model.type or DEFAULT_MODEL
+        model_type = job.spec.model.type
         hparams = dict(job.spec.model.hyperparameters)
         embeddings = _embeddings(job, dataset)
+        selection = None
+        if model_type == AUTO:  # chosen on validation carved from the training part
+            require_no_hparams(hparams)
+            selection = select(train_set, AutoSpec(**job.spec.model.auto.settings()), settings,
+                               text_embeddings=embeddings)
+            model_type = selection.chosen
         tuned: dict[str, Any] = {}
         if job.spec.model.tuning.trials > 0:
             from kuberec.components.train.tune import tune_hparams
@@ -133,7 +140,7 @@ def train_step(job_text: str, context_text: str, dataset_dir: str, run_dir: str)
             train_set, Path(run_dir), model_type=model_type, hparams=hparams, settings=settings,
             source={"spec": job.spec.data.model_dump(mode="json", exclude_none=True),
                     "protocol": job.spec.evaluation.protocol, "part": "train"},
-            text_embeddings=embeddings, overwrite=True,
+            text_embeddings=embeddings, overwrite=True, selection=selection,
         )  # fmt: skip
         return {
             "model_type": summary.model_type,
@@ -141,6 +148,7 @@ def train_step(job_text: str, context_text: str, dataset_dir: str, run_dir: str)
             "validation": summary.validation,
             "seconds": summary.seconds,
             "tuning": tuned,
+            **({"selection": selection.to_dict()} if selection else {}),
         }
 
 
@@ -170,6 +178,9 @@ def evaluate_step(
             **comparison.to_dict(),
             "decision": decision.to_dict(),
         }
+        selection = _selection(Path(run_dir))
+        if selection:
+            result["selection"] = selection
         write_report(Path(report_path), job, result)
         event["report"] = str(report_path)
         return result
@@ -209,12 +220,19 @@ def package_step(
             "model": {
                 "version": packaged.tag, "uri": uri, "modelType": training["model_type"],
                 "metrics": evaluation["challenger"], "lineage": lineage,
+                **({"selection": training["selection"]} if "selection" in training else {}),
             },
             "decision": evaluation["decision"],
             "championMetrics": evaluation["champion"],
         }  # fmt: skip
         _write_text(context.result_uri(job), json.dumps(result, indent=2))
         return result
+
+
+def _selection(run_dir: Path) -> dict[str, Any] | None:
+    """What ``model.type: auto`` tried, from the run's metrics.json (None: a named type)."""
+    metrics = run_dir / METRICS
+    return json.loads(metrics.read_text()).get("selection") if metrics.is_file() else None
 
 
 def _split(job: RecommenderJob, dataset: Dataset) -> Split:

@@ -153,11 +153,13 @@ def test_a_ranking_declares_pins_and_exclusions_by_item_id(tmp_path: Path) -> No
         ("{type: deepfm}", r"spec.model: unknown model type 'deepfm'; valid: \[.*'ease_t'"),
         ("{type: mf, hyperparameters: {dimension: 8}}",
          r"spec.model: unknown hyperparameter\(s\) \['dimension'\] for model type 'mf'"),
-        ("{hyperparameters: {lam: 0}}", r"spec.model: ease_t hyperparameter 'lam': "),
+        ("{hyperparameters: {lam: 0}}", r"spec.model: hyperparameters \['lam'\] need a model type"),
+        ("{auto: {candidates: [ease, deepfm]}}", r"spec.model: unknown model type 'deepfm'"),
         ("{type: sasrec, hyperparameters: {dim: 10, nHeads: 3}}", r"unknown hyperparameter"),
         ("{type: sasrec, hyperparameters: {dim: 10, n_heads: 3}}", r"'n_heads': must divide"),
     ],
-    ids=["out-of-range", "unknown-type", "unknown-key", "default-type", "camel-key", "cross"],
+    ids=["out-of-range", "unknown-type", "unknown-key", "auto-with-hyperparameters",
+         "unknown-candidate", "camel-key", "cross"],
 )
 def test_model_type_and_hyperparameters_are_checked_when_the_job_loads(
     tmp_path: Path, model: str, rule: str

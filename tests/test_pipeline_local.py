@@ -56,7 +56,8 @@ def first(workdir: Path) -> JobStatus:
 
 def test_a_first_run_ends_with_a_packaged_champion(first: JobStatus) -> None:
     assert first.phase == "Serving"
-    assert first.champion is not None and first.champion.model_type == "ease_t"
+    assert first.champion is not None and first.champion.selection is not None
+    assert first.champion.model_type == first.champion.selection.chosen  # model.type auto
     assert Path(first.champion.uri.removeprefix("file://")).exists()
     assert first.gate is not None and first.gate.accepted
 
@@ -73,6 +74,7 @@ def test_every_step_ran_and_left_its_artifacts(first: JobStatus, workdir: Path) 
     assert {"ingest", "features", "train", "evaluate", "package"} <= steps
     report = next(roots[0].glob("evaluate/report"))
     assert "challenger accepted" in report.read_text()
+    assert "## Model selection (auto)" in report.read_text()
 
 
 def test_the_same_spec_and_data_train_nothing(first: JobStatus, workdir: Path) -> None:

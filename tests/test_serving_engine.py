@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.train.run import train_run
@@ -164,3 +165,19 @@ def test_diversity_changes_the_list_but_keeps_its_length(engine: Engine) -> None
     [plain, ranked] = engine.rank([Query(user, k=10), Query(user, k=10, ranking=diverse)])
     assert len(ranked.items) == 10 and ranked.items.tolist() != plain.items.tolist()
     assert ranked.items[0] == plain.items[0]
+
+
+def test_a_sparse_ease_run_ranks_by_its_sparse_scores(tmp_path: Path) -> None:
+    from kuberec.components.datasets.synthetic import SyntheticSpec, generate
+
+    out = tmp_path / "sparse"
+    train_run(generate(SyntheticSpec(120, 70, 3000, seed=2)), out, model_type="sparse_ease",
+              hparams={"neighbours": 20}, settings=TrainSettings(backend="local"))
+    engine = Engine.load(out)
+    user = 5
+    [ranked] = engine.rank([Query(user=user, k=10)])
+    seen = engine.loaded.history.of(user)
+    dense = engine.model.score(torch.tensor([user]), torch.as_tensor(seen[None, :]))[0]
+    dense[torch.as_tensor(seen)] = -float("inf")
+    assert not ranked.fallback and engine.factors is None and engine.item_item is None
+    assert ranked.items.tolist() == torch.topk(dense, 10).indices.tolist()

@@ -26,6 +26,14 @@ from kuberec.errors import ConfigError
 
 Mask: TypeAlias = np.ndarray | sp.spmatrix | sp.sparray
 
+#: Score cells (users x items) held at once: top-K keeps a few float64 copies of them.
+SCORE_CELLS = 8_000_000
+
+
+def user_batch(n_items: int, most: int = 512) -> int:
+    """Users scored together: ``most`` on small catalogues, fewer at a million items."""
+    return max(1, min(most, SCORE_CELLS // max(n_items, 1)))
+
 
 @dataclass(frozen=True)
 class TopK:
@@ -177,14 +185,17 @@ def recommend(
     *,
     exclude_seen: bool = True,
     allowed: np.ndarray | None = None,
-    batch_size: int = 512,
+    batch_size: int | None = None,
     select: Select = top_k,
 ) -> TopK:
     """Top-K item indices for user indices (unknown users: -1), in batches of users.
 
     ``select`` turns each batch's scores into lists (default: the plain top-K).
+    ``batch_size`` defaults to :func:`user_batch` of the catalogue, so memory stays
+    bounded at any catalogue size.
     """
     users = np.asarray(users, dtype=np.int64)
+    batch_size = batch_size or user_batch(model.schema.n_items)
     seen = history.seen_matrix() if exclude_seen else None
     parts: list[TopK] = []
     for lo in range(0, len(users), batch_size):

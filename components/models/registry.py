@@ -32,6 +32,7 @@ from kuberec.components.models.mf import MatrixFactorization
 from kuberec.components.models.ncf import NeuMF
 from kuberec.components.models.popularity import Popularity
 from kuberec.components.models.sasrec import SASRec
+from kuberec.components.models.sparse_ease import SparseEASE
 from kuberec.components.models.two_tower import TwoTower
 from kuberec.errors import ConfigError
 
@@ -105,6 +106,13 @@ MODEL_TYPES: dict[str, ModelType] = {
             "ease_t", EASE, "EASE over co-occurrence mixed with a time-proximity kernel",
             defaults={"lam": 150.0, "time_mix": 0.7, "time_tau": 60.0, "max_items": 20_000},
             rules=_EASE_RULES, model_keys=_EASE_KEYS,
+        ),
+        ModelType(
+            "sparse_ease", SparseEASE,
+            "EASE restricted to each item's top co-occurring items (fsSLIM-style): any catalogue",
+            defaults={"lam": 800.0, "neighbours": 200},
+            rules={"lam": FloatRange(0.0, open_minimum=True), "neighbours": IntRange(1)},
+            model_keys=("lam", "neighbours"),
         ),
         ModelType(
             "mf", MatrixFactorization, "matrix factorisation with BPR loss",

@@ -29,9 +29,7 @@ from kuberec.components.evaluation import (
     slice_report,
 )
 from kuberec.components.models import EncodedData, Recommender, score_users, top_k
-from kuberec.components.models.recommend import Select
-
-USER_BATCH = 512
+from kuberec.components.models.recommend import Select, user_batch
 
 
 def evaluate_split(
@@ -73,10 +71,11 @@ def full_ranking(
     user_ids, users = np.asarray(user_ids, dtype=object)[users >= 0], users[users >= 0]
     mask = _pairs_matrix(data, seen)
     frames = []
-    for lo in range(0, len(users), USER_BATCH):
-        chunk = users[lo : lo + USER_BATCH]
+    batch = user_batch(data.n_items)
+    for lo in range(0, len(users), batch):
+        chunk = users[lo : lo + batch]
         top = select(score_users(model, data.history, chunk), k, exclude=mask[chunk])
-        frames.append(top.to_frame(user_ids[lo : lo + USER_BATCH], data.item_index))
+        frames.append(top.to_frame(user_ids[lo : lo + batch], data.item_index))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -99,8 +98,9 @@ def _rank_candidates(
     users, items = users[known], items[known]
     scores = np.empty(len(frame), dtype=np.float64)
     unique_users, inverse = np.unique(users, return_inverse=True)
-    for lo in range(0, len(unique_users), USER_BATCH):
-        chunk = unique_users[lo : lo + USER_BATCH]
+    batch = user_batch(data.n_items)
+    for lo in range(0, len(unique_users), batch):
+        chunk = unique_users[lo : lo + batch]
         table = score_users(model, data.history, chunk).float().cpu().numpy()
         rows = np.flatnonzero((inverse >= lo) & (inverse < lo + len(chunk)))
         scores[rows] = table[inverse[rows] - lo, items[rows]]

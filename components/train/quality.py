@@ -20,6 +20,7 @@ import pandas as pd
 
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.evaluation import split
+from kuberec.components.train.auto import AUTO, AutoSpec, select
 from kuberec.components.train.offline_eval import evaluate_split
 from kuberec.components.train.ray_runner import train
 from kuberec.components.train.run import DEFAULT_MODEL
@@ -62,7 +63,12 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("sasrec", {}),
     Recipe("gru4rec", {}),
     Recipe("dcn", {}),
+    Recipe("sparse_ease", {}),
+    Recipe(AUTO, {}),
 )
+#: Amazon Games (leave-one-out, full ranking): the closed-form types and auto's choice.
+GAMES_RECIPES = tuple(r for r in RECIPES if r.model_type in ("popularity", "item_knn",
+                                                              "sparse_ease", AUTO))
 
 
 def run_protocol(
@@ -84,8 +90,11 @@ def run_protocol(
                 backend="local", epochs=recipe.epochs, patience=recipe.patience, seed=seed
             )
             started = time.perf_counter()
+            chosen = recipe.model_type
+            if chosen == AUTO:  # selected on validation carved from the protocol's train split
+                chosen = select(train_set, AutoSpec(), settings).chosen
             outcome = train(
-                recipe.model_type, train_set, recipe.hparams, settings,
+                chosen, train_set, recipe.hparams, settings,
                 storage_path=Path("."), run_name="quality",
             )  # fmt: skip
             seconds = time.perf_counter() - started
@@ -93,6 +102,7 @@ def run_protocol(
             row = {
                 "protocol": protocol,
                 "model": recipe.model_type,
+                "chosen": chosen,
                 "seed": seed,
                 "train_s": seconds,
                 **{m: result[m] for m in ("ndcg", "precision", "recall", "map", "hit_rate")},
@@ -156,6 +166,15 @@ def default_model_meets_target(results: pd.DataFrame) -> tuple[bool, dict[str, f
     return scores["ndcg"] >= 0.49 and scores["precision"] >= 0.42, scores
 
 
+def _auto_choices(results: pd.DataFrame) -> list[str]:
+    """A line naming what auto chose per seed (empty when auto did not run)."""
+    rows = results[results["model"] == AUTO]
+    if rows.empty:
+        return []
+    chosen = ", ".join(f"seed {r.seed}: {r.chosen}" for r in rows.itertuples())
+    return [f"auto chose: {chosen}.", ""]
+
+
 def run_benchmark(
     dataset: Dataset,
     *,
@@ -164,8 +183,13 @@ def run_benchmark(
     models: Sequence[str] | None,
     png: Path,
     progress: Callable[[str], None] = lambda _: None,
+    games: Dataset | None = None,
 ) -> str:
-    """Run the protocols and return the Markdown report (tables, the target's verdict)."""
+    """Run the protocols and return the Markdown report (tables, the target's verdict).
+
+    ``games``: also Amazon Games under leave-one-out with full ranking (closed-form types
+    and auto, ``GAMES_RECIPES``).
+    """
     recipes = [r for r in RECIPES if models is None or r.model_type in models]
     if not recipes:
         raise ConfigError(
@@ -188,7 +212,17 @@ def run_benchmark(
             stratified, summary = results, with_published(summary)
         seed_text = ", ".join(map(str, seeds))
         lines += [f"### {protocol} (ml-100k, K=10, seeds {seed_text})", ""]
-        lines += [summary.to_markdown(index=False), ""]
+        lines += [summary.to_markdown(index=False), "", *_auto_choices(results)]
+    if games is not None:
+        subset = [r for r in GAMES_RECIPES if models is None or r.model_type in models]
+
+        def show_games(row: dict[str, Any]) -> None:
+            progress(f"games: {row['model']} seed {row['seed']} ndcg {row['ndcg']:.4f}")
+
+        results = run_protocol(games, "leave-one-out", subset, seeds, on_result=show_games)
+        lines += [f"### leave-one-out, full ranking (Amazon Games, K=10, seeds "
+                  f"{', '.join(map(str, seeds))})", ""]
+        lines += [summarise(results).to_markdown(index=False), "", *_auto_choices(results)]
     if stratified is not None and DEFAULT_MODEL in set(stratified["model"]):
         met, scores = default_model_meets_target(stratified)
         verdict = "meets" if met else "does NOT meet"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 from kuberec import __version__
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.models import save_model
+from kuberec.components.train.auto import AUTO, AutoSpec, Selection, require_no_hparams, select
 from kuberec.components.train.ray_runner import TrainOutcome, train
 from kuberec.components.train.run_dir import (
     CONFIG,
@@ -25,8 +27,10 @@ from kuberec.components.train.run_dir import (
 from kuberec.components.train.settings import TrainSettings
 from kuberec.errors import ConfigError
 
-#: The best model measured on ml-100k (benchmarks/RESULTS.md, quality).
-DEFAULT_MODEL = "ease_t"
+#: The default: choose among the candidates on validation data (components/train/auto.py).
+DEFAULT_MODEL = AUTO
+#: The best single model measured on ml-100k (benchmarks/RESULTS.md, quality).
+BEST_MEASURED = "ease_t"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class RunSummary:
     best_epoch: int
     validation: dict[str, float]
     seconds: float
+    selection: Selection | None = None
 
 
 def train_run(
@@ -48,23 +53,37 @@ def train_run(
     source: dict[str, Any] | None = None,
     text_embeddings: np.ndarray | None = None,
     overwrite: bool = False,
+    auto: AutoSpec | None = None,
+    selection: Selection | None = None,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> RunSummary:
-    """Train and write ``out``; an existing non-empty run directory is never clobbered."""
+    """Train and write ``out``; an existing non-empty run directory is never clobbered.
+
+    ``model_type`` auto (the default) first selects a type with ``auto``'s budget
+    and candidates (or takes an earlier ``selection``), then fits the winner on all
+    of ``dataset``.
+    """
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ConfigError(f"{out} already holds a run; choose another --out or remove it")
     settings = settings or TrainSettings()
     model_type = model_type or DEFAULT_MODEL
+    if model_type == AUTO:
+        require_no_hparams(hparams)
+        selection = selection or select(dataset, auto or AutoSpec(), settings,
+                                        text_embeddings=text_embeddings, progress=progress)
+        model_type = selection.chosen
     out.mkdir(parents=True, exist_ok=True)
     storage = settings.storage_path or out / "ray"
     outcome = train(
         model_type, dataset, hparams, settings, storage_path=storage,
         run_name=out.name or "run", text_embeddings=text_embeddings,
     )  # fmt: skip
-    _write(out, outcome, settings, source or {"dataset": dataset.name}, overwrite)
+    _write(out, outcome, settings, source or {"dataset": dataset.name}, overwrite, selection)
     dataset.items[["item_id", "title"]].to_parquet(out / ITEMS, index=False)
     return RunSummary(
-        out, model_type, outcome.best_epoch, outcome.validation, round(outcome.seconds, 2)
+        out, model_type, outcome.best_epoch, outcome.validation, round(outcome.seconds, 2),
+        selection,
     )
 
 
@@ -74,6 +93,7 @@ def _write(
     settings: TrainSettings,
     source: dict[str, Any],
     overwrite: bool,
+    selection: Selection | None,
 ) -> None:
     if overwrite and (out / MODEL).exists():
         shutil.rmtree(out / MODEL)
@@ -97,6 +117,7 @@ def _write(
             "validation": outcome.validation,
             "seconds": outcome.seconds,
             "checkpoint": outcome.checkpoint,
+            **({"selection": selection.to_dict()} if selection else {}),
             "data": {
                 "users": outcome.data.n_users,
                 "items": outcome.data.n_items,
@@ -115,5 +136,6 @@ def describe(summary: RunSummary) -> str:
             "best_epoch": summary.best_epoch,
             "validation": {k: round(v, 4) for k, v in summary.validation.items()},
             "seconds": summary.seconds,
+            **({"chosen_by": "auto"} if summary.selection else {}),
         }
     )

@@ -9,6 +9,12 @@ from typing import Any
 
 from kuberec.errors import ConfigError
 
+#: ``model.type: auto``'s defaults (components/train/auto.py): the closed-form types, which
+#: fit in seconds on 2 CPU cores; deep models only when listed in ``model.auto.candidates``.
+AUTO_CANDIDATES = ("ease_t", "ease", "sparse_ease", "item_knn", "popularity")
+AUTO_BUDGET_SECONDS = 300.0
+AUTO_MEMORY_GIB = 12.0
+
 
 @dataclass(frozen=True)
 class TrainSettings:

@@ -1,0 +1,299 @@
+"""``model.type: auto``: try the model types that fit the data, keep the best on validation.
+
+Every candidate is fitted on the training part minus a per-user validation holdout
+(:func:`~kuberec.components.train.validation.carve_holdout`, carved from the
+training part only: the gate's holdout is never seen) and scored on it; the best
+by the validation metric wins and is then refitted on the whole training part by
+the caller. Which candidates run is decided *before* fitting, from the data:
+
+* catalogue size against a type's ``max_items`` (EASE's dense inverse) and a
+  memory estimate against ``memory_gib``;
+* timestamps for sequence models and EASE-T (whose time kernel is EASE without them);
+* an estimate of fit seconds from the data's size against what is left of the budget.
+
+Skip decisions use estimates only, never the clock, so a run is deterministic for
+a seed on a busy machine as on an idle one; measured seconds and peak memory are
+reported beside them. A candidate that raises (or diverges) is recorded as failed
+and the others carry on; only when none succeeds does selection fail, naming each.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import psutil
+
+from kuberec.components.datasets.canonical import Dataset
+from kuberec.components.models import EncodedData, build_model, resolve_hparams
+from kuberec.components.models.item_knn import neighbour_count
+from kuberec.components.models.registry import MODEL_TYPES, model_type
+from kuberec.components.train.local_runner import fit_local
+from kuberec.components.train.settings import (
+    AUTO_BUDGET_SECONDS,
+    AUTO_CANDIDATES,
+    AUTO_MEMORY_GIB,
+    TrainSettings,
+)
+from kuberec.components.train.validation import Holdout, carve_holdout, encode_holdout, validate
+from kuberec.errors import ConfigError, KuberecError
+
+AUTO = "auto"
+#: Holdout users scored per candidate: bounds validation time at any catalogue size.
+VALIDATION_USERS = 3000
+SEQUENCE_TYPES = ("sasrec", "gru4rec")
+#: Seconds per (training example x epoch) of the trained types on one CPU core (measured here).
+_SECONDS_PER_SAMPLE = {"mf": 5e-6, "ncf": 3e-5, "two_tower": 3e-5, "sasrec": 1e-4,
+                       "gru4rec": 1e-4, "dcn": 5e-5}
+
+
+@dataclass(frozen=True)
+class AutoSpec:
+    """``model.auto``: the time budget, the candidate list and the memory they may use."""
+
+    budget_seconds: float = AUTO_BUDGET_SECONDS
+    candidates: tuple[str, ...] = AUTO_CANDIDATES
+    memory_gib: float = AUTO_MEMORY_GIB
+
+    def __post_init__(self) -> None:
+        if not self.candidates:
+            raise ConfigError("model.auto.candidates: list at least one model type")
+        for name in self.candidates:
+            if name == AUTO:
+                raise ConfigError("model.auto.candidates: 'auto' cannot be its own candidate")
+            model_type(name)  # unknown names fail here, listing the valid ones
+        if self.budget_seconds <= 0 or self.memory_gib <= 0:
+            raise ConfigError("model.auto: budgetSeconds and memoryGiB must be > 0")
+
+
+@dataclass
+class Candidate:
+    """One row of the selection table."""
+
+    model_type: str
+    status: str  # "chosen", "trained", "skipped", "failed"
+    reason: str = ""
+    validation: dict[str, float] = field(default_factory=dict)
+    estimated_seconds: float = 0.0
+    estimated_memory_mb: float = 0.0
+    fit_seconds: float | None = None
+    peak_memory_mb: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Selection:
+    chosen: str
+    metric: str
+    candidates: list[Candidate]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chosen": self.chosen, "metric": self.metric,
+                "candidates": [c.to_dict() for c in self.candidates]}
+
+
+@dataclass(frozen=True)
+class DataSize:
+    """What the estimates read: sizes, and the co-occurrence work per item."""
+
+    n_users: int
+    n_items: int
+    n_interactions: int
+    pairs: float  # Σ_u |u|²: nonzeros bound of the Gram matrix, pairs of the time kernel
+    partners: np.ndarray  # per item, Σ over its users of |u| - 1: bound of its Gram row
+    has_timestamps: bool
+
+    @classmethod
+    def of(cls, data: EncodedData, has_timestamps: bool) -> DataSize:
+        lengths = data.history.lengths().astype(np.float64)
+        per_item = np.bincount(data.items, weights=lengths[data.users] - 1,
+                               minlength=data.n_items)
+        return cls(data.n_users, data.n_items, data.n_interactions,
+                   float((lengths**2).sum()), per_item, has_timestamps)
+
+
+def estimate(name: str, hparams: dict[str, Any], size: DataSize,
+             settings: TrainSettings) -> tuple[float, float]:
+    """(seconds, MB) a fit of ``name`` should take on data of ``size``: rough, deterministic."""
+    n, nnz = float(size.n_items), float(size.n_interactions)
+    base_mb = nnz * 40 / 2**20
+    if name == "popularity":
+        return 0.5 + nnz * 1e-7, base_mb
+    if name in ("ease", "ease_t"):
+        seconds = n**3 * 1.5e-10 + n**2 * 5e-8
+        memory = 4 * 8 * n**2
+        if name == "ease_t" and hparams["time_mix"] > 0:
+            seconds += size.pairs * 1e-7
+            memory += 8 * n**2
+        return seconds, base_mb + memory / 2**20
+    if name == "item_knn":
+        memory = 4e6 * 8 + n * hparams["neighbours"] * 12  # a block of similarities, the table
+        return n**2 * 2e-8 + nnz * 1e-6, base_mb + memory / 2**20
+    if name == "sparse_ease":
+        k = np.minimum(size.partners, neighbour_count(size.n_items, hparams["neighbours"]))
+        seconds = float((k**2).sum()) * 1e-7 + float((k**3).sum()) * 1e-9 + size.pairs * 1e-7
+        memory = size.pairs * 36 + n * k.max(initial=1) * 16
+        return seconds, base_mb + memory / 2**20
+    per_sample = _SECONDS_PER_SAMPLE.get(name, 1e-4)
+    return settings.epochs * nnz * per_sample, base_mb + n * 256 * 4 / 2**20
+
+
+def fits(name: str, hparams: dict[str, Any], size: DataSize) -> str:
+    """Why ``name`` cannot be fitted on this data at all (empty when it can)."""
+    if name in ("ease", "ease_t") and size.n_items > hparams["max_items"]:
+        return (f"{size.n_items} items > max_items {hparams['max_items']} "
+                "(dense n_items² inverse)")
+    if name in SEQUENCE_TYPES and not size.has_timestamps:
+        return "the data has no timestamps: no order for a sequence model"
+    if name == "ease_t" and not size.has_timestamps:
+        return "the data has no timestamps: ease_t is ease without them"
+    return ""
+
+
+def select(
+    dataset: Dataset,
+    spec: AutoSpec,
+    settings: TrainSettings,
+    *,
+    text_embeddings: np.ndarray | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Selection:
+    """Fit the candidates that fit on the training part minus a holdout; the best wins."""
+    fraction = settings.validation_fraction or 0.1
+    fit_set, held_out = carve_holdout(dataset, fraction, settings.seed)
+    data = EncodedData.from_dataset(fit_set, text_embeddings=text_embeddings)
+    holdout = _subsample(encode_holdout(data, held_out), VALIDATION_USERS, settings.seed)
+    size = DataSize.of(data, dataset.has_timestamps)
+    metric = settings.validation_metric
+    left = spec.budget_seconds
+    rows: list[Candidate] = []
+    for name in spec.candidates:
+        hparams = resolve_hparams(name)
+        seconds, memory = estimate(name, hparams, size, settings)
+        row = Candidate(name, "skipped", estimated_seconds=round(seconds, 1),
+                        estimated_memory_mb=round(memory))
+        rows.append(row)
+        reason = fits(name, hparams, size)
+        if not reason and memory > spec.memory_gib * 1024:
+            reason = (f"needs ~{memory / 1024:.1f} GiB, above memoryGiB {spec.memory_gib:g}")
+        if not reason and seconds > left:
+            reason = (f"estimated {seconds:.0f} s, above the {left:.0f} s left of "
+                      f"budgetSeconds {spec.budget_seconds:g}")
+        if reason:
+            row.reason = reason
+            progress(f"auto: {name} skipped: {reason}")
+            continue
+        left -= seconds
+        progress(f"auto: fitting {name}")
+        try:
+            with PeakMemory() as peak:
+                started = time.perf_counter()
+                row.validation = _fit_and_validate(name, hparams, data, holdout, settings)
+                row.fit_seconds = round(time.perf_counter() - started, 2)
+            row.peak_memory_mb = peak.mb
+        except (KuberecError, ArithmeticError, RuntimeError, ValueError, MemoryError) as exc:
+            row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
+            progress(f"auto: {name} failed: {row.reason}")
+            continue
+        if not np.isfinite(row.validation.get(metric, np.nan)):
+            row.status, row.reason = "failed", f"validation {metric} is not finite (diverged)"
+            continue
+        row.status = "trained"
+    return _decide(rows, metric, spec)
+
+
+def _fit_and_validate(name: str, hparams: dict[str, Any], data: EncodedData, holdout: Holdout,
+                      settings: TrainSettings) -> dict[str, float]:
+    if MODEL_TYPES[name].trainable:
+        model, _, _ = fit_local(name, data, hparams, holdout, settings)
+    else:
+        model = build_model(name, data, hparams).eval()
+    return validate(model, data, holdout, settings.validation_k)
+
+
+def _decide(rows: list[Candidate], metric: str, spec: AutoSpec) -> Selection:
+    trained = [r for r in rows if r.status == "trained"]
+    if not trained:
+        failures = "; ".join(f"{r.model_type}: {r.reason}" for r in rows)
+        raise ConfigError(
+            f"model auto: no candidate could be fitted ({failures}); raise "
+            "model.auto.budgetSeconds or memoryGiB, add a type to model.auto.candidates "
+            "(sparse_ease fits any catalogue), or set model.type"
+        )
+    best = max(trained, key=lambda r: r.validation[metric])  # first in list order on ties
+    best.status = "chosen"
+    return Selection(best.model_type, metric, rows)
+
+
+def _subsample(holdout: Holdout, max_users: int, seed: int) -> Holdout:
+    """The holdout pairs of at most ``max_users`` users, drawn with ``seed``."""
+    users = np.unique(holdout.users)
+    if len(users) <= max_users:
+        return holdout
+    kept = np.random.default_rng(seed).choice(users, max_users, replace=False)
+    mask = np.isin(holdout.users, kept)
+    return Holdout(holdout.users[mask], holdout.items[mask])
+
+
+class PeakMemory:
+    """Peak RSS of this process (MB) while the block runs, sampled every 50 ms."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval, self.mb = interval, 0.0
+        self._stop = threading.Event()
+        self._process = psutil.Process()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.mb = max(self.mb, self._process.memory_info().rss / 2**20)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.mb = round(max(self.mb, self._process.memory_info().rss / 2**20))
+
+
+TABLE_COLUMNS = ("model", "status", "validation", "fit s", "peak MB", "reason")
+
+
+def table(selection: dict[str, Any]) -> list[list[str]]:
+    """A selection (``Selection.to_dict()``) as rows of text, in ``TABLE_COLUMNS`` order."""
+    out = []
+    for row in selection["candidates"]:
+        value = row["validation"].get(selection["metric"])
+        seconds, memory = row["fit_seconds"], row["peak_memory_mb"]
+        out.append([
+            row["model_type"], row["status"], f"{value:.4f}" if value is not None else "",
+            f"{seconds:.1f}" if seconds is not None else "",
+            f"{memory:.0f}" if memory is not None else "", row["reason"],
+        ])
+    return out
+
+
+def markdown(selection: dict[str, Any]) -> list[str]:
+    """The selection table as Markdown lines (the pipeline report's section)."""
+    lines = [f"Chosen: `{selection['chosen']}` (validation {selection['metric']}, carved from "
+             "the training part).", "", "| " + " | ".join(TABLE_COLUMNS) + " |",
+             "|" + "---|" * len(TABLE_COLUMNS)]
+    return lines + ["| " + " | ".join(row) + " |" for row in table(selection)]
+
+
+def require_no_hparams(hparams: dict[str, Any] | None) -> None:
+    """With ``auto`` every candidate runs its defaults; hyperparameters need a named type."""
+    if hparams:
+        raise ConfigError(
+            f"hyperparameters {sorted(hparams)} need a model type: with model type auto "
+            "every candidate runs its defaults; set model.type to the type they belong to"
+        )
