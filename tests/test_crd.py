@@ -68,7 +68,8 @@ def test_the_model_type_enum_is_the_registrys() -> None:
     from kuberec.components.models.registry import MODEL_TYPES
 
     model_type = _find(openapi_schema(), "spec.model.type")
-    assert model_type["enum"] == sorted(MODEL_TYPES) and model_type["nullable"] is True
+    assert model_type["enum"] == ["auto", *sorted(MODEL_TYPES)]
+    assert model_type["default"] == "auto"
 
 
 def _apply_job(emulator: Any, **spec: Any) -> dict:
