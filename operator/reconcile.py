@@ -42,7 +42,12 @@ def reconcile(job: RecommenderJob, obs: Observations) -> tuple[list[Action], Job
         status = with_phase(status, now, "Suspended", "SuspendRequested", "spec.suspend is true")
         return ([PauseServing()] if status.rollout else []), status
     if status.run_in_flight:
-        return _follow_run(job, status, obs)
+        actions, status = _follow_run(job, status, obs)
+        if actions or status.run_in_flight or status.rollout is not None:
+            return actions, status
+        # Judged and not rolled out (rejected, failed): serving is reconciled in the same pass,
+        # so a job that settles here never shows an address that nothing serves.
+        return _keep_serving(job, status, obs)
     if status.rollout is not None:
         return reconcile_rollout(job, status, obs)
     trigger = training_trigger(job, status, obs)
@@ -194,9 +199,9 @@ def _keep_serving(
         return [], status
     held = status.phase in ("Failed", "Rejected")  # keep showing why; the champion still serves
     if not serving.enabled:
+        status = status.model_copy(update={"url": None})  # nothing serves: show no address
         if held:
             return [], status
-        status = status.model_copy(update={"url": None})
         where = f"{champion.version} at {champion.uri} (no serving platform)"
         status = with_condition(status, now, "Ready", True, "ModelPackaged", where)
         return [], with_phase(status, now, "Serving", "ModelReady", champion.version)

@@ -150,6 +150,33 @@ def test_a_due_schedule_retrains() -> None:
     assert [type(a) for a in actions] == [LaunchRun]
 
 
+def _rejected_after(serving: ServingObservation) -> tuple[list[Any], JobStatus]:
+    """A champion served at http://x, then a worse challenger judged while ``serving`` holds."""
+    served = ServingObservation(True, stable="demo:v1", url="http://x", healthy=True)
+    job, _ = _trained(_job(), serving=served)
+    _, status = reconcile(job, _obs(serving=served))
+    assert status.phase == "Serving" and status.url == "http://x"
+    changed = _job(status, model={"type": "popularity"})
+    actions, status = reconcile(changed, _obs(serving=serving))
+    key = actions[0].key  # type: ignore[union-attr]
+    done = RunObservation(key, key, "Succeeded",
+                          result=_result(changed, "demo:v2", 0.1, accepted=False))  # fmt: skip
+    return reconcile(changed.model_copy(update={"status": status}), _obs(done, serving))
+
+
+def test_a_rejected_run_redeploys_a_champion_whose_servers_were_stopped() -> None:
+    """After `kuberec stop`, the pass that rejects the challenger serves the champion again."""
+    stopped = ServingObservation(True, stable=None, url=None, healthy=False)
+    actions, status = _rejected_after(stopped)
+    assert status.phase == "Rejected"
+    assert actions == [DeployStable(status.champion)]  # type: ignore[arg-type]
+
+
+def test_a_rejected_run_without_serving_shows_no_stale_url() -> None:
+    actions, status = _rejected_after(ServingObservation(False))
+    assert actions == [] and status.phase == "Rejected" and status.url is None
+
+
 def test_a_rejected_challenger_leaves_the_champion_in_place() -> None:
     _, status = _trained(_job())
     changed = _job(status, model={"type": "popularity"})
