@@ -79,7 +79,8 @@ class Loop:
         async def start() -> None:
             runner = web.AppRunner(app)
             await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
+            # a client that hung up mid-body must not hold the teardown for aiohttp's 60 s
+            await web.TCPSite(runner, "127.0.0.1", port, shutdown_timeout=2.0).start()
             self.runners.append(runner)
 
         asyncio.run_coroutine_threadsafe(start(), self.loop).result(timeout=10)

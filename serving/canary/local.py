@@ -353,6 +353,10 @@ class LocalRollout:
         except BaseException:
             self._stop(record)
             raise
+        # /proc can read empty (or the parent's) right after the spawn: once the server answers,
+        # its own command line is what later `alive()` checks compare with.
+        record.cmdline = cmdline(process.pid)
+        self._save()
         return record
 
     def _start_router(self, stable_url: str, port: int | None) -> ProcessRecord:
