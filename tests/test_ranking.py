@@ -107,6 +107,15 @@ def test_a_small_pool_limits_what_can_be_chosen() -> None:
     assert sorted(ranked.items[0].tolist()) == [0, 1, 2, 3]
 
 
+def test_an_empty_pool_gives_an_empty_list_not_an_error() -> None:
+    """A user who has seen every item has no candidates left: the answer is an empty list."""
+    from kuberec.components.models.ranking import rerank
+
+    ranking = resolve(RankingSpec(diversity=0.3), ITEMS, SIGNALS)
+    empty = rerank(np.zeros(0, np.int64), np.zeros(0, np.float32), 5, ranking, SIGNALS)
+    assert empty.tolist() == []
+
+
 def test_a_weight_out_of_range_names_the_field() -> None:
     with pytest.raises(ConfigError, match=r"^ranking\.diversity: Input should be less than or"):
         parse_ranking({"diversity": 1.5}, "ranking")

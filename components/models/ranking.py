@@ -194,6 +194,8 @@ def rerank(pool: np.ndarray, scores: np.ndarray, k: int, ranking: Ranking,
     spec = ranking.spec
     pins = (ranking.pinned if pinned is None else np.asarray(pinned, np.int64))[:k]
     chosen = list(pins.tolist())
+    if len(pool) == 0:  # e.g. a user who has seen the whole catalogue: nothing left to pick
+        return np.asarray(chosen, dtype=np.int64)
     taken = np.isin(pool, pins)  # pool positions no longer available
     objective = _unit_scores(scores) + spec.novelty * signals.novelty[pool]
     if spec.freshness and signals.freshness is not None:
