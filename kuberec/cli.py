@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     quality.add_argument(
         "--protocols", default="stratified,leave-one-out-sampled,temporal",
-        help="comma-separated; leave-one-out-sampled runs the sequence models only",
+        help="comma-separated; leave-one-out-sampled runs the sequence models and auto only",
     )  # fmt: skip
     quality.add_argument("--seeds", default="42,43,44")
     quality.add_argument("--games", type=Path,

@@ -52,6 +52,48 @@ def test_a_candidate_over_the_budget_is_skipped_with_its_estimate(dataset: Datas
     assert mf.fit_seconds is None and selection.chosen == "popularity"
 
 
+def test_once_the_clock_has_spent_the_budget_later_candidates_are_skipped(
+    dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class SlowMachine:  # every fit looks 100 s long: estimates too optimistic for this machine
+        now = 0.0
+
+        @classmethod
+        def perf_counter(cls) -> float:
+            cls.now += 50.0
+            return cls.now
+
+    monkeypatch.setattr(auto_module, "time", SlowMachine)
+    spec = AutoSpec(candidates=("popularity", "item_knn", "ease"), budget_seconds=120)
+    rows = {c.model_type: c for c in select(dataset, spec, SETTINGS).candidates}
+    assert rows["popularity"].status == "trained" and rows["item_knn"].status in ("trained", "chosen")
+    assert rows["ease"].status == "skipped" and "budget spent on the clock" in rows["ease"].reason
+    assert rows["ease"].fit_seconds is None
+
+
+def test_the_clock_never_skips_before_one_candidate_is_trained(
+    dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class SlowMachine:
+        now = 0.0
+
+        @classmethod
+        def perf_counter(cls) -> float:
+            cls.now += 1000.0
+            return cls.now
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    real = auto_module.build_model
+    monkeypatch.setattr(auto_module, "time", SlowMachine)
+    monkeypatch.setattr(auto_module, "build_model",
+                        lambda name, *a, **k: crash() if name == "ease" else real(name, *a, **k))
+    spec = AutoSpec(candidates=("ease", "popularity"), budget_seconds=10)
+    selection = select(dataset, spec, SETTINGS)
+    assert selection.chosen == "popularity"
+
+
 def test_a_candidate_over_the_memory_limit_is_skipped(dataset: Dataset) -> None:
     spec = AutoSpec(candidates=("ease", "popularity"), memory_gib=0.0003)  # ~0.3 MB
     ease = select(dataset, spec, SETTINGS).candidates[0]

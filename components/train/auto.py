@@ -11,9 +11,12 @@ the caller. Which candidates run is decided *before* fitting, from the data:
 * timestamps for sequence models and EASE-T (whose time kernel is EASE without them);
 * an estimate of fit seconds from the data's size against what is left of the budget.
 
-Skip decisions use estimates only, never the clock, so a run is deterministic for
-a seed on a busy machine as on an idle one; measured seconds and peak memory are
-reported beside them. A candidate that raises (or diverges) is recorded as failed
+Skip decisions use estimates, so a run is deterministic for a seed on any machine
+that keeps up with them; measured seconds and peak memory are reported beside them.
+The clock is only a backstop that keeps the budget where the estimates were too
+optimistic (a busy or slow machine): once the candidates fitted so far have used
+``budget_seconds`` of wall clock, the rest are skipped, saying so, provided one
+has been trained. A candidate that raises (or diverges) is recorded as failed
 and the others carry on; only when none succeeds does selection fail, naming each.
 """
 
@@ -173,6 +176,7 @@ def select(
     metric = settings.validation_metric
     left = spec.budget_seconds
     rows: list[Candidate] = []
+    clock = 0.0  # wall seconds the fitted candidates took: the backstop's measure
     for name in spec.candidates:
         hparams = resolve_hparams(name)
         seconds, memory = estimate(name, hparams, size, settings)
@@ -185,15 +189,19 @@ def select(
         if not reason and seconds > left:
             reason = (f"estimated {seconds:.0f} s, above the {left:.0f} s left of "
                       f"budgetSeconds {spec.budget_seconds:g}")
+        if not reason and clock >= spec.budget_seconds and _any_trained(rows):
+            reason = (f"budget spent on the clock: the candidates before it took {clock:.0f} s "
+                      f"of budgetSeconds {spec.budget_seconds:g} (this machine ran slower "
+                      "than the estimates)")
         if reason:
             row.reason = reason
             progress(f"auto: {name} skipped: {reason}")
             continue
         left -= seconds
         progress(f"auto: fitting {name}")
+        started = time.perf_counter()
         try:
             with PeakMemory() as peak:
-                started = time.perf_counter()
                 row.validation = _fit_and_validate(name, hparams, data, holdout, settings)
                 row.fit_seconds = round(time.perf_counter() - started, 2)
             row.peak_memory_mb = peak.mb
@@ -201,6 +209,8 @@ def select(
             row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
             progress(f"auto: {name} failed: {row.reason}")
             continue
+        finally:
+            clock += time.perf_counter() - started
         if not np.isfinite(row.validation.get(metric, np.nan)):
             row.status, row.reason = "failed", f"validation {metric} is not finite (diverged)"
             continue
@@ -215,6 +225,10 @@ def _fit_and_validate(name: str, hparams: dict[str, Any], data: EncodedData, hol
     else:
         model = build_model(name, data, hparams).eval()
     return validate(model, data, holdout, settings.validation_k)
+
+
+def _any_trained(rows: list[Candidate]) -> bool:
+    return any(r.status == "trained" for r in rows)
 
 
 def _decide(rows: list[Candidate], metric: str, spec: AutoSpec) -> Selection:

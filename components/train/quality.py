@@ -201,7 +201,7 @@ def run_benchmark(
     for protocol in protocols:
         subset = recipes
         if protocol == "leave-one-out-sampled":
-            subset = [r for r in recipes if r.model_type in SEQUENCE_MODELS]
+            subset = [r for r in recipes if r.model_type in (*SEQUENCE_MODELS, AUTO)]
 
         def show(row: dict[str, Any], protocol: str = protocol) -> None:
             progress(f"{protocol}: {row['model']} seed {row['seed']} ndcg {row['ndcg']:.4f}")
