@@ -3,9 +3,10 @@
     python benchmarks/ranking.py --data-dir ../shared/datasets            # ml-100k + Games
     python benchmarks/ranking.py --data-dir ../shared/datasets --datasets ml-100k
 
-For each dataset the default model (ease_t; on Amazon Games, whose 23,715 items
-are above EASE's max_items, item_knn) is trained once on a validation fold carved
-from the protocol's *training* data and once on the whole training part. The
+For each dataset the default model (what ``auto`` chooses there: ease_t on
+ml-100k; sparse_ease on Amazon Games, whose 23,715 items are above EASE's
+max_items) is trained once on a validation fold carved from the protocol's
+*training* data and once on the whole training part. The
 MMR ``diversity`` sweeps 0 -> 1; for each value the lists are scored on the
 validation fold (where the default is chosen: the largest diversity costing at
 most 1 % NDCG@10) and on the test split (reported). Printed per value: NDCG@10,
@@ -34,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kuberec.components.datasets.amazon_games import read_games
 from kuberec.components.datasets.canonical import Dataset
-from kuberec.components.datasets.generic import load_files
 from kuberec.components.datasets.movielens import load_movielens
 from kuberec.components.evaluation import Split, split
 from kuberec.components.models import score_users, top_k
@@ -48,17 +49,6 @@ from kuberec.operator.spec import RankingSpec
 DIVERSITIES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 MAX_COST = 0.01  # the default: the largest diversity costing at most this share of NDCG@10
 HERE = Path(__file__).resolve().parent
-
-
-def games(data_dir: Path) -> Dataset:
-    """Video.txt (``user item`` lines, each user's in time order): line number as time."""
-    frame = pd.read_csv(data_dir / "amazon-games" / "Video.txt", sep=" ", header=None,
-                        names=["user_id", "item_id"])
-    frame["timestamp"] = np.arange(len(frame), dtype=np.int64)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "games.parquet"
-        frame.to_parquet(path, index=False)
-        return load_files(path, name="amazon-games")
 
 
 def trained(model_type: str, dataset: Dataset, train_part: pd.DataFrame,
@@ -158,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--png", type=Path, default=HERE / "ranking.png")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--games-model", default="sparse_ease",
+                        help="the model on Games (default: what auto chooses there)")
     parser.add_argument("--games-test-only", action="store_true",
                         help="Games: only the test curve (no validation fold, no latency)")
     parser.add_argument("--latency-only", action="store_true",
@@ -179,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             dataset = load_movielens("ml-100k", args.data_dir)
             results.append(run(name, dataset, "stratified", "ease_t", {}, None, args.seed, grid))
         elif name == "amazon-games":
-            results.append(run(name, games(args.data_dir), "leave-one-out", "item_knn", {},
+            games = read_games(args.data_dir / "amazon-games" / "Video.txt")
+            results.append(run(name, games, "leave-one-out", args.games_model, {},
                                args.games_users, args.seed, grid,
                                validate=not args.games_test_only,
                                timings=not args.games_test_only))

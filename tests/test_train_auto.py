@@ -66,7 +66,8 @@ def test_once_the_clock_has_spent_the_budget_later_candidates_are_skipped(
     monkeypatch.setattr(auto_module, "time", SlowMachine)
     spec = AutoSpec(candidates=("popularity", "item_knn", "ease"), budget_seconds=120)
     rows = {c.model_type: c for c in select(dataset, spec, SETTINGS).candidates}
-    assert rows["popularity"].status == "trained" and rows["item_knn"].status in ("trained", "chosen")
+    assert rows["popularity"].status in ("trained", "chosen")
+    assert rows["item_knn"].status in ("trained", "chosen")
     assert rows["ease"].status == "skipped" and "budget spent on the clock" in rows["ease"].reason
     assert rows["ease"].fit_seconds is None
 
