@@ -27,6 +27,7 @@ from tests.k8s_emulator.fixtures import (  # noqa: F401  (pytest fixtures)
     k8s_emulator,
     k8s_kubeconfig,
 )
+from tests.support.jobs import job_document
 
 GROUP, VERSION, PLURAL = "kuberec.io", "v1alpha1", "recommenderjobs"
 
@@ -98,9 +99,7 @@ TEST_CRD: dict[str, Any] = {
 
 
 def job(name: str = "movies", **spec: Any) -> dict[str, Any]:
-    body = {"dataset": "ml-100k", "training": {"workers": 2}, **spec}
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RecommenderJob",
-            "metadata": {"name": name}, "spec": body}
+    return job_document(name, {"dataset": "ml-100k", "training": {"workers": 2}, **spec})
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.support.cli import kuberec
+from tests.support.jobs import job_yaml
 from tests.support.paths import ROOT, SHARED_DATASETS
 
 
@@ -45,10 +46,7 @@ def test_the_main_job_ends_serving_and_a_rerun_trains_nothing(tmp_path: Path) ->
 
 def test_an_invalid_job_names_the_field_and_exits_non_zero(tmp_path: Path) -> None:
     job = tmp_path / "job.yaml"
-    job.write_text(
-        "apiVersion: kuberec.io/v1alpha1\nkind: RecommenderJob\nmetadata: {name: demo}\n"
-        "spec:\n  data: {movielens: ml-7k}\n"
-    )
+    job.write_text(job_yaml("demo", "spec:\n  data: {movielens: ml-7k}\n"))
     result = kuberec("run", str(job), cwd=tmp_path)
     assert result.returncode == 2
     assert "spec.data.movielens" in result.stderr
@@ -298,8 +296,8 @@ def test_a_synthetic_job_too_big_for_this_machine_is_refused_in_one_line(
 ) -> None:
     job = tmp_path / "job.yaml"
     job.write_text(
-        "apiVersion: kuberec.io/v1alpha1\nkind: RecommenderJob\nmetadata: {name: huge}\n"
-        "spec:\n  data: {synthetic: {users: 1000000000000, items: 100, interactions: 1000}}\n"
+        job_yaml("huge")
+        + "spec:\n  data: {synthetic: {users: 1000000000000, items: 100, interactions: 1000}}\n"
     )
     code, err = _main(capsys, "run", str(job), "--workdir", str(tmp_path / "wd"), "--no-serve")
     assert code == 2

@@ -10,6 +10,7 @@ import pytest
 
 from kuberec.components.datasets.synthetic import SyntheticSpec, generate
 from tests.support.cli import kuberec
+from tests.support.jobs import job_yaml
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +126,8 @@ def test_train_from_a_job_file_uses_its_model_and_training(
 ) -> None:
     job = tmp_path / "job.yaml"
     job.write_text(
-        "apiVersion: kuberec.io/v1alpha1\nkind: RecommenderJob\nmetadata: {name: shop}\n"
-        "spec:\n  data:\n    interactions:\n"
+        job_yaml("shop")
+        + "spec:\n  data:\n    interactions:\n"
         f"      uri: {files['events']}\n      columns: {{user_id: customer, item_id: sku}}\n"
         "  model: {type: popularity}\n  training: {backend: local}\n"
     )

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.jobs import job_document
+
 pytestmark = pytest.mark.cluster
 
 GROUP, VERSION, PLURAL = "kuberec.io", "v1alpha1", "recommenderjobs"
@@ -75,8 +77,7 @@ def job_name(api: Any) -> Iterator[str]:
 def manifest(name: str, **spec: Any) -> dict[str, Any]:
     body = {"data": {"movielens": "ml-100k"}, "training": {"backend": "local", "epochs": 2},
             "serving": {"replicas": 1}, **spec}  # fmt: skip
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RecommenderJob",
-            "metadata": {"name": name, "namespace": NAMESPACE}, "spec": body}  # fmt: skip
+    return job_document(name, body, namespace=NAMESPACE)
 
 
 def wait_phase(api: Any, name: str, phases: set[str], timeout: float) -> dict[str, Any]:

@@ -13,15 +13,12 @@ from kuberec.operator.observations import DataObservation, Observations
 from kuberec.operator.reconcile import training_trigger
 from kuberec.operator.spec import RecommenderJob
 from kuberec.operator.status import JobStatus, Lineage, ModelRecord
+from tests.support.jobs import recommender_job
 
 
 def job(uri: str, min_new: int | None = None) -> RecommenderJob:
     training = {"retrainOn": {"minNewInteractions": min_new}} if min_new else {}
-    return RecommenderJob.model_validate({
-        "apiVersion": "kuberec.io/v1alpha1", "kind": "RecommenderJob",
-        "metadata": {"name": "shop"},
-        "spec": {"data": {"interactions": {"uri": uri}}, "training": training},
-    })  # fmt: skip
+    return recommender_job("shop", {"data": {"interactions": {"uri": uri}}, "training": training})
 
 
 def trained(j: RecommenderJob, interactions: int) -> JobStatus:
@@ -48,10 +45,7 @@ def observe(j: RecommenderJob, status: JobStatus, watcher: DataWatcher, trained_
 
 
 def test_movielens_and_synthetic_data_are_not_observed() -> None:
-    j = RecommenderJob.model_validate({
-        "apiVersion": "kuberec.io/v1alpha1", "kind": "RecommenderJob",
-        "metadata": {"name": "m"}, "spec": {"data": {"movielens": "ml-100k"}},
-    })  # fmt: skip
+    j = recommender_job("m", {"data": {"movielens": "ml-100k"}})
     assert DataWatcher().observe(j, JobStatus(), None) is None
 
 

@@ -8,9 +8,10 @@ import pytest
 
 from kuberec.errors import ConfigError
 from kuberec.operator.spec import load_job
+from tests.support.jobs import job_yaml
 from tests.support.paths import ROOT
 
-HEADER = "apiVersion: kuberec.io/v1alpha1\nkind: RecommenderJob\nmetadata: {name: demo}\n"
+HEADER = job_yaml("demo")
 
 
 def _job(tmp_path: Path, spec: str) -> Path:
@@ -49,7 +50,7 @@ def test_a_number_below_its_minimum_names_the_rule(tmp_path: Path) -> None:
 
 def test_a_bad_name_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "job.yaml"
-    path.write_text(HEADER.replace("demo", "Demo_Job") + "spec:\n  data: {movielens: ml-100k}\n")
+    path.write_text(job_yaml("Demo_Job") + "spec:\n  data: {movielens: ml-100k}\n")
     with pytest.raises(ConfigError, match=r"metadata.name"):
         load_job(path)
 

@@ -12,6 +12,7 @@ from kuberec.operator import manifests
 from kuberec.operator.k8s_settings import ClusterSettings
 from kuberec.operator.spec import RecommenderJob
 from kuberec.operator.status import Lineage, ModelRecord
+from tests.support.jobs import recommender_job
 
 KUBE_VERSION = "1.30"
 SETTINGS = ClusterSettings(serving_image="ghcr.io/kuberec/serving:0.1.0")
@@ -19,12 +20,8 @@ GATEWAY = ClusterSettings(gateway="infra/public")
 
 
 def job(name: str = "movies", replicas: int = 4, **serving: Any) -> RecommenderJob:
-    return RecommenderJob.model_validate({
-        "apiVersion": "kuberec.io/v1alpha1", "kind": "RecommenderJob",
-        "metadata": {"name": name, "namespace": "recs", "uid": "1234-abcd"},
-        "spec": {"data": {"movielens": "ml-100k"},
-                 "serving": {"replicas": replicas, **serving}},
-    })  # fmt: skip
+    spec = {"data": {"movielens": "ml-100k"}, "serving": {"replicas": replicas, **serving}}
+    return recommender_job(name, spec, namespace="recs", uid="1234-abcd")
 
 
 def model(version: str = "movies:v1") -> ModelRecord:

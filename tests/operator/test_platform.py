@@ -20,7 +20,12 @@ from tests.k8s_emulator.fixtures import (  # noqa: F401
     k8s_kubeconfig,
     load_chart_crds,
 )
-from tests.support.operator_harness import DeploymentController, install_kuberay, job_manifest
+from tests.support.operator_harness import (
+    DeploymentController,
+    install_kuberay,
+    job_manifest,
+    typed_job,
+)
 
 ROUTES = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 
@@ -36,10 +41,8 @@ def model(version: str) -> ModelRecord:
 def job(k8s_emulator: KubeEmulator) -> RecommenderJob:  # noqa: F811
     load_chart_crds(k8s_emulator)
     install_kuberay(k8s_emulator)
-    stored = k8s_emulator.apply(job_manifest("movies"))
-    return RecommenderJob.model_validate(
-        {k: stored[k] for k in ("apiVersion", "kind", "metadata", "spec")}
-    )
+    k8s_emulator.apply(job_manifest("movies"))
+    return typed_job(k8s_emulator, "movies")
 
 
 @pytest.fixture

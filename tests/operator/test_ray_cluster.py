@@ -22,7 +22,7 @@ from tests.k8s_emulator.fixtures import (  # noqa: F401
     load_chart_crds,
 )
 from tests.support.kfp_standin import KfpStandIn
-from tests.support.operator_harness import install_kuberay, job_manifest
+from tests.support.operator_harness import install_kuberay, job_manifest, typed_job
 
 GPU_TRAINING = {"backend": "ray", "workers": 2, "useGpu": True, "nodeSelector": {"pool": "gpu"}}
 
@@ -35,10 +35,8 @@ def platform(k8s_client: client.ApiClient, kfp: KfpStandIn,  # noqa: F811
 
 
 def _job(emulator: KubeEmulator, **training: Any) -> RecommenderJob:
-    stored = emulator.apply(job_manifest("shop", training=training))
-    return RecommenderJob.model_validate(
-        {k: stored[k] for k in ("apiVersion", "kind", "metadata", "spec")}
-    )
+    emulator.apply(job_manifest("shop", training=training))
+    return typed_job(emulator, "shop")
 
 
 def _launch(platform: KubernetesPlatform, job: RecommenderJob) -> None:

@@ -23,18 +23,14 @@ from kuberec.operator.reconcile import reconcile
 from kuberec.operator.spec import RecommenderJob, spec_hash
 from kuberec.operator.status import JobStatus
 from kuberec.serving.canary.analysis import VersionMetrics
+from tests.support.jobs import recommender_job
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 DATA = DataObservation("sha256:aaa", 1000)
 
 
 def _job(status: JobStatus | None = None, **spec: Any) -> RecommenderJob:
-    document = {
-        "apiVersion": "kuberec.io/v1alpha1", "kind": "RecommenderJob",
-        "metadata": {"name": "demo", "generation": 1},
-        "spec": {"data": {"movielens": "ml-100k"}, **spec},
-    }  # fmt: skip
-    job = RecommenderJob.model_validate(document)
+    job = recommender_job("demo", {"data": {"movielens": "ml-100k"}, **spec}, generation=1)
     return job.model_copy(update={"status": status})
 
 

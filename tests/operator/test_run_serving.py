@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from kuberec.operator.local_platform import LocalPlatform
 from kuberec.operator.loop import run_until_settled
 from kuberec.operator.spec import RecommenderJob, load_job
 from kuberec.operator.status import JobStatus
+from tests.support.jobs import job_document, write_job
 
 SPEC = {
     "data": {"synthetic": {"users": 150, "items": 80, "interactions": 4000, "seed": 5}},
@@ -29,11 +29,7 @@ SPEC = {
 
 
 def _job(tmp: Path, **changes: object) -> RecommenderJob:
-    path = tmp / "job.yaml"
-    document = {"apiVersion": "kuberec.io/v1alpha1", "kind": "RecommenderJob",
-                "metadata": {"name": "served"}, "spec": {**SPEC, **changes}}  # fmt: skip
-    path.write_text(yaml.safe_dump(document))
-    return load_job(path)
+    return load_job(write_job(tmp / "job.yaml", job_document("served", {**SPEC, **changes})))
 
 
 def _recommend(url: str, user: object) -> dict:

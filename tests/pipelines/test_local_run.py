@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from kuberec.cli import main
 from kuberec.operator.local_platform import LocalPlatform
@@ -19,24 +18,17 @@ from kuberec.operator.local_store import load_status
 from kuberec.operator.loop import run_until_settled
 from kuberec.operator.spec import RecommenderJob, load_job
 from kuberec.operator.status import JobStatus
+from tests.support.jobs import job_document, write_job
 
-JOB = {
-    "apiVersion": "kuberec.io/v1alpha1",
-    "kind": "RecommenderJob",
-    "metadata": {"name": "tiny"},
-    "spec": {
-        "data": {"synthetic": {"users": 150, "items": 80, "interactions": 4000, "seed": 3}},
-        "features": {"textEmbeddings": False},
-        "evaluation": {"protocol": "temporal", "k": 10},
-    },
+SPEC = {
+    "data": {"synthetic": {"users": 150, "items": 80, "interactions": 4000, "seed": 3}},
+    "features": {"textEmbeddings": False},
+    "evaluation": {"protocol": "temporal", "k": 10},
 }
 
 
 def _job(tmp: Path, **spec_changes: object) -> RecommenderJob:
-    document = {**JOB, "spec": {**JOB["spec"], **spec_changes}}
-    path = tmp / "job.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return load_job(path)
+    return load_job(write_job(tmp / "job.yaml", job_document("tiny", {**SPEC, **spec_changes})))
 
 
 def _run(job: RecommenderJob, workdir: Path) -> JobStatus:

@@ -8,14 +8,12 @@ import kubernetes_validate
 
 from kuberec.operator.spec import RecommenderJob
 from kuberec.pipelines.ray_cluster import pod_templates, ray_address, ray_cluster_manifest
+from tests.support.jobs import recommender_job
 
 
 def _job(**training: Any) -> RecommenderJob:
-    return RecommenderJob.model_validate({
-        "apiVersion": "kuberec.io/v1alpha1", "kind": "RecommenderJob",
-        "metadata": {"name": "shop", "namespace": "team-a"},
-        "spec": {"data": {"movielens": "ml-100k"}, "training": training},
-    })  # fmt: skip
+    spec = {"data": {"movielens": "ml-100k"}, "training": training}
+    return recommender_job("shop", spec, namespace="team-a")
 
 
 def _worker(manifest: dict[str, Any]) -> dict[str, Any]:

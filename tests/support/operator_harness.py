@@ -31,10 +31,9 @@ from urllib.parse import parse_qs, urlparse
 from kuberec.operator.spec import RecommenderJob, spec_hash
 from kuberec.pipelines.context import local_path, run_result_uri
 from tests.k8s_emulator import KubeEmulator
+from tests.support.jobs import JOBS, job_document
 from tests.support.kfp_standin import KfpStandIn
 from tests.support.paths import ROOT
-
-JOBS = ("kuberec.io/v1alpha1", "RecommenderJob")
 
 
 def free_port() -> int:
@@ -265,8 +264,7 @@ def job_manifest(name: str, **spec: Any) -> dict[str, Any]:
         }},
     }  # fmt: skip
     body.update(spec)
-    return {"apiVersion": JOBS[0], "kind": JOBS[1],
-            "metadata": {"name": name, "namespace": "default"}, "spec": body}  # fmt: skip
+    return job_document(name, body, namespace="default")
 
 
 def stored_job(emulator: KubeEmulator, name: str) -> dict[str, Any]:
