@@ -4,7 +4,7 @@ Expects kuberec installed with the Helm chart (CRD + operator) and its platform
 (KFP, Prometheus, an artifact store) reachable from the cluster. Skipped when
 no cluster is configured, and when KUBECONFIG points at the test emulator.
 
-    KUBECONFIG=~/.kube/config .venv/bin/python -m pytest -m cluster tests/test_cluster_e2e.py
+  KUBECONFIG=~/.kube/config .venv/bin/python -m pytest -m cluster tests/operator/test_cluster_e2e.py
 
 Settings: ``KUBEREC_E2E_NAMESPACE`` (default ``default``: the operator's watched
 namespace), ``KUBEREC_E2E_TIMEOUT`` seconds until Serving (default 1800).

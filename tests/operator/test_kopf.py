@@ -2,7 +2,7 @@
 
 What a real API server cannot be asked for on demand: injected 409s, KFP going away, and the
 operator's own endpoints. The life of a job, RBAC, the CRD's validation, peering and deletion
-run against the real kube-apiserver in ``test_operator_envtest.py``. Real kopf, the real
+run against the real kube-apiserver in ``test_envtest.py``. Real kopf, the real
 kubernetes client over HTTP, the real reconcile loop; KFP and Prometheus are HTTP stand-ins,
 and a small controller marks Deployments rolled out (the emulator runs no pods).
 """

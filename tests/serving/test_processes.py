@@ -3,7 +3,7 @@
 Real processes on loopback: the canary router, and stand-in servers with the
 process shape of ``bentoml serve`` (``forking_server.py``: a parent and a
 worker in a session of its own; ``kill -9`` of the parent leaves the worker
-answering). BentoML itself is exercised the same way in test_canary_rollout.
+answering). BentoML itself is exercised the same way in canary/test_rollout.py.
 """
 
 from __future__ import annotations
