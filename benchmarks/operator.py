@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.k8s_emulator import KubeEmulator  # noqa: E402
 from tests.k8s_emulator.fixtures import load_chart_crds  # noqa: E402
-from tests.kfp_standin import KfpStandIn  # noqa: E402
-from tests.operator_harness import (  # noqa: E402
+from tests.support.kfp_standin import KfpStandIn  # noqa: E402
+from tests.support.operator_harness import (  # noqa: E402
     JOBS,
     OperatorProcess,
     install_kuberay,

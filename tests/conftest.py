@@ -10,13 +10,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from kuberec.components.datasets.canonical import Dataset
+from tests.support.paths import SHARED_DATASETS
 
 if TYPE_CHECKING:
-    from .kfp_standin import KfpStandIn
-    from .operator_harness import PrometheusStandIn
-
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATASETS = (ROOT.parent / "shared" / "datasets").resolve()
+    from tests.support.kfp_standin import KfpStandIn
+    from tests.support.operator_harness import PrometheusStandIn
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -63,7 +61,7 @@ def pytest_runtest_makereport(
 @pytest.fixture
 def kfp() -> Iterator[KfpStandIn]:
     """A fresh stand-in of the KFP REST API on a loopback port."""
-    from .kfp_standin import KfpStandIn
+    from tests.support.kfp_standin import KfpStandIn
 
     standin = KfpStandIn().start()
     yield standin
@@ -73,7 +71,7 @@ def kfp() -> Iterator[KfpStandIn]:
 @pytest.fixture
 def prometheus() -> Iterator[PrometheusStandIn]:
     """A Prometheus query API on a loopback port answering with the traffic a test sets."""
-    from .operator_harness import PrometheusStandIn
+    from tests.support.operator_harness import PrometheusStandIn
 
     standin = PrometheusStandIn().start()
     yield standin

@@ -3,7 +3,7 @@
 Dense EASE (Steck 2019) regresses every item column on all other items at once
 through an n_items x n_items inverse, so it stops at a few tens of thousands of
 items. Column j of EASE's weights is the ridge regression of item j on the other
-items, ``(G₋ⱼ₋ⱼ + λI) b = G₋ⱼⱼ`` with ``G = XᵀX`` (see tests/test_models_ease.py).
+items, ``(G₋ⱼ₋ⱼ + λI) b = G₋ⱼⱼ`` with ``G = XᵀX`` (see tests/components/models/test_ease.py).
 Restricting each column to the ``neighbours`` items that co-occur most with j is
 the feature-selection variant of SLIM (fsSLIM, Ning & Karypis, ICDM 2011, §3.3),
 here with SLIM's L1 term dropped so each column has EASE's closed form: a

@@ -1,7 +1,7 @@
 """The test harness's view of the real API server: get/list/apply/set_status as cluster admin.
 
 It answers the same calls as ``tests.k8s_emulator.KubeEmulator`` (so the helpers in
-``tests/operator_harness.py`` read either), scoped to one namespace per test. Objects go in
+``tests/support/operator_harness.py`` read either), scoped to one namespace per test. Objects go in
 with server-side apply (field manager ``kuberec-tests``), as ``kubectl apply --server-side``
 would send them.
 """

@@ -23,7 +23,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from tests.operator_harness import ROOT
+from tests.support.paths import ROOT
 
 from .cluster import RealCluster
 from .controlplane import ControlPlane, ControlPlaneUnavailable, binaries, request_token

@@ -1,0 +1,1 @@
+"""Tests of components/: the pipeline's steps, one folder per component."""

@@ -1,0 +1,1 @@
+"""Specifications of components/datasets: readers, the canonical form, synthetic data."""

@@ -1,0 +1,1 @@
+"""Specifications of components/evaluation: offline metrics and split protocols."""

@@ -1,0 +1,1 @@
+"""Specifications of components/features: the Feast feature repo and its stores."""

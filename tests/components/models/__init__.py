@@ -1,0 +1,1 @@
+"""Specifications of components/models: the model types, their data and persistence."""

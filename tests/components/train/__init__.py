@@ -1,0 +1,1 @@
+"""Specifications of components/train: training runs, auto, Tune, Ray clusters."""

@@ -1,0 +1,169 @@
+"""``model.type: auto``: candidates fitted and scored on validation carved from training data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from kuberec.components.datasets.canonical import Dataset
+from kuberec.components.datasets.synthetic import SyntheticSpec, generate
+from kuberec.components.train import auto as auto_module
+from kuberec.components.train.auto import AutoSpec, select
+from kuberec.components.train.run import train_run
+from kuberec.components.train.settings import TrainSettings
+from kuberec.errors import ConfigError
+from kuberec.operator.spec import ModelSpec
+from tests.support.cli import kuberec
+
+SETTINGS = TrainSettings(backend="local", seed=3)
+FAST = AutoSpec(candidates=("ease", "sparse_ease", "item_knn", "popularity"))
+
+
+@pytest.fixture(scope="module")
+def dataset() -> Dataset:
+    return generate(SyntheticSpec(200, 90, 5000, seed=6))
+
+
+def test_the_chosen_type_has_the_best_validation_metric(dataset: Dataset) -> None:
+    selection = select(dataset, FAST, SETTINGS)
+    scored = {c.model_type: c.validation["ndcg"] for c in selection.candidates}
+    assert set(scored) == set(FAST.candidates)
+    assert selection.chosen == max(scored, key=scored.__getitem__)
+    chosen = [c for c in selection.candidates if c.status == "chosen"]
+    assert [c.model_type for c in chosen] == [selection.chosen]
+    assert all(c.fit_seconds is not None and c.peak_memory_mb for c in selection.candidates)
+
+
+def test_the_same_seed_selects_the_same_way(dataset: Dataset) -> None:
+    first, second = select(dataset, FAST, SETTINGS), select(dataset, FAST, SETTINGS)
+    assert first.chosen == second.chosen
+    assert [c.validation for c in first.candidates] == [c.validation for c in second.candidates]
+
+
+def test_a_candidate_over_the_budget_is_skipped_with_its_estimate(dataset: Dataset) -> None:
+    spec = AutoSpec(candidates=("popularity", "mf"), budget_seconds=5)
+    selection = select(dataset, spec, replace(SETTINGS, epochs=1000))
+    mf = next(c for c in selection.candidates if c.model_type == "mf")
+    assert mf.status == "skipped" and "above the" in mf.reason and "budgetSeconds 5" in mf.reason
+    assert mf.fit_seconds is None and selection.chosen == "popularity"
+
+
+def test_once_the_clock_has_spent_the_budget_later_candidates_are_skipped(
+    dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class SlowMachine:  # every fit looks 100 s long: estimates too optimistic for this machine
+        now = 0.0
+
+        @classmethod
+        def perf_counter(cls) -> float:
+            cls.now += 50.0
+            return cls.now
+
+    monkeypatch.setattr(auto_module, "time", SlowMachine)
+    spec = AutoSpec(candidates=("popularity", "item_knn", "ease"), budget_seconds=120)
+    rows = {c.model_type: c for c in select(dataset, spec, SETTINGS).candidates}
+    assert rows["popularity"].status in ("trained", "chosen")
+    assert rows["item_knn"].status in ("trained", "chosen")
+    assert rows["ease"].status == "skipped" and "budget spent on the clock" in rows["ease"].reason
+    assert rows["ease"].fit_seconds is None
+
+
+def test_the_clock_never_skips_before_one_candidate_is_trained(
+    dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class SlowMachine:
+        now = 0.0
+
+        @classmethod
+        def perf_counter(cls) -> float:
+            cls.now += 1000.0
+            return cls.now
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    real = auto_module.build_model
+    monkeypatch.setattr(auto_module, "time", SlowMachine)
+    monkeypatch.setattr(auto_module, "build_model",
+                        lambda name, *a, **k: crash() if name == "ease" else real(name, *a, **k))
+    spec = AutoSpec(candidates=("ease", "popularity"), budget_seconds=10)
+    selection = select(dataset, spec, SETTINGS)
+    assert selection.chosen == "popularity"
+
+
+def test_a_candidate_over_the_memory_limit_is_skipped(dataset: Dataset) -> None:
+    spec = AutoSpec(candidates=("ease", "popularity"), memory_gib=0.0003)  # ~0.3 MB
+    ease = select(dataset, spec, SETTINGS).candidates[0]
+    assert ease.status == "skipped" and "above memoryGiB 0.0003" in ease.reason
+
+
+def test_ease_t_and_sequence_models_need_timestamps(dataset: Dataset) -> None:
+    untimed = replace(dataset, has_timestamps=False)
+    spec = AutoSpec(candidates=("ease_t", "sasrec", "popularity"))
+    reasons = {c.model_type: c.reason for c in select(untimed, spec, SETTINGS).candidates}
+    assert "no timestamps" in reasons["ease_t"] and "no timestamps" in reasons["sasrec"]
+
+
+def test_a_crashing_candidate_is_recorded_and_the_others_go_on(
+    dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = auto_module.build_model
+
+    def crash_on_ease(name: str, *args: object, **kwargs: object) -> object:
+        if name == "ease":
+            raise RuntimeError("injected failure")
+        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(auto_module, "build_model", crash_on_ease)
+    selection = select(dataset, AutoSpec(candidates=("ease", "popularity")), SETTINGS)
+    ease = selection.candidates[0]
+    assert ease.status == "failed" and ease.reason == "RuntimeError: injected failure"
+    assert selection.chosen == "popularity"
+
+
+def test_when_no_candidate_fits_one_line_names_each_reason(dataset: Dataset) -> None:
+    spec = AutoSpec(candidates=("ease", "item_knn"), memory_gib=1e-6)
+    with pytest.raises(ConfigError) as error:
+        select(dataset, spec, SETTINGS)
+    message = str(error.value)
+    assert "\n" not in message and "ease: needs" in message and "item_knn: needs" in message
+    assert "budgetSeconds" in message and "model.type" in message
+
+
+def test_unknown_candidates_are_refused_with_the_valid_names() -> None:
+    with pytest.raises(ConfigError, match="unknown model type 'deepfm'; valid"):
+        AutoSpec(candidates=("deepfm",))
+
+
+def test_the_run_records_the_selection_and_serves_the_winner(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    summary = train_run(dataset, tmp_path / "run", settings=SETTINGS, auto=FAST)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert metrics["selection"]["chosen"] == summary.model_type == config["model_type"]
+    assert len(metrics["selection"]["candidates"]) == len(FAST.candidates)
+    assert metrics["data"]["interactions"] == len(dataset.interactions)  # refit on all of it
+
+
+def test_hyperparameters_need_a_named_type(dataset: Dataset, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"hyperparameters \['lam'\] need a model type"):
+        train_run(dataset, tmp_path / "run", hparams={"lam": 5.0}, settings=SETTINGS)
+
+
+def test_auto_is_the_job_default() -> None:
+    model = ModelSpec()
+    assert model.type == "auto" and "sparse_ease" in model.auto.candidates
+
+
+@pytest.mark.slow
+def test_kuberec_train_prints_the_selection_table(dataset: Dataset, tmp_path: Path) -> None:
+    events = tmp_path / "events.csv"
+    dataset.interactions.to_csv(events, index=False)
+    result = kuberec("train", "--interactions", str(events), "--candidates",
+                     "sparse_ease,popularity", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "model auto: chose" in result.stdout and "sparse_ease" in result.stdout

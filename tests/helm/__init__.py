@@ -1,0 +1,1 @@
+"""Specifications of the Helm chart under helm/kuberec."""

@@ -1,0 +1,1 @@
+"""Specifications of the kuberec command (kuberec/cli*.py) as users run it."""

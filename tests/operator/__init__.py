@@ -1,0 +1,1 @@
+"""Specifications of operator/: the spec, the CRD, reconcile and both platforms."""

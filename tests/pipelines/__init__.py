@@ -1,0 +1,1 @@
+"""Specifications of pipelines/: compiling, running locally, submitting to KFP."""

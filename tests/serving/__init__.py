@@ -1,0 +1,1 @@
+"""Specifications of serving/: the engine, the HTTP service and its processes."""

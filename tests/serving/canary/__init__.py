@@ -1,0 +1,1 @@
+"""Specifications of serving/canary: the router, the split, analysis and rollouts."""

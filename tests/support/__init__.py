@@ -1,0 +1,1 @@
+"""What the tests share: paths, job documents, the CLI runner, HTTP stand-ins."""
