@@ -6,12 +6,12 @@ from pathlib import Path
 
 from rich.table import Table
 
-from kuberec.operator.loop import Pass
+from kuberec.operator.loop import ReconcilePass
 from kuberec.operator.spec import RecommenderJob
 from kuberec.operator.status import JobStatus
 
 
-def describe_pass(job: RecommenderJob, result: Pass) -> str:
+def describe_pass(job: RecommenderJob, result: ReconcilePass) -> str:
     status = result.status
     text = f"[bold]{job.metadata.name}[/]: {status.phase}"
     run = status.pipeline_run

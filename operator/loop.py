@@ -36,22 +36,22 @@ class LoopTimeout(KuberecError):
 
 
 @dataclass(frozen=True)
-class Pass:
+class ReconcilePass:
     status: JobStatus
     actions: list[Action]
     observations: Observations
 
 
-def reconcile_once(job: RecommenderJob, status: JobStatus, platform: Platform) -> Pass:
+def reconcile_once(job: RecommenderJob, status: JobStatus, platform: Platform) -> ReconcilePass:
     job = job.model_copy(update={"status": status})
     observations = platform.observe(job, status)
     actions, new_status = reconcile(job, observations)
     for action in actions:
         platform.execute(job, action)
-    return Pass(new_status, actions, observations)
+    return ReconcilePass(new_status, actions, observations)
 
 
-def settled(result: Pass) -> bool:
+def settled(result: ReconcilePass) -> bool:
     status = result.status
     return (
         not result.actions
@@ -68,7 +68,7 @@ def run_until_settled(
     *,
     poll_s: float = 1.0,
     timeout_s: float = 3600.0,
-    on_pass: Callable[[Pass], None] | None = None,
+    on_pass: Callable[[ReconcilePass], None] | None = None,
     wait_s: float = 0.0,
 ) -> JobStatus:
     """Reconcile until settled; the status is saved after every pass (a crash loses nothing).
@@ -82,7 +82,7 @@ def run_until_settled(
 
 def _settle(
     job: RecommenderJob, platform: Platform, workdir: Path, poll_s: float, timeout_s: float,
-    on_pass: Callable[[Pass], None] | None,
+    on_pass: Callable[[ReconcilePass], None] | None,
 ) -> JobStatus:  # fmt: skip
     job = with_generation(workdir, job)
     status = load_status(workdir) or JobStatus()

@@ -15,14 +15,8 @@ from kuberec.operator.conditions import stamp, with_condition, with_phase
 from kuberec.operator.observations import Observations
 from kuberec.operator.spec import CanarySpec, RecommenderJob
 from kuberec.operator.status import JobStatus, ModelRecord, RolloutDecision, RolloutStatus
-from kuberec.serving.canary.analysis import (
-    RolloutPolicy,
-    RolloutState,
-    Thresholds,
-    VersionMetrics,
-    evaluate_interval,
-    start,
-)
+from kuberec.serving.canary.analysis import Thresholds, VersionMetrics
+from kuberec.serving.canary.steps import RolloutPolicy, RolloutState, evaluate_interval, start
 
 DECISIONS_KEPT = 20
 

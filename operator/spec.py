@@ -61,7 +61,7 @@ class FileSpec(CamelModel):
     columns: dict[str, str] = Field(default_factory=dict)
 
 
-class SyntheticSpec(CamelModel):
+class SyntheticDataSpec(CamelModel):
     users: int = Field(ge=1)
     items: int = Field(ge=1)
     interactions: int = Field(ge=1)
@@ -83,7 +83,7 @@ class DataSpec(CamelModel):
     interactions: FileSpec | None = None
     items: FileSpec | None = None
     users: FileSpec | None = None
-    synthetic: SyntheticSpec | None = None
+    synthetic: SyntheticDataSpec | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
