@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from kuberec.operator.loop import ReconcilePass
+from kuberec.operator.reconcile_pass import ReconcilePass
 from kuberec.operator.spec import RecommenderJob
 from kuberec.operator.status import JobStatus
 

@@ -1,8 +1,10 @@
-"""Drive the reconcile function on a platform until the job settles (the local operator).
+"""Drive the reconcile pass on a platform until the job settles (the local operator).
 
-One pass: observe, reconcile, execute the actions, store the status. The
-Kubernetes operator runs the same pass from kopf handlers and timers; here a
-plain loop repeats it every ``poll_s`` until nothing is in flight.
+One pass (``operator/reconcile_pass.py``): observe, reconcile, store the status
+ahead of a launch, execute the actions, store the status. The Kubernetes
+operator runs the same pass from kopf handlers and timers; here a plain loop
+repeats it every ``poll_s`` until nothing is in flight, storing the status in
+``<workdir>/status.json``.
 """
 
 from __future__ import annotations
@@ -11,24 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from kuberec.errors import KuberecError
-from kuberec.operator.actions import Action
 from kuberec.operator.job_dir import claim
 from kuberec.operator.local_store import load_status, save_status, with_generation
-from kuberec.operator.observations import Observations
-from kuberec.operator.reconcile import reconcile
+from kuberec.operator.reconcile_pass import Platform, ReconcilePass, run_pass, settled
 from kuberec.operator.spec import RecommenderJob
 from kuberec.operator.status import JobStatus
-
-SETTLED = ("Serving", "Rejected", "Failed", "Suspended")
-
-
-class Platform(Protocol):
-    def observe(self, job: RecommenderJob, status: JobStatus) -> Observations: ...
-
-    def execute(self, job: RecommenderJob, action: Action) -> None: ...
 
 
 class LoopTimeout(KuberecError):
@@ -36,29 +27,14 @@ class LoopTimeout(KuberecError):
 
 
 @dataclass(frozen=True)
-class ReconcilePass:
-    status: JobStatus
-    actions: list[Action]
-    observations: Observations
+class LocalStatusStore:
+    """The status store of the local platform: ``<workdir>/status.json``."""
 
+    workdir: Path
 
-def reconcile_once(job: RecommenderJob, status: JobStatus, platform: Platform) -> ReconcilePass:
-    job = job.model_copy(update={"status": status})
-    observations = platform.observe(job, status)
-    actions, new_status = reconcile(job, observations)
-    for action in actions:
-        platform.execute(job, action)
-    return ReconcilePass(new_status, actions, observations)
-
-
-def settled(result: ReconcilePass) -> bool:
-    status = result.status
-    return (
-        not result.actions
-        and not status.run_in_flight
-        and status.rollout is None
-        and status.phase in SETTLED
-    )
+    def write(self, job: RecommenderJob, old: JobStatus, new: JobStatus) -> JobStatus:
+        save_status(self.workdir, job, new)
+        return new
 
 
 def run_until_settled(
@@ -86,11 +62,10 @@ def _settle(
 ) -> JobStatus:  # fmt: skip
     job = with_generation(workdir, job)
     status = load_status(workdir) or JobStatus()
+    store = LocalStatusStore(workdir)
     deadline = time.monotonic() + timeout_s
     while True:
-        result = reconcile_once(job, status, platform)
-        if result.status != status:
-            save_status(workdir, job, result.status)
+        result = run_pass(job, status, platform, store)
         status = result.status
         if on_pass is not None:
             on_pass(result)
