@@ -42,6 +42,7 @@ from kuberec.operator.conditions import condition, with_condition, with_phase
 from kuberec.operator.crd import PLURAL
 from kuberec.operator.k8s_settings import ClusterSettings
 from kuberec.operator.k8s_status import StatusWriter
+from kuberec.operator.kfp_client import KfpUnavailable
 from kuberec.operator.kubernetes_platform import (
     KubernetesForbidden,
     KubernetesPlatform,
@@ -52,7 +53,6 @@ from kuberec.operator.prometheus import PrometheusUnavailable
 from kuberec.operator.reconcile_pass import AVAILABLE, at_rest, run_pass
 from kuberec.operator.spec import GROUP, VERSION, RecommenderJob
 from kuberec.operator.status import IN_FLIGHT, Condition, JobStatus
-from kuberec.pipelines.kfp_client import KfpUnavailable
 
 FINALIZER = "kuberec.io/finalizer"
 WARNING_PHASES = ("Failed", "Rejected")

@@ -4,7 +4,7 @@ It implements the same ``Platform`` protocol as the local platform
 (``operator/loop.py``), so the kopf operator runs the very reconcile function
 ``kuberec run`` runs. Every action is idempotent:
 
-* ``LaunchRun`` submits through ``pipelines/kfp_client.py``, which finds an
+* ``LaunchRun`` submits through ``operator/kfp_client.py``, which finds an
   existing run by its display name (``<job>-<key>``) before creating one;
 * serving actions *apply* manifests (``operator/manifests.py``): an object
   whose content hash is unchanged is not written again.
@@ -37,15 +37,15 @@ from kuberec.operator.actions import (
 from kuberec.operator.crd import PLURAL
 from kuberec.operator.k8s_data import TRAINED_DATA_ANNOTATION, DataWatcher
 from kuberec.operator.k8s_settings import ClusterSettings
+from kuberec.operator.kfp_client import KfpUnavailable
 from kuberec.operator.manifests import Track
 from kuberec.operator.observations import Observations, RunObservation, ServingObservation
 from kuberec.operator.prometheus import Prometheus
+from kuberec.operator.ray_cluster import ray_address, ray_cluster_manifest
 from kuberec.operator.spec import GROUP, VERSION, RecommenderJob
 from kuberec.operator.status import JobStatus, ModelRecord
 from kuberec.pipelines.context import RunContext
-from kuberec.pipelines.kfp_client import KfpUnavailable
 from kuberec.pipelines.pipeline import IMAGE
-from kuberec.pipelines.ray_cluster import ray_address, ray_cluster_manifest
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class KubernetesPlatform:
                 from kfp_server_api.exceptions import ApiException
                 from urllib3.exceptions import HTTPError
 
-                from kuberec.pipelines.kfp_client import KfpRuns
+                from kuberec.operator.kfp_client import KfpRuns
 
                 if not self.settings.kfp_endpoint:
                     raise KfpUnavailable("KUBEREC_KFP_ENDPOINT is not set")

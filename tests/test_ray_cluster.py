@@ -6,8 +6,8 @@ from typing import Any
 
 import kubernetes_validate
 
+from kuberec.operator.ray_cluster import pod_templates, ray_address, ray_cluster_manifest
 from kuberec.operator.spec import RecommenderJob
-from kuberec.pipelines.ray_cluster import pod_templates, ray_address, ray_cluster_manifest
 
 
 def _job(**training: Any) -> RecommenderJob:
