@@ -35,7 +35,6 @@ from kuberec.operator.status import JobStatus
 GROUP = "kuberec.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
-MOVIELENS_RELEASES = ("ml-100k", "ml-1m", "ml-latest-small", "ml-25m", "ml-32m")
 
 
 MAX_STEPS = 10
@@ -253,7 +252,6 @@ class GatesSpec(CamelModel):
         return self
 
 
-EVALUATION_PROTOCOLS = ("temporal", "stratified", "random-811", "leave-one-out")
 METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "mrr")
 
 
