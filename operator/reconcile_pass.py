@@ -9,8 +9,8 @@ existing run by that key; the rest of the new status is stored after the
 actions. A pass that follows a failed one marks the platform available again
 (``PlatformAvailable=True``): recovery is recorded in the status it writes.
 
-``operator/loop.py`` repeats passes until a job settles (``kuberec run``);
-``operator/kopf_handlers.py`` runs one per kopf event or timer tick.
+``operator/local/loop.py`` repeats passes until a job settles (``kuberec run``);
+``operator/kubernetes/kopf_handlers.py`` runs one per kopf event or timer tick.
 """
 
 from __future__ import annotations

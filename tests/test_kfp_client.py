@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kuberec.operator.kfp_client import KfpRuns, KfpUnavailable, experiment_name
+from kuberec.operator.kubernetes.kfp_client import KfpRuns, KfpUnavailable, experiment_name
 from kuberec.operator.spec import load_job
 from kuberec.pipelines.context import RunContext, run_result_uri
 

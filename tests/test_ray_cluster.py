@@ -6,7 +6,7 @@ from typing import Any
 
 import kubernetes_validate
 
-from kuberec.operator.ray_cluster import pod_templates, ray_address, ray_cluster_manifest
+from kuberec.operator.kubernetes.ray_cluster import pod_templates, ray_address, ray_cluster_manifest
 from kuberec.operator.spec import RecommenderJob
 
 

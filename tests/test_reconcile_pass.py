@@ -7,8 +7,8 @@ from pathlib import Path
 
 from kuberec.operator.actions import Action, LaunchRun
 from kuberec.operator.conditions import condition, with_condition
-from kuberec.operator.local_store import load_status
-from kuberec.operator.loop import LocalStatusStore
+from kuberec.operator.local.loop import LocalStatusStore
+from kuberec.operator.local.store import load_status
 from kuberec.operator.observations import DataObservation, Observations
 from kuberec.operator.reconcile_pass import AVAILABLE, run_pass, settled
 from kuberec.operator.spec import RecommenderJob

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kuberec.operator.local_platform import LocalPlatform
-from kuberec.operator.loop import run_until_settled
+from kuberec.operator.local.loop import run_until_settled
+from kuberec.operator.local.platform import LocalPlatform
 from kuberec.operator.spec import RecommenderJob, load_job
 from kuberec.operator.status import JobStatus
 

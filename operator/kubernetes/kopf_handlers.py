@@ -40,16 +40,16 @@ from kuberec.errors import KuberecError
 from kuberec.operator.actions import Action, LaunchRun
 from kuberec.operator.conditions import condition, with_condition, with_phase
 from kuberec.operator.crd import PLURAL
-from kuberec.operator.k8s_settings import ClusterSettings
-from kuberec.operator.k8s_status import StatusWriter
-from kuberec.operator.kfp_client import KfpUnavailable
-from kuberec.operator.kubernetes_platform import (
+from kuberec.operator.kubernetes.kfp_client import KfpUnavailable
+from kuberec.operator.kubernetes.metrics import OperatorMetrics
+from kuberec.operator.kubernetes.platform import (
     KubernetesForbidden,
     KubernetesPlatform,
     KubernetesUnavailable,
 )
-from kuberec.operator.metrics import OperatorMetrics
-from kuberec.operator.prometheus import PrometheusUnavailable
+from kuberec.operator.kubernetes.prometheus import PrometheusUnavailable
+from kuberec.operator.kubernetes.settings import ClusterSettings
+from kuberec.operator.kubernetes.status_writer import StatusWriter
 from kuberec.operator.reconcile_pass import AVAILABLE, at_rest, run_pass
 from kuberec.operator.spec import GROUP, VERSION, RecommenderJob
 from kuberec.operator.status import IN_FLIGHT, Condition, JobStatus

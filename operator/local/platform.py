@@ -6,7 +6,7 @@ action, idempotently). Everything lives under the job's workdir, so a second
 ``kuberec run`` finds the runs and servers the first one left::
 
     WORKDIR/
-      status.json            the job's status (operator/local_store.py)
+      status.json            the job's status (operator/local/store.py)
       data/                  the Feast repo and sources
       artifacts/             exported models and run results (the artifact store)
       runs/<key>/            job.json, context.json, pipeline.log, events.jsonl, pid, exit
