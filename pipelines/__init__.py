@@ -4,5 +4,5 @@
 - :mod:`.compile`: deterministic IR YAML; :mod:`.local_run`: ``kfp.local`` execution.
 
 Submission to a cluster's KFP and the KubeRay cluster are the Kubernetes platform's
-(``operator/kfp_client.py``, ``operator/ray_cluster.py``).
+(``operator/kubernetes/kfp_client.py``, ``operator/kubernetes/ray_cluster.py``).
 """
