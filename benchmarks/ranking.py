@@ -42,8 +42,8 @@ from kuberec.components.evaluation import Split, split
 from kuberec.components.models import score_users, top_k
 from kuberec.components.models.ranking import Ranker, model_signals, resolve
 from kuberec.components.train.ranking_curve import diversity_curve, plot_curves
-from kuberec.components.train.ray_runner import train
 from kuberec.components.train.settings import TrainSettings
+from kuberec.components.train.trainer import train
 from kuberec.operator.spec import RankingSpec
 
 DIVERSITIES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)

@@ -77,8 +77,8 @@ class PeakMemory:
 def throughput(dataset: object, model: str, backend: str, workers: int, tmp: Path,
                batch_size: int | None = None, period: int = 1,
                epochs: int = 5) -> dict:  # fmt: skip
-    from kuberec.components.train.ray_runner import train
     from kuberec.components.train.settings import TrainSettings
+    from kuberec.components.train.trainer import train
 
     settings = TrainSettings(
         backend=backend, workers=workers, epochs=epochs, patience=epochs,
@@ -96,8 +96,8 @@ def throughput(dataset: object, model: str, backend: str, workers: int, tmp: Pat
 
 def quality(dataset: object, model: str, workers: int, period: int, tmp: Path) -> float:
     """Best validation NDCG@10 of ``model`` (its default hyperparameters, early stopping)."""
-    from kuberec.components.train.ray_runner import train
     from kuberec.components.train.settings import TrainSettings
+    from kuberec.components.train.trainer import train
 
     backend = "local" if workers == 1 else "ray"
     settings = TrainSettings(

@@ -252,8 +252,8 @@ def _run(args: argparse.Namespace) -> int:
 
     job = load_job(args.job)  # before the heavy imports: a bad job file is reported at once
 
-    from kuberec.operator.local_platform import LocalPlatform
-    from kuberec.operator.loop import run_until_settled
+    from kuberec.operator.local.loop import run_until_settled
+    from kuberec.operator.local.platform import LocalPlatform
     from kuberec.run_summary import describe_pass, summary_table
 
     workdir = (args.workdir or Path(".kuberec") / job.metadata.name).resolve()
@@ -275,7 +275,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from kuberec.operator.local_store import load_status
+    from kuberec.operator.local.store import load_status
     from kuberec.run_summary import summary_table
 
     name, workdir = _local_job(args)
@@ -297,7 +297,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 def _local_job(args: argparse.Namespace) -> tuple[str, Path]:
     """(job name, job directory) from a job file or a bare name."""
-    from kuberec.operator.job_dir import check_owner
+    from kuberec.operator.local.job_dir import check_owner
     from kuberec.operator.spec import load_job
 
     is_file = args.job.endswith((".yaml", ".yml"))

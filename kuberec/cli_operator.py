@@ -71,8 +71,8 @@ def _operator_run(args: argparse.Namespace) -> int:
     import kopf
 
     from kuberec.errors import ConfigError
-    from kuberec.operator.k8s_settings import ClusterSettings
-    from kuberec.operator.kopf_handlers import build_operator, configure, register
+    from kuberec.operator.kubernetes.kopf_handlers import build_operator, configure, register
+    from kuberec.operator.kubernetes.settings import ClusterSettings
 
     if not args.namespace and not args.all_namespaces:
         raise ConfigError("kuberec operator run: pass --namespace NS (repeatable) or "

@@ -25,3 +25,7 @@ class FeatureStoreError(KuberecError):
 
 class ConfigError(KuberecError):
     """A setting or job file is invalid."""
+
+
+class ServingError(KuberecError):
+    """A model server or the canary router did not start, answer, or stop."""

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from rich.table import Table
 
-from kuberec.operator.loop import Pass
+from kuberec.operator.reconcile_pass import ReconcilePass
 from kuberec.operator.spec import RecommenderJob
 from kuberec.operator.status import JobStatus
 
 
-def describe_pass(job: RecommenderJob, result: Pass) -> str:
+def describe_pass(job: RecommenderJob, result: ReconcilePass) -> str:
     status = result.status
     text = f"[bold]{job.metadata.name}[/]: {status.phase}"
     run = status.pipeline_run
@@ -66,7 +66,7 @@ def summary_table(name: str, status: JobStatus, workdir: Path) -> Table:
 
 def _report(workdir: Path, key: str) -> Path | None:
     """The evaluate step's report of run ``key``, as its succeeded event recorded it."""
-    from kuberec.operator.local_platform import read_events
+    from kuberec.operator.local.platform import read_events
 
     for event in read_events(workdir / "runs" / key / "events.jsonl"):
         if event["step"] == "evaluate" and event["state"] == "succeeded" and "report" in event:

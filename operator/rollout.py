@@ -1,7 +1,7 @@
 """The canary part of the reconcile loop: start, analyse each interval, promote or roll back.
 
-The analysis and the step machine are ``kuberec.serving.canary.analysis``
-(pure); this module maps them onto the job's status and the platform actions,
+The analysis and the step machine are ``kuberec.serving.canary.analysis`` and
+``.steps`` (pure); this module maps them onto the job's status and the platform actions,
 so every decision lands in ``status.rollout.decisions`` with the metric values
 that caused it.
 """
@@ -15,27 +15,16 @@ from kuberec.operator.conditions import stamp, with_condition, with_phase
 from kuberec.operator.observations import Observations
 from kuberec.operator.spec import CanarySpec, RecommenderJob
 from kuberec.operator.status import JobStatus, ModelRecord, RolloutDecision, RolloutStatus
-from kuberec.serving.canary.analysis import (
-    RolloutPolicy,
-    RolloutState,
-    Thresholds,
-    VersionMetrics,
-    evaluate_interval,
-    start,
-)
+from kuberec.serving.canary.analysis import Thresholds, VersionMetrics
+from kuberec.serving.canary.steps import RolloutPolicy, RolloutState, evaluate_interval, start
 
 DECISIONS_KEPT = 20
 
 
 def policy_of(canary: CanarySpec) -> RolloutPolicy:
-    a = canary.analysis
-    thresholds = Thresholds(
-        max_error_rate=a.max_error_rate,
-        max_p95_latency_ms=a.max_p95_latency_ms,
-        min_click_through_ratio=a.min_click_through_ratio,
-        min_samples=a.min_samples,
-        on_insufficient_data=a.on_insufficient_data,
-    )
+    """The step machine's policy, built from ``spec.serving.canary`` (every analysis field is a
+    Thresholds field of the same name; one the analysis does not know fails loudly)."""
+    thresholds = Thresholds.from_dict(canary.analysis.model_dump())
     return RolloutPolicy(steps=tuple(canary.steps), thresholds=thresholds)
 
 

@@ -35,7 +35,6 @@ from kuberec.operator.status import JobStatus
 GROUP = "kuberec.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
-MOVIELENS_RELEASES = ("ml-100k", "ml-1m", "ml-latest-small", "ml-25m", "ml-32m")
 
 
 MAX_STEPS = 10
@@ -61,7 +60,7 @@ class FileSpec(CamelModel):
     columns: dict[str, str] = Field(default_factory=dict)
 
 
-class SyntheticSpec(CamelModel):
+class SyntheticDataSpec(CamelModel):
     users: int = Field(ge=1)
     items: int = Field(ge=1)
     interactions: int = Field(ge=1)
@@ -83,7 +82,7 @@ class DataSpec(CamelModel):
     interactions: FileSpec | None = None
     items: FileSpec | None = None
     users: FileSpec | None = None
-    synthetic: SyntheticSpec | None = None
+    synthetic: SyntheticDataSpec | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
@@ -253,7 +252,6 @@ class GatesSpec(CamelModel):
         return self
 
 
-EVALUATION_PROTOCOLS = ("temporal", "stratified", "random-811", "leave-one-out")
 METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "mrr")
 
 

@@ -1,7 +1,8 @@
 """The pipeline's features step: ingest -> apply -> materialize, with a summary.
 
-Until the KFP pipeline lands this is also what ``kuberec run`` executes; the
-pipeline will call the same function from its component.
+The KFP component ``features_step`` (``pipelines/steps.py``) calls
+:func:`run_features` on every platform: ``kuberec run`` runs the same pipeline
+with ``kfp.local``, so there is no second path that builds features.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from kuberec.components.features.store import StoreSettings, open_store
 
 @dataclass
 class FeaturesSummary:
+    """What the step reports: rows per source, the views applied and materialized, timings."""
+
     dataset: dict[str, object]
     rows: dict[str, int]
     views: list[str]
@@ -33,6 +36,7 @@ def run_features(
     text_embeddings: bool = True,
     recent_days: int = 30,
 ) -> FeaturesSummary:
+    """Write the Feast sources of ``dataset``, apply the repo, materialize the online store."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     result = ingest(

@@ -10,15 +10,26 @@ variables, which children inherit and a process cannot drop from
 started, is a scan for those markers plus the process tree; each pid is
 signalled only while its start time is the one first seen, so a recycled pid
 is never touched.
+
+The helpers every caller of a server needs live here once too: a free port
+(:func:`free_port`, :func:`port_free`), waiting for an answer
+(:func:`wait_ready`, :func:`answers`), whether a pid runs (:func:`pid_exists`),
+and the one :class:`~kuberec.errors.ServingError` they raise.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
+
+from kuberec.errors import ServingError
 
 #: The job's serving directory, in the environment of every process started for it.
 JOB_ENV = "KUBEREC_SERVING_JOB"
@@ -132,3 +143,71 @@ def _signal(pid: int, sig: signal.Signals) -> None:
             os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether a process with this pid exists (another user's counts; a zombie too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """An ephemeral port that is free now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``port`` (reusing addresses, as aiohttp does)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def answers(url: str) -> bool:
+    """Whether ``url`` answers 200 within two seconds."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def wait_ready(
+    url: str,
+    timeout: float = 120.0,
+    *,
+    process: subprocess.Popen[bytes] | None = None,
+    probe: str = "/readyz",
+) -> None:
+    """Poll ``url`` + ``probe`` until it answers 200; fail early if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    target = url.rstrip("/") + probe
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServingError(f"the server for {url} exited with status {process.returncode}"
+                               f"{_log_tail(process)}")
+        if answers(target):
+            return
+        time.sleep(0.25)
+    raise ServingError(f"{url} was not ready after {timeout:.0f}s"
+                       f"{_log_tail(process) if process is not None else ''}")
+
+
+def _log_tail(process: subprocess.Popen[bytes] | None, lines: int = 20) -> str:
+    """The last lines of the log :func:`~kuberec.serving.server.start_server` attached."""
+    path = getattr(process, "log_path", None)
+    if path is None or not Path(path).exists():
+        return ""
+    tail = Path(path).read_text(errors="replace").splitlines()[-lines:]
+    return "; last log lines:\n" + "\n".join(tail)

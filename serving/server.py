@@ -4,7 +4,8 @@ Used by ``kuberec serve``, the tests, the benchmark and anything else that needs
 a server (the canary router runs two). The model reference is resolved here,
 once, before the server starts: an artifact URI is imported into the BentoML
 store and the server is handed its tag, so the server's workers never
-race to import the same file.
+race to import the same file. :func:`wait_ready` and :func:`free_port` are
+:mod:`.processes`' (named here too, as the API a server's user needs).
 """
 
 from __future__ import annotations
@@ -12,29 +13,31 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
 from kuberec.components.package import resolve_model
-from kuberec.errors import ConfigError, KuberecError
-from kuberec.serving.processes import SurvivorsError, process_tree, snapshot, terminate
+from kuberec.errors import ConfigError, ServingError
+from kuberec.serving.processes import (
+    SurvivorsError,
+    free_port,
+    process_tree,
+    snapshot,
+    terminate,
+    wait_ready,
+)
+
+__all__ = ["free_port", "resolve_reference", "start_server", "stop_server", "wait_ready"]
 
 SERVICE = "kuberec.serving.service:Recommender"
 #: The environment variable that tells the service which model to load.
 MODEL_ENV = "KUBEREC_MODEL"
 #: JSON of the job's ``spec.serving.ranking``: the re-ranking the service applies.
 RANKING_ENV = "KUBEREC_RANKING"
-
-
-class ServingError(KuberecError):
-    """A server did not start or did not become ready."""
 
 
 def resolve_reference(reference: str | Path) -> str:
@@ -99,27 +102,6 @@ def _exec_done(process: subprocess.Popen[bytes], timeout: float = 2.0) -> subpro
     return process
 
 
-def wait_ready(
-    url: str, timeout: float = 120.0, *, process: subprocess.Popen[bytes] | None = None
-) -> None:
-    """Poll ``url``/readyz until it answers 200; fail early if ``process`` exits."""
-    deadline = time.monotonic() + timeout
-    probe = url.rstrip("/") + "/readyz"
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise ServingError(f"the server for {url} exited with status {process.returncode}"
-                               f"{_log_tail(process)}")
-        try:
-            with urllib.request.urlopen(probe, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.25)
-    raise ServingError(f"{url} was not ready after {timeout:.0f}s"
-                       f"{_log_tail(process) if process is not None else ''}")
-
-
 def stop_server(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     """Stop the server and every process under it; when this returns, none of them runs.
 
@@ -146,18 +128,3 @@ def stop_server(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None
         raise ServingError(f"processes of the server {process.pid} {exc}") from None
     finally:
         process.wait()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """An ephemeral port that is free now (for tests and benchmarks)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _log_tail(process: subprocess.Popen[bytes] | None, lines: int = 20) -> str:
-    path = getattr(process, "log_path", None)
-    if path is None or not Path(path).exists():
-        return ""
-    tail = Path(path).read_text(errors="replace").splitlines()[-lines:]
-    return "; last log lines:\n" + "\n".join(tail)

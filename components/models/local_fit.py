@@ -1,14 +1,16 @@
-"""Single-process training: the loop the CLI uses and whose epoch step Ray Train reuses.
+"""The model side of every training loop: one set-up, one epoch step, and a plain fit.
 
-:func:`train_epoch` is written against ``nn.Module`` so it works unchanged on a
+:func:`set_up` (seed, model, optimiser, the worker's shard of the sampler) and
+:func:`train_epoch` are what every loop runs: the local backend and the Ray
+workers (``components/train/local_runner.py``, ``worker.py``, through
+``components/train/loop.py``), the Tune trials (``tune.py``) and :func:`fit`,
+the settings-free loop the model tests train with. :func:`train_epoch` is
+written against ``nn.Module`` so it works unchanged on a
 ``DistributedDataParallel``-wrapped model: calling the wrapper runs the model's
-``forward`` (its loss) with gradient synchronisation. A Ray worker builds its model
-with :func:`build_model`, its shard with :func:`make_sampler` (``rank``,
-``world_size``) and calls :func:`train_epoch` once per epoch. Wrap with
-``DistributedDataParallel(model, forward_sync_buffers=False)``: buffers hold fixed
-data tables (identical on every rank), so syncing them every step is wasted
-bandwidth. Every parameter takes part in every loss, so ``find_unused_parameters``
-stays False.
+``forward`` (its loss) with gradient synchronisation. Buffers hold fixed data
+tables (identical on every rank), so a worker wraps with
+``forward_sync_buffers=False``; every parameter takes part in every loss, so
+``find_unused_parameters`` stays False.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from kuberec.components.models.base import Batch, Recommender
 from kuberec.components.models.encoded import EncodedData
 from kuberec.components.models.errors import TrainingError
 from kuberec.components.models.registry import HParams, build_model, resolve_hparams
+from kuberec.components.models.registry import model_type as lookup_model_type
 from kuberec.components.models.samplers import make_sampler
 from kuberec.errors import ConfigError, DataError
 
@@ -42,6 +45,39 @@ class EpochRecord:
 
 #: Called after every epoch with its record and the model; returning False stops training.
 EpochCallback = Callable[[EpochRecord, Recommender], bool | None]
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """A trainable model on its device, its optimiser and this worker's sampler."""
+
+    model: Recommender
+    optimizer: torch.optim.Optimizer
+    sampler: Any
+    device: torch.device
+    #: bf16 autocast: asked for and on a GPU
+    amp: bool
+
+
+def set_up(
+    model_type: str,
+    data: EncodedData,
+    hparams: Mapping[str, Any],
+    *,
+    seed: int,
+    device: torch.device,
+    mixed_precision: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+) -> TrainingSetup:
+    """Seed, build ``model_type`` (resolved ``hparams``) on ``device``, its optimiser and the
+    sampler of shard ``rank`` of ``world_size``: the same seed gives the same start."""
+    torch.manual_seed(seed)
+    model = build_model(model_type, data, hparams).to(device)
+    optimizer = make_optimizer(model, hparams)
+    sampler = make_sampler(model, data, hparams, seed=seed, rank=rank, world_size=world_size)
+    return TrainingSetup(model, optimizer, sampler, device,
+                         mixed_precision and device.type == "cuda")  # fmt: skip
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -125,13 +161,12 @@ def fit(
         raise ConfigError(f"epochs must be an integer >= 0, got {epochs!r}")
     resolved: HParams = resolve_hparams(model_type, hparams)
     target = resolve_device(device)
-    torch.manual_seed(seed)
-    model = build_model(model_type, data, resolved).to(target)
     records: list[EpochRecord] = []
-    if not model.trainable:
-        return model.eval(), records
-    optimizer = make_optimizer(model, resolved)
-    sampler = make_sampler(model, data, resolved, seed=seed)
+    if not lookup_model_type(model_type).trainable:
+        torch.manual_seed(seed)
+        return build_model(model_type, data, resolved).to(target).eval(), records
+    setup = set_up(model_type, data, resolved, seed=seed, device=target)
+    model, optimizer, sampler = setup.model, setup.optimizer, setup.sampler
     if epochs and len(sampler) == 0:
         raise DataError(
             f"{model_type}: no training examples (sequence models need users with at least "

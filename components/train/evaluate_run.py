@@ -19,9 +19,9 @@ from kuberec.components.evaluation import split
 from kuberec.components.models.ranking import Ranker, model_signals, resolve
 from kuberec.components.train.offline_eval import evaluate_split
 from kuberec.components.train.ranking_curve import diversity_curve, plot_curves
-from kuberec.components.train.ray_runner import train
 from kuberec.components.train.run_dir import CONFIG, METRICS, read_json, write_json
 from kuberec.components.train.settings import TrainSettings
+from kuberec.components.train.trainer import train
 from kuberec.operator.spec import DataSpec, RankingSpec
 
 

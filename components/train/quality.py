@@ -22,9 +22,9 @@ from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.evaluation import split
 from kuberec.components.train.auto import AUTO, AutoSpec, select
 from kuberec.components.train.offline_eval import evaluate_split
-from kuberec.components.train.ray_runner import train
 from kuberec.components.train.run import DEFAULT_MODEL
 from kuberec.components.train.settings import TrainSettings
+from kuberec.components.train.trainer import train
 from kuberec.errors import ConfigError
 
 #: Microsoft Recommenders, MovieLens 100K, python_stratified_split 75/25, top-10.

@@ -15,7 +15,6 @@ from kuberec import __version__
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.models import save_model
 from kuberec.components.train.auto import AUTO, AutoSpec, Selection, require_no_hparams, select
-from kuberec.components.train.ray_runner import TrainOutcome, train
 from kuberec.components.train.run_dir import (
     CONFIG,
     ITEMS,
@@ -25,6 +24,7 @@ from kuberec.components.train.run_dir import (
     write_json,
 )
 from kuberec.components.train.settings import TrainSettings
+from kuberec.components.train.trainer import TrainOutcome, train
 from kuberec.errors import ConfigError
 
 #: The default: choose among the candidates on validation data (components/train/auto.py).

@@ -1,15 +1,15 @@
 """Hyperparameter search with Ray Tune: ASHA stops weak trials early, within a trial budget.
 
-Each trial trains one model in one process with the same epoch loop as
-:func:`~kuberec.components.train.local_runner.fit_local` (build, optimise, validate
-on the early-stopping holdout, stop after ``patience`` stale epochs) and reports
+Each trial trains one model in one process with the loop every backend runs
+(``loop.py``: build, optimise, validate on the early-stopping holdout, stop
+after ``patience`` stale epochs) and reports
 the validation metric every epoch, so ASHA can stop a trial whose metric trails
 the others at a rung instead of spending its remaining epochs. The holdout is
 carved once on the driver and the encoded data travels through the object store
 once, so every trial is compared on exactly the same pairs.
 
 The search returns hyperparameters, not a model: retrain with
-:func:`~kuberec.components.train.ray_runner.train` and ``best_hparams`` to get
+:func:`~kuberec.components.train.trainer.train` and ``best_hparams`` to get
 weights (with DDP, checkpoints and the full epoch budget).
 """
 
@@ -24,26 +24,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import ray
-import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
 from kuberec.components.datasets.canonical import Dataset
-from kuberec.components.models import (
-    EncodedData,
-    TrainingError,
-    build_model,
-    make_optimizer,
-    make_sampler,
-    resolve_device,
-    resolve_hparams,
-)
+from kuberec.components.models import EncodedData, TrainingError, resolve_hparams
 from kuberec.components.models.registry import model_type as lookup_model_type
-from kuberec.components.train.local_runner import timed_epoch
-from kuberec.components.train.ray_runner import ensure_ray
+from kuberec.components.train.loop import EarlyStopping, monitored, set_up_training, timed_epoch
 from kuberec.components.train.settings import TrainSettings
+from kuberec.components.train.trainer import ensure_ray
 from kuberec.components.train.validation import Holdout, carve_holdout, encode_holdout, validate
 from kuberec.errors import ConfigError
 
@@ -173,7 +164,7 @@ def tune_hparams(
     # with_parameters puts data and holdout in the object store once for all trials
     trial = tune.with_parameters(
         _run_trial, model_type=model_type, base=base, data=data, holdout=holdout,
-        settings=settings.to_dict(),
+        settings=settings,
     )  # fmt: skip
     trainable = tune.with_resources(trial, _trial_resources(settings))
     tuner = tune.Tuner(
@@ -214,37 +205,26 @@ def _run_trial(
     base: dict[str, Any],
     data: EncodedData,
     holdout: Holdout,
-    settings: dict[str, Any],
+    settings: TrainSettings,
 ) -> None:
-    """One trial: fit_local's epoch loop, reporting every epoch to Tune."""
+    """One trial: the shared loop (``loop.py``), reporting every epoch to Tune."""
     hparams = resolve_hparams(model_type, {**base, **config})
-    seed, metric = int(settings["seed"]), str(settings["validation_metric"])
-    torch.manual_seed(seed)
-    device = resolve_device("cuda" if settings["use_gpu"] else "cpu")
-    model = build_model(model_type, data, hparams).to(device)
-    optimizer = make_optimizer(model, hparams)
-    sampler = make_sampler(model, data, hparams, seed=seed)
-    amp = bool(settings["mixed_precision"]) and device.type == "cuda"
-    best, best_epoch, stale = -math.inf, -1, 0
-    for epoch in range(int(settings["epochs"])):
+    run = set_up_training(model_type, data, hparams, settings)
+    stopping = EarlyStopping(settings.patience)
+    for epoch in range(settings.epochs):
         loss, seconds = timed_epoch(
-            model, optimizer, sampler.batches(epoch), epoch=epoch, device=device,
-            hparams=hparams, amp=amp,
+            run.model, run.optimizer, run.sampler.batches(epoch), epoch=epoch,
+            device=run.device, hparams=hparams, amp=run.amp,
         )  # fmt: skip
-        scores = validate(model, data, holdout, int(settings["validation_k"]))
-        value = scores[metric]
-        if value > best + 1e-6:
-            best, best_epoch, stale = value, epoch, 0
-        else:
-            stale += 1
+        scores = validate(run.model, data, holdout, settings.validation_k)
+        stopping.observe(epoch, monitored(scores, settings.validation_metric, loss))
         tune.report(
             {
                 "epoch": epoch, "loss": loss, "seconds": seconds,
-                **{f"val_{k}": v for k, v in scores.items()},
-                "best": best, "best_epoch": best_epoch, "stale": stale,
+                **{f"val_{k}": v for k, v in scores.items()}, **stopping.state(),
             }
         )  # fmt: skip
-        if stale >= int(settings["patience"]):
+        if stopping.done:
             return
 
 

@@ -1,5 +1,9 @@
 """The loop every Ray Train worker runs: its data shard, DDP, validation, checkpoints.
 
+The loop itself (set-up, epoch step, early stopping) is ``loop.py``'s, as in the
+local backend and the Tune trials; what is a worker's own is DDP or local SGD,
+averaging the loss over workers, and the checkpoint it reports every epoch.
+
 Every worker validates the same synchronised weights on the same holdout, so all
 of them reach the same early-stopping decision without extra communication.
 Rank 0 alone writes checkpoints, which hold the latest state (to resume after a
@@ -21,12 +25,20 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from kuberec.components.models import build_model, make_optimizer, make_sampler
 from kuberec.components.train.averaging import average_now, periodic_averaging, uses_local_sgd
-from kuberec.components.train.local_runner import timed_epoch
+from kuberec.components.train.loop import (
+    EarlyStopping,
+    epoch_record,
+    monitored,
+    set_up_training,
+    timed_epoch,
+)
+from kuberec.components.train.settings import TrainSettings
 from kuberec.components.train.validation import Holdout, validate
 
 STATE_FILE = "state.pt"
+#: The early-stopping fields a checkpoint keeps (EarlyStopping.state()).
+STOPPING_KEYS = ("best", "best_epoch", "stale")
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -35,29 +47,25 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     data = ray.get(config["data_ref"])
     holdout: Holdout = ray.get(config["holdout_ref"])
     hparams: dict[str, Any] = config["hparams"]
-    settings: dict[str, Any] = config["settings"]
-    seed = int(settings["seed"])
+    settings: TrainSettings = config["settings"]
 
-    torch.manual_seed(seed)
-    device = ray.train.torch.get_device()
-    model = build_model(config["model_type"], data, hparams).to(device)
-    optimizer = make_optimizer(model, hparams)
+    run = set_up_training(config["model_type"], data, hparams, settings,
+                          device=ray.train.torch.get_device(), rank=rank,
+                          world_size=world)  # fmt: skip
+    model, optimizer, sampler, device = run.model, run.optimizer, run.sampler, run.device
     state = _restore(model, optimizer)
-    period = int(settings["averaging_period"])
-    local_sgd = uses_local_sgd(period, world)
+    stopping = EarlyStopping(settings.patience, **{k: state[k] for k in STOPPING_KEYS})
+    local_sgd = uses_local_sgd(settings.averaging_period, world)
     if local_sgd:  # no DDP: the workers sync by averaging weights (averaging.py)
         wrapped = ray.train.torch.prepare_model(model, parallel_strategy=None)
-        after_step = periodic_averaging(model, period)
+        after_step = periodic_averaging(model, settings.averaging_period)
     else:
         # Buffers hold fixed data tables: broadcasting them every step would be wasted traffic.
         kwargs = {"forward_sync_buffers": False} if world > 1 else None
         wrapped = ray.train.torch.prepare_model(model, parallel_strategy_kwargs=kwargs)
         after_step = None
-    sampler = make_sampler(model, data, hparams, seed=seed, rank=rank, world_size=world)
-    amp = bool(settings["mixed_precision"]) and device.type == "cuda"
-    metric, k = settings["validation_metric"], int(settings["validation_k"])
 
-    for epoch in range(state["epoch"] + 1, int(settings["epochs"])):
+    for epoch in range(state["epoch"] + 1, settings.epochs):
         _chaos(settings, epoch, rank)
         if world > 1 and dist.is_initialized():
             # Start together: rank 0's checkpoint write of the previous epoch is not
@@ -65,49 +73,38 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             dist.barrier()
         loss, seconds = timed_epoch(
             wrapped, optimizer, sampler.batches(epoch), epoch=epoch, device=device,
-            hparams=hparams, amp=amp, after_step=after_step,
+            hparams=hparams, amp=run.amp, after_step=after_step,
         )  # fmt: skip
         if local_sgd:  # every worker validates and keeps the same weights
             started = time.perf_counter()
             average_now(model)
             seconds += time.perf_counter() - started  # part of the epoch's training cost
-        scores = validate(model, data, holdout, k)
+        scores = validate(model, data, holdout, settings.validation_k)
         # No holdout: the (negated) loss decides, averaged so every worker decides alike.
         loss = _mean_over_workers(loss, device, world)
-        value = scores.get(metric, -loss)
-        improved = value > state["best"] + 1e-6
-        if improved:
-            state["best"], state["best_epoch"], state["stale"] = value, epoch, 0
+        if stopping.observe(epoch, monitored(scores, settings.validation_metric, loss)):
             state["best_weights"] = {
                 n: t.detach().cpu().clone() for n, t in model.state_dict().items()
             }
-        else:
-            state["stale"] += 1
-        state["epoch"] = epoch
-        record = {
-            "epoch": epoch,
-            "loss": loss,
-            "seconds": seconds,
-            # examples per second over all workers: each trains on its 1/world shard
-            "samples_per_second": _mean_over_workers(sampler.n_units / seconds, device, world),
-            **{f"val_{name}": v for name, v in scores.items()},
-            "best_epoch": state["best_epoch"],
-        }
+        state.update(stopping.state(), epoch=epoch)
+        # examples per second over all workers: each trains on its 1/world shard
+        throughput = _mean_over_workers(sampler.n_units / seconds, device, world)
+        record = epoch_record(epoch, loss, seconds, throughput, scores, stopping.best_epoch)
         state["history"].append(record)
         _report(record, state, model, optimizer, rank)
         if rank == 0 and config.get("progress") is not None:
             config["progress"].put(record)
-        if state["stale"] >= int(settings["patience"]):
+        if stopping.done:
             break
 
 
-def _chaos(settings: dict[str, Any], epoch: int, rank: int) -> None:
+def _chaos(settings: TrainSettings, epoch: int, rank: int) -> None:
     """Fault injection for resilience tests: rank 0 dies once at the given epoch.
 
     ``extra.chaos_fail_at_epoch`` and ``extra.chaos_marker`` (a file that records
     the failure happened, so the restarted worker carries on).
     """
-    extra = settings.get("extra") or {}
+    extra = settings.extra or {}
     at, marker = extra.get("chaos_fail_at_epoch"), extra.get("chaos_marker")
     if at is None or marker is None or rank != 0 or epoch != int(at) or Path(marker).exists():
         return

@@ -16,84 +16,67 @@ workers whose ``bentoml serve`` parent was killed. After a crash the next call
 finds what still runs: a dead router is restarted on its old port (the job's
 URL stays) in front of the stable server when that still answers. The
 router's admin calls carry the job's token (:mod:`.admin`), and the router
-accepts only the URLs in ``servers.json`` as backends.
+accepts only the URLs in ``servers.json`` as backends. The process side (the
+records, the state file, spawning the router, its admin calls) is
+:mod:`.local_processes`'; this module decides what runs.
 
-The decisions themselves are :mod:`.analysis`'s; :meth:`LocalRollout.run_canary`
+The decisions themselves are :mod:`.analysis`' and :mod:`.steps`'; :meth:`LocalRollout.run_canary`
 is the small loop that applies them here (the operator's reconcile loop does
 the same one interval per pass).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kuberec.errors import ConfigError, KuberecError
-from kuberec.serving.canary.admin import TOKEN_FILE, bearer, read_token, write_token
-from kuberec.serving.canary.analysis import (
-    Decision,
+from kuberec.errors import ConfigError, ServingError
+from kuberec.serving.canary.admin import TOKEN_FILE, read_token, write_token
+from kuberec.serving.canary.analysis import VersionMetrics
+from kuberec.serving.canary.local_processes import (
+    SERVERS_FILE,
+    STATE_FILE,
+    ProcessRecord,
+    RolloutFile,
+    ServerStarter,
+    default_starter,
+    get_json,
+    load_state,
+    post_json,
+    save_state,
+    spawn_router,
+    terminate_all,
+)
+from kuberec.serving.canary.metrics import ROUTER, Counters, interval, scrape
+from kuberec.serving.canary.steps import (
     RolloutPolicy,
     RolloutState,
-    VersionMetrics,
+    StepDecision,
     evaluate_interval,
     start,
 )
-from kuberec.serving.canary.metrics import ROUTER, Counters, interval, scrape
 from kuberec.serving.processes import (
     ID_ENV,
     JOB_ENV,
-    SurvivorsError,
+    answers,
     cmdline,
+    free_port,
     marked,
     markers,
+    port_free,
     process_tree,
     snapshot,
-    terminate,
+    wait_ready,
 )
 
 log = logging.getLogger(__name__)
-STATE_FILE = "serving.json"
-#: The JSON list of the job's server URLs: the only backends the router accepts.
-SERVERS_FILE = "servers.json"
-#: ``(reference, port, host, env)``: start a server with ``env`` added to its environment
-#: (the job's markers), in a session of its own; returns at once.
-ServerStarter = Callable[[str, int, str, Mapping[str, str]], subprocess.Popen]
-
-
-class ServingError(KuberecError):
-    """A local server or the router did not start, answer, or stop."""
-
-
-@dataclass
-class ProcessRecord:
-    """One process this manager started: enough to find it again and to stop only it."""
-
-    role: str  # router | stable | canary
-    pid: int
-    port: int
-    url: str
-    cmdline: str
-    reference: str | None = None
-    #: ``$KUBEREC_SERVING_ID`` of the process and all its workers ('' in older state files)
-    tag: str = ""
-
-    def alive(self) -> bool:
-        return cmdline(self.pid) == self.cmdline
-
-
 class LocalRollout:
     """Stable and canary BentoML servers behind one router URL, managed from ``state_dir``."""
 
@@ -149,7 +132,7 @@ class LocalRollout:
         router = self.records.get("router")
         reuse = (
             old is not None and old.reference == str(reference) and old.alive()
-            and _answers(old.url + "/readyz")
+            and answers(old.url + "/readyz")
             and (router is None or not router.alive())
         )  # fmt: skip
         server = old if reuse else self._start("stable", str(reference))
@@ -245,7 +228,7 @@ class LocalRollout:
                 self._stop(record, save=False)
         for record in list(self.servers.values()):
             self._stop(record, save=False)
-        _terminate(snapshot(marked(JOB_ENV, self.job_marker)))
+        terminate_all(snapshot(marked(JOB_ENV, self.job_marker)))
         self.weight, self.shadow = 0, False
         for name in (STATE_FILE, SERVERS_FILE):
             (self.state_dir / name).unlink(missing_ok=True)
@@ -277,7 +260,7 @@ class LocalRollout:
     def shadow_report(self) -> dict[str, Any]:
         """overlap@K and latencies of the mirrored candidate (``/router/shadow``)."""
         self._require("router")
-        return _get_json(self.records["router"].url + "/router/shadow", self._token())
+        return get_json(self.records["router"].url + "/router/shadow", self._token())
 
     def run_canary(
         self,
@@ -285,9 +268,9 @@ class LocalRollout:
         policy: RolloutPolicy,
         *,
         interval_s: float,
-        on_decision: Callable[[Decision], None] | None = None,
+        on_decision: Callable[[StepDecision], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
-    ) -> list[Decision]:
+    ) -> list[StepDecision]:
         """Deploy ``reference`` as a canary at the first step, then :meth:`drive` it."""
         self.deploy_canary(reference, weight=policy.steps[0])
         return self.drive(policy, interval_s=interval_s, on_decision=on_decision, sleep=sleep)
@@ -298,9 +281,9 @@ class LocalRollout:
         *,
         interval_s: float,
         state: RolloutState | None = None,
-        on_decision: Callable[[Decision], None] | None = None,
+        on_decision: Callable[[StepDecision], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
-    ) -> list[Decision]:
+    ) -> list[StepDecision]:
         """Walk the deployed canary through the steps until it is promoted or rolled back.
 
         One decision per interval, applied at once: advance (new weight),
@@ -312,7 +295,7 @@ class LocalRollout:
         state = state or start(policy)
         if self.weight != state.weight:
             self.set_weight(state.weight)
-        decisions: list[Decision] = []
+        decisions: list[StepDecision] = []
         before = self.snapshot()
         while state.phase == "Progressing":
             sleep(interval_s)
@@ -339,7 +322,7 @@ class LocalRollout:
     # --- processes ------------------------------------------------------------------------------
 
     def _start(self, role: str, reference: str) -> ProcessRecord:
-        starter = self._start_server or _default_starter(self.state_dir)
+        starter = self._start_server or default_starter(self.state_dir)
         port = free_port(self.host)
         tag = f"{role}-{uuid.uuid4().hex[:12]}"
         process = starter(reference, port, self.host, self.marker_env(tag))
@@ -349,7 +332,7 @@ class LocalRollout:
         self.servers[tag] = record  # on disk before anything can fail
         self._save()
         try:
-            _wait_ready(url + "/readyz", process, self.ready_timeout_s)
+            wait_ready(url, self.ready_timeout_s, process=process)
         except BaseException:
             self._stop(record)
             raise
@@ -360,7 +343,7 @@ class LocalRollout:
         return record
 
     def _start_router(self, stable_url: str, port: int | None) -> ProcessRecord:
-        if port is not None and not _port_free(self.host, port):
+        if port is not None and not port_free(self.host, port):
             log.warning("the router's port %d is taken; the job's URL changes", port)
             port = None
         port = port or free_port(self.host)
@@ -368,23 +351,13 @@ class LocalRollout:
         token_file = self.state_dir / TOKEN_FILE
         write_token(token_file)  # a fresh token for every router
         self._save()
-        log_file = open(self.state_dir / "router.log", "ab")  # noqa: SIM115 (child keeps it)
-        command = [
-            sys.executable, "-m", "kuberec.serving.canary.router",
-            "--host", self.host, "--port", str(port), "--stable", stable_url,
-            "--token-file", str(token_file), "--servers-file", str(self.state_dir / SERVERS_FILE),
-        ]  # fmt: skip
         tag = f"router-{uuid.uuid4().hex[:12]}"
-        with log_file:
-            process = subprocess.Popen(
-                command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, **self.marker_env(tag)},
-            )  # fmt: skip
+        process = spawn_router(self.state_dir, self.host, port, stable_url, self.marker_env(tag))
         self._children[process.pid] = process
         url = f"http://{self.host}:{port}"
         record = ProcessRecord("router", process.pid, port, url, cmdline(process.pid), tag=tag)
         try:
-            _wait_ready(url + "/router/metrics", process, 30.0)
+            wait_ready(url, 30.0, process=process, probe="/router/metrics")
         except BaseException:
             process.kill()  # our own child: no pid-reuse risk, whatever /proc said
             process.wait(timeout=10)
@@ -406,7 +379,7 @@ class LocalRollout:
         self._save()
         canary = self.records.get("canary")
         if canary is not None:
-            _post_json(router.url + "/router/config", {
+            post_json(router.url + "/router/config", {
                 "canary": canary.url, "weight": self.weight, "shadow": self.shadow,
             }, self._token())  # fmt: skip
         return router
@@ -422,7 +395,7 @@ class LocalRollout:
         targets = snapshot(marked(ID_ENV, record.tag)) if record.tag else {}
         if record.alive():
             targets.update(snapshot(process_tree(record.pid)))
-        _terminate(targets, timeout_s)
+        terminate_all(targets, timeout_s)
         if child is not None:
             child.wait(timeout=5)
         if self.servers.pop(record.tag, None) is not None and save:
@@ -433,13 +406,13 @@ class LocalRollout:
         if not router.alive():
             router = self._restart_router()
         try:
-            state = _post_json(router.url + "/router/config", changes, self._token())
+            state = post_json(router.url + "/router/config", changes, self._token())
         except ServingError:
             time.sleep(0.2)
             if router.alive():
                 raise
             router = self._restart_router()  # it died just now
-            state = _post_json(router.url + "/router/config", changes, self._token())
+            state = post_json(router.url + "/router/config", changes, self._token())
         self.weight, self.shadow = int(state["weight"]), bool(state["shadow"])
         self._save()
 
@@ -458,117 +431,11 @@ class LocalRollout:
     # --- the state file ---------------------------------------------------------------------------
 
     def _load(self) -> None:
-        path = self.state_dir / STATE_FILE
-        if not path.exists():
-            return
-        try:
-            data = json.loads(path.read_text())
-            self.records = {r: ProcessRecord(**v) for r, v in data["processes"].items()}
-            servers = [ProcessRecord(**v) for v in data.get("servers", [])]
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError(f"{path} is not a serving state file ({exc}); remove it") from exc
-        self.servers = {r.tag: r for r in servers}
-        self.weight, self.shadow = int(data.get("weight", 0)), bool(data.get("shadow", False))
+        state = load_state(self.state_dir)
+        if state is not None:
+            self.records, self.servers = state.records, state.servers
+            self.weight, self.shadow = state.weight, state.shadow
 
     def _save(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self.state_dir / STATE_FILE
-        data = {
-            "weight": self.weight,
-            "shadow": self.shadow,
-            "processes": {role: asdict(r) for role, r in self.records.items()},
-            "servers": [asdict(r) for r in self.servers.values()],
-        }
-        _write_atomically(path, json.dumps(data, indent=2))
-        urls = sorted({r.url for r in [*self.servers.values(), *self.records.values()]
-                       if r.role != "router"})  # fmt: skip
-        _write_atomically(self.state_dir / SERVERS_FILE, json.dumps(urls))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _port_free(host: str, port: int) -> bool:
-    """Whether the router could listen on ``port`` (it reuses addresses, as aiohttp does)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def _default_starter(log_dir: Path) -> ServerStarter:
-    from kuberec.serving.server import start_server
-
-    def starter(
-        reference: str, port: int, host: str, env: Mapping[str, str]
-    ) -> subprocess.Popen:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        return start_server(reference, port=port, host=host, env=env,
-                            log_path=log_dir / f"{port}.log")  # fmt: skip
-
-    return starter
-
-
-def _terminate(targets: dict[int, str], timeout_s: float = 20.0) -> None:
-    try:
-        terminate(targets, timeout_s)
-    except SurvivorsError as exc:
-        raise ServingError(f"cannot stop the job's servers: {exc}") from None
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
-
-
-def _wait_ready(url: str, process: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServingError(f"the process behind {url} exited with status {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (OSError, urllib.error.URLError):
-            pass
-        time.sleep(0.25)
-    raise ServingError(f"{url} was not ready within {timeout_s:.0f} s")
-
-
-def _post_json(url: str, body: dict[str, Any], token: str) -> dict[str, Any]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", **bearer(token)},
-    )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        raise ConfigError(f"{url}: {exc.read().decode(errors='replace')}") from exc
-    except OSError as exc:
-        raise ServingError(f"cannot reach the router at {url}: {exc}") from exc
-
-
-def _get_json(url: str, token: str) -> dict[str, Any]:
-    request = urllib.request.Request(url, headers=bearer(token))
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-    except OSError as exc:
-        raise ServingError(f"cannot reach the router at {url}: {exc}") from exc
+        state = RolloutFile(self.records, self.servers, self.weight, self.shadow)
+        save_state(self.state_dir, state)

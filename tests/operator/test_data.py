@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kuberec.operator.k8s_data import DataWatcher
+from kuberec.operator.kubernetes.data import DataWatcher
 from kuberec.operator.observations import DataObservation, Observations
 from kuberec.operator.reconcile import training_trigger
 from kuberec.operator.spec import RecommenderJob

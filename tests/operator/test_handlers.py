@@ -13,10 +13,10 @@ import kopf
 import pytest
 from kubernetes import client
 
-from kuberec.operator.k8s_settings import ClusterSettings
-from kuberec.operator.k8s_status import StatusWriter
-from kuberec.operator.kopf_handlers import Operator
-from kuberec.operator.kubernetes_platform import KubernetesPlatform
+from kuberec.operator.kubernetes.kopf_handlers import Operator
+from kuberec.operator.kubernetes.platform import KubernetesPlatform
+from kuberec.operator.kubernetes.settings import ClusterSettings
+from kuberec.operator.kubernetes.status_writer import StatusWriter
 from tests.k8s_emulator import KubeEmulator
 from tests.k8s_emulator.fixtures import (  # noqa: F401
     k8s_client,

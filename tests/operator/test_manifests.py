@@ -8,8 +8,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from kuberec.operator import manifests
-from kuberec.operator.k8s_settings import ClusterSettings
+from kuberec.operator.kubernetes import manifests
+from kuberec.operator.kubernetes.settings import ClusterSettings
 from kuberec.operator.spec import RecommenderJob
 from kuberec.operator.status import Lineage, ModelRecord
 from tests.support.jobs import recommender_job

@@ -9,8 +9,8 @@ import pytest
 from kubernetes import client
 
 from kuberec.operator.actions import DeployStable, Promote, Rollback, SetWeight, StartCanary
-from kuberec.operator.k8s_settings import ClusterSettings
-from kuberec.operator.kubernetes_platform import KubernetesPlatform, KubernetesUnavailable
+from kuberec.operator.kubernetes.platform import KubernetesPlatform, KubernetesUnavailable
+from kuberec.operator.kubernetes.settings import ClusterSettings
 from kuberec.operator.spec import RecommenderJob
 from kuberec.operator.status import JobStatus, Lineage, ModelRecord
 from tests.k8s_emulator import KubeEmulator

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kuberec.operator.prometheus import Prometheus, PrometheusUnavailable, queries
+from kuberec.operator.kubernetes.prometheus import Prometheus, PrometheusUnavailable, queries
 from kuberec.serving.canary.analysis import VersionMetrics
 from tests.support.operator_harness import PrometheusStandIn, Traffic
 

@@ -11,8 +11,8 @@ from kubernetes import client
 
 from kuberec.errors import KuberecError
 from kuberec.operator.actions import LaunchRun
-from kuberec.operator.k8s_settings import ClusterSettings
-from kuberec.operator.kubernetes_platform import KubernetesPlatform
+from kuberec.operator.kubernetes.platform import KubernetesPlatform
+from kuberec.operator.kubernetes.settings import ClusterSettings
 from kuberec.operator.spec import RecommenderJob
 from tests.k8s_emulator import KubeEmulator
 from tests.k8s_emulator.fixtures import (  # noqa: F401

@@ -43,7 +43,7 @@ import json, sys, threading
 import ray
 from ray.util import placement_group_table
 from kuberec.components.datasets.synthetic import SyntheticSpec, generate
-from kuberec.components.train.ray_runner import ensure_ray, train
+from kuberec.components.train.trainer import ensure_ray, train
 from kuberec.components.train.settings import TrainSettings
 
 address, storage = sys.argv[1], sys.argv[2]

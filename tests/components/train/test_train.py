@@ -11,9 +11,9 @@ from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.datasets.synthetic import SyntheticSpec, generate
 from kuberec.components.models import EncodedData, load_model, recommend
 from kuberec.components.models.errors import TrainingError
-from kuberec.components.train.ray_runner import train
 from kuberec.components.train.run import train_run
 from kuberec.components.train.settings import TrainSettings
+from kuberec.components.train.trainer import train
 from kuberec.components.train.validation import carve_holdout, encode_holdout, validate
 from kuberec.errors import ConfigError
 

@@ -13,11 +13,13 @@ from kuberec.serving.canary.analysis import (
     Breach,
     Insufficient,
     Pass,
-    RolloutPolicy,
-    RolloutState,
     Thresholds,
     VersionMetrics,
     analyse,
+)
+from kuberec.serving.canary.steps import (
+    RolloutPolicy,
+    RolloutState,
     evaluate_interval,
     next_step,
     start,

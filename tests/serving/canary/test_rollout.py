@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 
 from kuberec.components.datasets.canonical import Dataset
-from kuberec.serving.canary.analysis import RolloutPolicy, Thresholds
+from kuberec.serving.canary.analysis import Thresholds
 from kuberec.serving.canary.local import LocalRollout
 from kuberec.serving.canary.replay import ReplayReport, replay
+from kuberec.serving.canary.steps import RolloutPolicy
 from kuberec.serving.processes import ID_ENV, JOB_ENV, marked, process_tree
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Train a model with Ray Train's ``TorchTrainer`` on a local Ray instance or a cluster.
+"""Train a model: in this process (``backend: local``) or with Ray Train, locally or on a cluster.
 
 The driver validates everything before Ray starts (model type, hyperparameters,
 settings), carves the early-stopping holdout, encodes the data once and puts it
@@ -95,7 +95,7 @@ def train(
         train_loop_config={
             "model_type": model_type,
             "hparams": resolved,
-            "settings": settings.to_dict(),
+            "settings": settings,
             "data_ref": ray.put(data),
             "holdout_ref": ray.put(holdout),
             "progress": progress,

@@ -1,8 +1,9 @@
 """kopf handlers: every event of a RecommenderJob runs one pass of the shared reconcile loop.
 
-A pass is observe -> reconcile -> execute -> write status, as ``loop.reconcile_once``
-on the local platform. Create, update (of the spec) and resume (operator start)
-run a pass at once; a timer repeats it every ``poll_s`` to follow pipeline runs
+A pass is ``reconcile_pass.run_pass``, the one the local platform runs too:
+observe -> reconcile -> write status ahead of a launch -> execute -> write status,
+with this class as its status store. Create, update (of the spec) and resume
+(operator start) run a pass at once; a timer repeats it every ``poll_s`` to follow pipeline runs
 and to analyse canaries. Delete runs the finalizer: the operator's Deployments,
 Services and HTTPRoute go, then kopf releases the object.
 
@@ -36,26 +37,24 @@ import kopf
 from pydantic import ValidationError
 
 from kuberec.errors import KuberecError
-from kuberec.operator.actions import LaunchRun
+from kuberec.operator.actions import Action, LaunchRun
 from kuberec.operator.conditions import condition, with_condition, with_phase
 from kuberec.operator.crd import PLURAL
-from kuberec.operator.k8s_settings import ClusterSettings
-from kuberec.operator.k8s_status import StatusWriter
-from kuberec.operator.kubernetes_platform import (
+from kuberec.operator.kubernetes.kfp_client import KfpUnavailable
+from kuberec.operator.kubernetes.metrics import OperatorMetrics
+from kuberec.operator.kubernetes.platform import (
     KubernetesForbidden,
     KubernetesPlatform,
     KubernetesUnavailable,
 )
-from kuberec.operator.loop import SETTLED
-from kuberec.operator.metrics import OperatorMetrics
-from kuberec.operator.prometheus import PrometheusUnavailable
-from kuberec.operator.reconcile import reconcile
+from kuberec.operator.kubernetes.prometheus import PrometheusUnavailable
+from kuberec.operator.kubernetes.settings import ClusterSettings
+from kuberec.operator.kubernetes.status_writer import StatusWriter
+from kuberec.operator.reconcile_pass import AVAILABLE, at_rest, run_pass
 from kuberec.operator.spec import GROUP, VERSION, RecommenderJob
 from kuberec.operator.status import IN_FLIGHT, Condition, JobStatus
-from kuberec.pipelines.kfp_client import KfpUnavailable
 
 FINALIZER = "kuberec.io/finalizer"
-AVAILABLE = "PlatformAvailable"
 WARNING_PHASES = ("Failed", "Rejected")
 TRANSIENT: tuple[tuple[type[Exception], str], ...] = (
     (KfpUnavailable, "KfpUnavailable"),
@@ -155,26 +154,21 @@ class Operator:
 
     def _resting(self, uid: str, status: JobStatus) -> bool:
         """A settled job needs no pass every few seconds: data and schedule move slowly."""
-        settled = status.phase in SETTLED and not status.run_in_flight and status.rollout is None
+        settled = at_rest(status)
         healthy = (condition(status, AVAILABLE) or _OK).status == "True"
         last = self._last_pass.get(uid)
         return settled and healthy and last is not None and time.monotonic() - last < self.resync_s
 
     def _pass(self, job: RecommenderJob, status: JobStatus) -> JobStatus:
-        job = job.model_copy(update={"status": status})
-        observations = self.platform.observe(job, status)
-        actions, new = reconcile(job, observations)
-        new = _recovered(new, observations.now)
-        written = status
-        if any(isinstance(a, LaunchRun) for a in actions) and new != written:
-            written = self._write(job, status, new)  # write-ahead: the run key before the run
-        for action in actions:
-            self.platform.execute(job, action)
-            if isinstance(action, LaunchRun):
-                self.metrics.launches.inc()
-        if new != written:
-            self._write(job, written, new)
-        return new
+        return run_pass(job, status, self.platform, self, on_action=self._count).status
+
+    def _count(self, action: Action) -> None:
+        if isinstance(action, LaunchRun):
+            self.metrics.launches.inc()
+
+    def write(self, job: RecommenderJob, old: JobStatus, new: JobStatus) -> JobStatus:
+        """The status store of a pass: the status subresource, this process's copy, Events."""
+        return self._write(job, old, new)
 
     def _write(self, job: RecommenderJob, old: JobStatus, new: JobStatus) -> JobStatus:
         self.writer.write(job, new)
@@ -317,13 +311,6 @@ def _not_submitted(status: JobStatus, why: str) -> JobStatus:
         return status
     run = run.model_copy(update={"message": f"not submitted ({why}); retrying"})
     return status.model_copy(update={"pipeline_run": run})
-
-
-def _recovered(status: JobStatus, now: datetime) -> JobStatus:
-    previous = condition(status, AVAILABLE)
-    if previous is None or previous.status == "True":
-        return status
-    return with_condition(status, now, AVAILABLE, True, "Available", "the platform answers again")
 
 
 def _job(body: kopf.Body, *, validate: bool = True) -> RecommenderJob:

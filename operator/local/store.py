@@ -4,7 +4,7 @@ Every write is write-then-rename, and the copy it replaces is kept as
 ``status.json.bak`` first, so a file damaged by hand (or by a disk) is
 reported with the backup to restore instead of a traceback, and nothing
 already stored is lost. The file also names the job that owns the directory
-(``metadata``), which the job-directory check reads (``operator/job_dir.py``).
+(``metadata``), which the job-directory check reads (``operator/local/job_dir.py``).
 
 It also numbers spec generations the way the API server does (a changed spec
 is a new generation), so ``observedGeneration`` means the same thing locally.

@@ -6,7 +6,7 @@ action, idempotently). Everything lives under the job's workdir, so a second
 ``kuberec run`` finds the runs and servers the first one left::
 
     WORKDIR/
-      status.json            the job's status (operator/local_store.py)
+      status.json            the job's status (operator/local/store.py)
       data/                  the Feast repo and sources
       artifacts/             exported models and run results (the artifact store)
       runs/<key>/            job.json, context.json, pipeline.log, events.jsonl, pid, exit
@@ -50,6 +50,7 @@ from kuberec.operator.spec import RecommenderJob
 from kuberec.operator.status import JobStatus
 from kuberec.pipelines.context import RunContext, job_json, local_path, run_result_uri
 from kuberec.serving.canary.metrics import Counters
+from kuberec.serving.processes import pid_exists
 
 RUN_FILES = ("job.json", "context.json")
 
@@ -236,7 +237,7 @@ class LocalPlatform:
         if not path.exists():
             return
         pid = int(path.read_text())
-        if _alive(pid):
+        if pid_exists(pid):
             os.killpg(pid, signal.SIGTERM)
         child = self._children.pop("replay", None)
         if child is not None:
@@ -261,7 +262,7 @@ class LocalPlatform:
         if child is not None:
             return child.returncode
         pid = int((folder / "pid").read_text())
-        return None if _alive(pid) else -1
+        return None if pid_exists(pid) else -1
 
     def _serving(self) -> Any:
         if self._rollout is None:
@@ -307,16 +308,4 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 
 def _alive_pid(path: Path) -> bool:
-    return path.exists() and _alive(int(path.read_text()))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
+    return path.exists() and pid_exists(int(path.read_text()))

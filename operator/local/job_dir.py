@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from kuberec.errors import ConfigError
-from kuberec.operator.local_store import stored_job
+from kuberec.operator.local.store import stored_job
 from kuberec.operator.spec import RecommenderJob
 
 LOCK_FILE = ".lock"

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from kuberec.operator.crd import PLURAL
-from kuberec.operator.kubernetes_platform import KubernetesUnavailable, _translate
+from kuberec.operator.kubernetes.platform import KubernetesUnavailable, _translate
 from kuberec.operator.spec import GROUP, VERSION, RecommenderJob
 from kuberec.operator.status import JobStatus
 

@@ -25,7 +25,7 @@ import re
 from typing import Any, Literal
 
 from kuberec.operator.crd import KIND
-from kuberec.operator.k8s_settings import ClusterSettings
+from kuberec.operator.kubernetes.settings import ClusterSettings
 from kuberec.operator.spec import API_VERSION, RecommenderJob
 from kuberec.operator.status import ModelRecord
 

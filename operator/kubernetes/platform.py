@@ -1,12 +1,12 @@
 """The Kubernetes platform: KFP runs, serving Deployments/Services/HTTPRoute, Prometheus traffic.
 
 It implements the same ``Platform`` protocol as the local platform
-(``operator/loop.py``), so the kopf operator runs the very reconcile function
+(``operator/local/loop.py``), so the kopf operator runs the very reconcile function
 ``kuberec run`` runs. Every action is idempotent:
 
-* ``LaunchRun`` submits through ``pipelines/kfp_client.py``, which finds an
+* ``LaunchRun`` submits through ``operator/kubernetes/kfp_client.py``, which finds an
   existing run by its display name (``<job>-<key>``) before creating one;
-* serving actions *apply* manifests (``operator/manifests.py``): an object
+* serving actions *apply* manifests (``operator/kubernetes/manifests.py``): an object
   whose content hash is unchanged is not written again.
 
 Transient trouble surfaces as typed errors (``KfpUnavailable``,
@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kuberec.errors import KuberecError
-from kuberec.operator import manifests
 from kuberec.operator.actions import (
     Action,
     DeployStable,
@@ -35,17 +34,18 @@ from kuberec.operator.actions import (
     StartCanary,
 )
 from kuberec.operator.crd import PLURAL
-from kuberec.operator.k8s_data import TRAINED_DATA_ANNOTATION, DataWatcher
-from kuberec.operator.k8s_settings import ClusterSettings
-from kuberec.operator.manifests import Track
+from kuberec.operator.kubernetes import manifests
+from kuberec.operator.kubernetes.data import TRAINED_DATA_ANNOTATION, DataWatcher
+from kuberec.operator.kubernetes.kfp_client import KfpUnavailable
+from kuberec.operator.kubernetes.manifests import Track
+from kuberec.operator.kubernetes.prometheus import Prometheus
+from kuberec.operator.kubernetes.ray_cluster import ray_address, ray_cluster_manifest
+from kuberec.operator.kubernetes.settings import ClusterSettings
 from kuberec.operator.observations import Observations, RunObservation, ServingObservation
-from kuberec.operator.prometheus import Prometheus
 from kuberec.operator.spec import GROUP, VERSION, RecommenderJob
 from kuberec.operator.status import JobStatus, ModelRecord
 from kuberec.pipelines.context import RunContext
-from kuberec.pipelines.kfp_client import KfpUnavailable
 from kuberec.pipelines.pipeline import IMAGE
-from kuberec.pipelines.ray_cluster import ray_address, ray_cluster_manifest
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class KubernetesPlatform:
                 from kfp_server_api.exceptions import ApiException
                 from urllib3.exceptions import HTTPError
 
-                from kuberec.pipelines.kfp_client import KfpRuns
+                from kuberec.operator.kubernetes.kfp_client import KfpRuns
 
                 if not self.settings.kfp_endpoint:
                     raise KfpUnavailable("KUBEREC_KFP_ENDPOINT is not set")
