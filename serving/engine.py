@@ -38,6 +38,7 @@ from kuberec.serving.retrieval import (
     Factors,
     build_index,
     factorize,
+    history_item_scores,
     history_scores,
     item_item_weights,
     masked_top_k,
@@ -106,6 +107,10 @@ class Engine:
     ) -> None:
         self.loaded = loaded
         self.version = version
+        #: Each item's id as JSON gives it (int or str), by dense index: made once, not per item.
+        self.plain_ids: list[int | str] = [
+            int(v) if isinstance(v, int | np.integer) else str(v)
+            for v in loaded.item_index.ids.tolist()]
         self.model = loaded.model
         self.n_items = loaded.schema.n_items
         self.uses_history = self.model.history_length != 0
@@ -159,8 +164,7 @@ class Engine:
         return index[index >= 0], unknown
 
     def item_id(self, index: int) -> int | str:
-        value = self.loaded.item_index.ids[int(index)]
-        return int(value) if isinstance(value, int | np.integer) else str(value)
+        return self.plain_ids[int(index)]
 
     def check_genres(self, genres: Sequence[str]) -> None:
         try:
@@ -350,10 +354,11 @@ class Engine:
                 vectors = vectors.float().numpy()
                 rows = [vectors[j] @ self.factors.items[queries[i][1]].T
                         for j, i in enumerate(personal)]
+            elif self.item_item is not None:  # only the asked items' columns are summed
+                rows = [history_item_scores(self.item_item, histories[j], queries[i][1])
+                        for j, i in enumerate(personal)]
             else:
-                full = (history_scores(self.item_item, histories).numpy()
-                        if self.item_item is not None
-                        else self.model.score(users, self._padded(histories)).float().numpy())
+                full = self.model.score(users, self._padded(histories)).float().numpy()
                 rows = [full[j, queries[i][1]] for j, i in enumerate(personal)]
             for i, row in zip(personal, rows, strict=True):
                 out[i] = (np.asarray(row, dtype=np.float32), False)
