@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import Tensor
 
@@ -111,15 +112,18 @@ def item_item_weights(model: Recommender) -> Tensor | None:
 def history_scores(weights: Tensor, histories: Sequence[np.ndarray]) -> Tensor:
     """(len(histories), n_items): each row the sum of ``weights`` rows of its distinct items.
 
-    ``index_select`` then a sum: ~3x faster than advanced indexing's gather on
-    ml-100k, where this is most of a request's model time.
+    One sparse (0/1 histories) x dense product for the batch: 3-4x faster than
+    gathering and summing rows per user on ml-100k, where this is most of a
+    request's model time. Each row is summed over its own items in index order
+    whatever else is in the batch, so a user's scores do not depend on the batch.
     """
-    out = torch.zeros(len(histories), weights.shape[1], dtype=weights.dtype)
-    for row, history in enumerate(histories):
-        taken = _distinct(history, weights.shape[0])
-        if len(taken):
-            out[row] = torch.index_select(weights, 0, torch.from_numpy(taken)).sum(dim=0)
-    return out
+    taken = [_distinct(history, weights.shape[0]) for history in histories]
+    lengths = np.fromiter((len(t) for t in taken), dtype=np.int64, count=len(taken))
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    indices = np.concatenate(taken) if taken else np.zeros(0, np.int64)
+    rows = sp.csr_matrix((np.ones(len(indices), np.float32), indices, starts),
+                         shape=(len(histories), weights.shape[0]))
+    return torch.from_numpy(np.ascontiguousarray(rows @ weights.numpy(), dtype=np.float32))
 
 
 def history_item_scores(weights: Tensor, history: np.ndarray, items: np.ndarray) -> np.ndarray:
