@@ -1,4 +1,4 @@
-"""Serving benchmark: /recommend latency and throughput, BentoML beside plain FastAPI + torch.
+"""Serving benchmark: /recommend through BentoML, plain FastAPI + torch, and the HTTP floor.
 
 Two catalogues, measured in the same run:
 
@@ -8,13 +8,17 @@ Two catalogues, measured in the same run:
   cluster; users from the synthetic generator). Its weights are not trained: a
   latency benchmark needs the shapes, not the quality.
 
-For each, the kuberec BentoML service (one process; in-process adaptive
-batching; explanations; a faiss index at 1M items since that is above
-``KUBEREC_ANN_MIN_ITEMS``) and a minimal FastAPI + torch server of the same
-model (one request at a time through ``model.score``, seen items masked,
-``torch.topk``; no batching, no index, no explanations) each take closed-loop
-load from 1, 8 and 32 concurrent clients for a few seconds per cell. Then ANN
-against exact top-10 at 1M items, in-process: speed per query and recall@10.
+For each, three servers take closed-loop load from 1, 8 and 32 concurrent
+clients for a few seconds per cell, one after the other in each row: the
+kuberec BentoML service (one process; in-process adaptive batching;
+explanations; re-ranking; a faiss index at 1M items since that is above
+``KUBEREC_ANN_MIN_ITEMS``), a minimal FastAPI + torch server of the same model
+(one request at a time through ``model.score``, seen items masked,
+``torch.topk``; no batching, no index, no explanations), and the floor:
+uvicorn + starlette answering the same request with an answer of the same
+shape and no model. Each server's requests/s are also given as a share of the
+floor's, with the load average. Then ANN against exact top-10 at 1M items,
+in-process: speed per query and recall@10.
 
 The load generator shares the machine with the servers, so it is kept cheap
 (raw keep-alive HTTP/1.1 on asyncio streams, ~0.05 ms of CPU per request; an
@@ -24,7 +28,7 @@ servers' CPU per request (also printed), are the point. Run from the
 repository root::
 
     python benchmarks/serving.py                 # ~5 minutes on 2 cores
-    python benchmarks/serving.py --seconds 2 --skip-1m
+    python benchmarks/serving.py --seconds 2 --skip-1m --workdir /tmp/kuberec-bench
 """
 
 from __future__ import annotations
