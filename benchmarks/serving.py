@@ -1,4 +1,4 @@
-"""Serving benchmark: /recommend latency and throughput, BentoML beside plain FastAPI + torch.
+"""Serving benchmark: /recommend through BentoML, plain FastAPI + torch, and the HTTP floor.
 
 Two catalogues, measured in the same run:
 
@@ -8,13 +8,17 @@ Two catalogues, measured in the same run:
   cluster; users from the synthetic generator). Its weights are not trained: a
   latency benchmark needs the shapes, not the quality.
 
-For each, the kuberec BentoML service (one process; in-process adaptive
-batching; explanations; a faiss index at 1M items since that is above
-``KUBEREC_ANN_MIN_ITEMS``) and a minimal FastAPI + torch server of the same
-model (one request at a time through ``model.score``, seen items masked,
-``torch.topk``; no batching, no index, no explanations) each take closed-loop
-load from 1, 8 and 32 concurrent clients for a few seconds per cell. Then ANN
-against exact top-10 at 1M items, in-process: speed per query and recall@10.
+For each, three servers take closed-loop load from 1, 8 and 32 concurrent
+clients for a few seconds per cell, one after the other in each row: the
+kuberec BentoML service (one process; in-process adaptive batching;
+explanations; re-ranking; a faiss index at 1M items since that is above
+``KUBEREC_ANN_MIN_ITEMS``), a minimal FastAPI + torch server of the same model
+(one request at a time through ``model.score``, seen items masked,
+``torch.topk``; no batching, no index, no explanations), and the floor:
+uvicorn + starlette answering the same request with an answer of the same
+shape and no model. Each server's requests/s are also given as a share of the
+floor's, with the load average. Then ANN against exact top-10 at 1M items,
+in-process: speed per query and recall@10.
 
 The load generator shares the machine with the servers, so it is kept cheap
 (raw keep-alive HTTP/1.1 on asyncio streams, ~0.05 ms of CPU per request; an
@@ -24,7 +28,7 @@ servers' CPU per request (also printed), are the point. Run from the
 repository root::
 
     python benchmarks/serving.py                 # ~5 minutes on 2 cores
-    python benchmarks/serving.py --seconds 2 --skip-1m
+    python benchmarks/serving.py --seconds 2 --skip-1m --workdir /tmp/kuberec-bench
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from http_load import closed_loop
 from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +89,13 @@ def synthetic_1m_run(workdir: Path, n_items: int = 1_000_000, dim: int = 32) -> 
     return out
 
 
+def reused(out: Path, build: Callable[[Path], Path]) -> Path:
+    """A run made by an earlier benchmark in the same ``--workdir``, else a fresh one."""
+    if (out / "model").is_dir():
+        return out
+    return build(out.parent)
+
+
 # --- the plain FastAPI + torch baseline ------------------------------------------------
 class BaselineBody(BaseModel):
     user_id: int | str
@@ -123,11 +136,49 @@ def baseline_main(run_dir: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-def start_baseline(run_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    handle, _log = tempfile.mkstemp(prefix="kuberec-baseline-", suffix=".log")
+# --- the floor: the HTTP stack with no model ----------------------------------------
+FLOOR_ITEMS = [{"item_id": 1 + i, "score": 1.0 - i / 100, "explanation":
+                "because you liked Star Wars (1977)"} for i in range(1000)]
+
+
+def floor_main(port: int) -> None:
+    """uvicorn + starlette answering ``POST /recommend`` with the service's answer shape.
+
+    It parses the JSON body and answers ``k`` items with scores, explanations, a
+    model version, a fresh request id and the fallback flag, and does nothing
+    else: what any Python server on this stack pays per request before it does
+    any work. The service's requests/s are reported as a share of this one's.
+    """
+    import uuid
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def recommend(request: Request) -> Response:
+        body = json.loads(await request.body())
+        k = int(body.get("k", 10))
+        answer = {"items": FLOOR_ITEMS[:k], "model_version": "floor",
+                  "request_id": str(uuid.uuid4()), "fallback": body["user_id"] is None}
+        return Response(json.dumps(answer), media_type="application/json")
+
+    async def ready(request: Request) -> Response:
+        return Response(b'{"ready": true}', media_type="application/json")
+
+    app = Starlette(routes=[Route("/recommend", recommend, methods=["POST"]),
+                            Route("/readyz", ready)])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def start_helper(flag: str, port: int, *args: str) -> subprocess.Popen[bytes]:
+    """This script in a child process as one of its helper servers (its own session)."""
+    handle, _log = tempfile.mkstemp(prefix=f"kuberec-bench{flag.replace('-', '_')}-",
+                                    suffix=".log")
     try:
         return subprocess.Popen(
-            [sys.executable, __file__, "--baseline-server", str(run_dir), "--port", str(port)],
+            [sys.executable, __file__, flag, *args, "--port", str(port)],
             stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
@@ -135,110 +186,39 @@ def start_baseline(run_dir: Path, port: int) -> subprocess.Popen[bytes]:
         os.close(handle)
 
 
-# --- load ------------------------------------------------------------------------------
-class Connection:
-    """One keep-alive HTTP/1.1 connection speaking just enough of the protocol for JSON POSTs.
-
-    The load generator shares the 2 cores with the servers: an HTTP client
-    library spends ~3 ms of CPU per request at concurrency 32 (more than either
-    server), which would cap both servers at the client's speed and hide their
-    difference. Raw asyncio streams cost a small fraction of that.
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        if self._writer is None or self._writer.is_closing():
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        assert self._reader is not None
-        self._writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body)
-        head = await self._reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        headers = {k.strip().lower(): v.strip() for k, _, v in
-                   (line.partition(":") for line in lines[1:] if line)}
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            payload = b""
-            while True:
-                size = int((await self._reader.readuntil(b"\r\n")).strip(), 16)
-                payload += await self._reader.readexactly(size + 2)
-                if size == 0:
-                    break
-        else:
-            payload = await self._reader.readexactly(int(headers.get("content-length", "0")))
-        if headers.get("connection", "").lower() == "close":
-            self.close()
-        return status, payload
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
-async def closed_loop(url: str, users: list[Any], concurrency: int, seconds: float
-                      ) -> dict[str, float]:
-    """``concurrency`` clients, each sending its next request when the last one answers."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    bodies = [json.dumps({"user_id": u, "k": 10}).encode() for u in users]
-    latencies: list[float] = []
-    errors = 0
-    connections = [Connection(host, int(port)) for _ in range(concurrency)]
-    await connections[0].post("/recommend", bodies[0])  # warm-up, not measured
-    stop = time.perf_counter() + seconds
-
-    async def worker(offset: int) -> None:
-        nonlocal errors
-        i = offset
-        while time.perf_counter() < stop:
-            start = time.perf_counter()
-            status, _ = await connections[offset].post("/recommend", bodies[i % len(bodies)])
-            latencies.append(time.perf_counter() - start)
-            errors += status != 200
-            i += concurrency
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker(j) for j in range(concurrency)))
-    elapsed = time.perf_counter() - began
-    for connection in connections:
-        connection.close()
-    ms = np.asarray(latencies) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "rps": len(ms) / elapsed, "errors": errors, "requests": len(ms)}
+SERVERS = ("bentoml", "fastapi", "floor")
 
 
 def measure(name: str, run_dir: Path, users: list[Any], seconds: float) -> list[dict[str, Any]]:
-    """Both servers up at once; each concurrency is measured on one, then at once on the other.
+    """All three servers up at once; each concurrency is measured on each in turn.
 
-    Interleaving keeps the two columns of a row close in time, so load from
-    other processes on a shared machine falls on both alike.
+    Interleaving keeps the columns of a row close in time, so load from other
+    processes on a shared machine falls on all alike; the load average is
+    recorded beside each cell.
     """
     from kuberec.serving.canary.local import process_tree
     from kuberec.serving.server import free_port, start_server, stop_server, wait_ready
 
+    bodies = [json.dumps({"user_id": u, "k": 10}).encode() for u in users]
     rows: list[dict[str, Any]] = []
     servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     try:
-        for server in ("bentoml", "fastapi"):
+        for server in SERVERS:
             port = free_port()
             process = (start_server(run_dir, port) if server == "bentoml"
-                       else start_baseline(run_dir, port))
+                       else start_helper("--baseline-server", port, str(run_dir))
+                       if server == "fastapi" else start_helper("--floor-server", port))
             servers[server] = (process, f"http://127.0.0.1:{port}")
             wait_ready(servers[server][1], timeout=600, process=process)
         for concurrency in CONCURRENCY:
             for server, (process, url) in servers.items():
                 pids = process_tree(process.pid)
                 before = _cpu_seconds(pids)
-                result = asyncio.run(closed_loop(url, users, concurrency, seconds))
+                result = asyncio.run(closed_loop(url, bodies, concurrency, seconds))
                 cpu_ms = (_cpu_seconds(pids) - before) / max(1, result["requests"]) * 1e3
                 rows.append({"catalogue": name, "server": server, "concurrency": concurrency,
-                             **result, "cpu_ms_per_request": cpu_ms})
+                             **result, "cpu_ms_per_request": cpu_ms,
+                             "load_1m": os.getloadavg()[0]})
                 print(json.dumps(rows[-1]), flush=True)
     finally:
         for process, _ in servers.values():
@@ -286,21 +266,25 @@ def ann_versus_exact(run_dir: Path, n_queries: int = 500) -> dict[str, float]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'catalogue':<13} {'conc':>4} | {'bentoml p50':>11} {'p99':>8} {'req/s':>7} "
-            f"{'cpu/req':>8} | {'fastapi p50':>11} {'p99':>8} {'req/s':>7} {'cpu/req':>8} | "
-            f"{'req/s ratio':>11}")
+    """One line per catalogue and concurrency: each server's p50, p99, req/s; share of the floor."""
+    cells = " | ".join(f"{server + ' p50':>12} {'p99':>7} {'req/s':>7}" for server in SERVERS)
+    head = (f"{'catalogue':<13} {'conc':>4} | {cells} | {'bento/floor':>11} "
+            f"{'fastapi/floor':>13} | {'bento p99/p50':>13} {'load':>5}")
     lines = [head, "-" * len(head)]
     keyed = {(r["catalogue"], r["server"], r["concurrency"]): r for r in rows}
     for catalogue in dict.fromkeys(r["catalogue"] for r in rows):
         for c in CONCURRENCY:
-            b, f = keyed.get((catalogue, "bentoml", c)), keyed.get((catalogue, "fastapi", c))
-            if b is None or f is None:
+            found = [keyed.get((catalogue, server, c)) for server in SERVERS]
+            if any(r is None for r in found):
                 continue
+            bento, fastapi, floor = found
+            assert bento is not None and fastapi is not None and floor is not None
+            cells = " | ".join(f"{r['p50_ms']:>10.1f}ms {r['p99_ms']:>5.1f}ms {r['rps']:>7.0f}"
+                               for r in (bento, fastapi, floor))
             lines.append(
-                f"{catalogue:<13} {c:>4} | {b['p50_ms']:>9.1f}ms {b['p99_ms']:>6.1f}ms "
-                f"{b['rps']:>7.1f} {b['cpu_ms_per_request']:>6.2f}ms | {f['p50_ms']:>9.1f}ms "
-                f"{f['p99_ms']:>6.1f}ms {f['rps']:>7.1f} {f['cpu_ms_per_request']:>6.2f}ms | "
-                f"{b['rps'] / f['rps']:>10.2f}x")
+                f"{catalogue:<13} {c:>4} | {cells} | {bento['rps'] / floor['rps']:>10.0%} "
+                f"{fastapi['rps'] / floor['rps']:>13.0%} | "
+                f"{bento['p99_ms'] / bento['p50_ms']:>12.1f}x {bento['load_1m']:>5.2f}")
     return "\n".join(lines)
 
 
@@ -308,22 +292,30 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="load per cell")
     parser.add_argument("--skip-1m", action="store_true", help="only ml-100k")
+    parser.add_argument("--workdir", type=Path,
+                        help="keep the trained runs here and reuse them next time")
     parser.add_argument("--baseline-server", help=argparse.SUPPRESS)
+    parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:
         baseline_main(args.baseline_server, args.port)
         return 0
+    if args.floor_server:
+        floor_main(args.port)
+        return 0
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("KUBEREC_DATA_DIR", str(DATA_DIR))
-    workdir = Path(tempfile.mkdtemp(prefix="kuberec-serving-bench-"))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="kuberec-serving-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("BENTOML_HOME", str(workdir / "bentoml"))
     from kuberec.components.models import load_model
 
     rows: list[dict[str, Any]] = []
-    catalogues = [("ml-100k", ml100k_run(workdir))]
+    catalogues = [("ml-100k", reused(workdir / "ml100k-ease_t", ml100k_run))]
     if not args.skip_1m:
-        catalogues.append(("synthetic-1M", synthetic_1m_run(workdir)))
+        catalogues.append(("synthetic-1M", reused(workdir / "synthetic-1m-mf",
+                                                  synthetic_1m_run)))
     ann: dict[str, float] | None = None
     for name, run in catalogues:
         ids = load_model(run / "model").user_index.ids.tolist()

@@ -14,10 +14,14 @@ requests of one process meet in an asyncio queue instead:
 
 So a lone client never waits, and under load the batch size follows the load
 (it grows while requests pile up during a model call and shrinks when they
-stop coming). The model runs in one dedicated thread, off the event loop, so
-HTTP parsing and JSON encoding continue while a batch is scored (numpy and
-torch release the GIL). A batch that fails is retried one request at a time,
-so one bad request fails alone.
+stop coming). The model runs in one dedicated thread (a :class:`ModelLane`
+shared by the batchers), off the event loop, so HTTP parsing and JSON encoding
+continue while a batch is scored (numpy and torch release the GIL). One
+exception: a batch of one request, while the lane is idle and a lone request
+has been costing at most ``inline_max_ms`` of CPU, is scored on the event loop
+itself, since the two thread switches cost more than such a call (a lone
+client, or a quiet moment under load). A batch that fails is retried one
+request at a time, so one bad request fails alone.
 """
 
 from __future__ import annotations
@@ -37,8 +41,11 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH_SIZE_ENV = "KUBEREC_MAX_BATCH_SIZE"
 MAX_LATENCY_MS_ENV = "KUBEREC_MAX_LATENCY_MS"
+INLINE_MAX_MS_ENV = "KUBEREC_INLINE_MAX_MS"
 DEFAULT_MAX_BATCH_SIZE = 64
 DEFAULT_MAX_LATENCY_MS = 2.0
+#: A lone request costing at most this much model CPU is scored on the event loop.
+DEFAULT_INLINE_MAX_MS = 1.0
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -46,20 +53,27 @@ Out = TypeVar("Out")
 
 @dataclass(frozen=True)
 class BatchSettings:
-    """``max_batch_size`` requests per model call; ``max_latency_ms``: longest wait to fill one."""
+    """``max_batch_size`` requests per model call; ``max_latency_ms``: longest wait to fill one.
+
+    ``inline_max_ms``: a lone request whose model call costs at most this much
+    CPU is scored on the event loop, without the thread hop (0: never).
+    """
 
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_latency_ms: float = DEFAULT_MAX_LATENCY_MS
+    inline_max_ms: float = DEFAULT_INLINE_MAX_MS
 
     @classmethod
     def from_env(cls) -> BatchSettings:
         size = _read(MAX_BATCH_SIZE_ENV, DEFAULT_MAX_BATCH_SIZE, int)
         latency = _read(MAX_LATENCY_MS_ENV, DEFAULT_MAX_LATENCY_MS, float)
+        inline = _read(INLINE_MAX_MS_ENV, DEFAULT_INLINE_MAX_MS, float)
         if size < 1:
             raise ConfigError(f"{MAX_BATCH_SIZE_ENV}: must be >= 1, got {size}")
-        if latency < 0:
-            raise ConfigError(f"{MAX_LATENCY_MS_ENV}: must be >= 0, got {latency}")
-        return cls(int(size), float(latency))
+        for name, value in ((MAX_LATENCY_MS_ENV, latency), (INLINE_MAX_MS_ENV, inline)):
+            if value < 0:
+                raise ConfigError(f"{name}: must be >= 0, got {value}")
+        return cls(int(size), float(latency), float(inline))
 
 
 def _read(name: str, default: float, kind: type[int] | type[float]) -> float:
@@ -72,12 +86,34 @@ def _read(name: str, default: float, kind: type[int] | type[float]) -> float:
         raise ConfigError(f"{name}: must be a number, got {raw!r}") from None
 
 
+class ModelLane:
+    """The one thread the model runs in, shared by the batchers, and whether it is busy now.
+
+    ``busy`` is only touched on the event loop, so it needs no lock.
+    """
+
+    def __init__(self, executor: Executor | None = None) -> None:
+        self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="kuberec-model")
+        self.busy = 0
+
+    async def run(self, function: Callable[[], Out], *, inline: bool = False) -> Out:
+        """``function()`` in the lane's thread; on the event loop when ``inline`` and idle."""
+        if inline and self.busy == 0:
+            return function()
+        self.busy += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, function)
+        finally:
+            self.busy -= 1
+
+
 class MicroBatcher(Generic[In, Out]):
     """``await batcher.submit(x)`` -> ``function([..., x, ...])[i]``, batched with its neighbours.
 
     ``function`` takes a list of inputs and returns one output per input, in
-    order. It runs on ``executor`` (share one between batchers so the model is
-    called from one thread). ``on_batch`` hears each batch size (for metrics).
+    order. It runs in ``lane`` (share one between batchers so the model is
+    called from one thread at a time; default: a lane of its own on
+    ``executor``). ``on_batch`` hears each batch size (for metrics).
     """
 
     def __init__(
@@ -86,12 +122,14 @@ class MicroBatcher(Generic[In, Out]):
         settings: BatchSettings | None = None,
         *,
         executor: Executor | None = None,
+        lane: ModelLane | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.function = function
         self.settings = settings or BatchSettings()
-        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="kuberec-batch")
+        self._lane = lane or ModelLane(executor)
         self._on_batch = on_batch
+        self._lone_cost: float | None = None  # CPU seconds of the last lone request's call
         self._queue: list[tuple[In, asyncio.Future[Out]]] = []
         self._wake: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -139,12 +177,12 @@ class MicroBatcher(Generic[In, Out]):
                 return
 
     async def _call(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
-        loop = asyncio.get_running_loop()
         inputs = [item for item, _ in batch]
         if self._on_batch is not None:
             self._on_batch(len(batch))
         try:
-            outputs = await loop.run_in_executor(self._executor, self._checked, inputs)
+            outputs = await self._lane.run(lambda: self._checked(inputs),
+                                           inline=self._inline(len(inputs)))
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0][1], error=exc)
@@ -157,8 +195,16 @@ class MicroBatcher(Generic[In, Out]):
         for (_, future), output in zip(batch, outputs, strict=True):
             _settle(future, output)
 
+    def _inline(self, size: int) -> bool:
+        """Score on the event loop: one request, known to be cheap (measured, never assumed)."""
+        cost = self._lone_cost
+        return size == 1 and cost is not None and cost * 1e3 <= self.settings.inline_max_ms
+
     def _checked(self, inputs: list[In]) -> Sequence[Out]:
+        began = time.thread_time()  # CPU, not wall time: a busy machine does not inflate it
         outputs = self.function(inputs)
+        if len(inputs) == 1:
+            self._lone_cost = time.thread_time() - began
         if len(outputs) != len(inputs):
             raise RuntimeError(f"batch function returned {len(outputs)} results for "
                                f"{len(inputs)} inputs")

@@ -38,6 +38,7 @@ from kuberec.serving.retrieval import (
     Factors,
     build_index,
     factorize,
+    history_item_scores,
     history_scores,
     item_item_weights,
     masked_top_k,
@@ -106,6 +107,10 @@ class Engine:
     ) -> None:
         self.loaded = loaded
         self.version = version
+        #: Each item's id as JSON gives it (int or str), by dense index: made once, not per item.
+        self.plain_ids: list[int | str] = [
+            int(v) if isinstance(v, int | np.integer) else str(v)
+            for v in loaded.item_index.ids.tolist()]
         self.model = loaded.model
         self.n_items = loaded.schema.n_items
         self.uses_history = self.model.history_length != 0
@@ -159,8 +164,7 @@ class Engine:
         return index[index >= 0], unknown
 
     def item_id(self, index: int) -> int | str:
-        value = self.loaded.item_index.ids[int(index)]
-        return int(value) if isinstance(value, int | np.integer) else str(value)
+        return self.plain_ids[int(index)]
 
     def check_genres(self, genres: Sequence[str]) -> None:
         try:
@@ -273,8 +277,7 @@ class Engine:
         if self.factors is None:
             scores = (history_scores(self.item_item, histories) if self.item_item is not None
                       else self.model.score(users, self._padded(histories)).float())
-            return [self._top(scores[i : i + 1], q, excluded[i], histories[i])
-                    for i, q in enumerate(queries)]
+            return self._tops(scores, queries, excluded, histories)
         vectors = self.factors.user_vectors(users, self._padded(histories)).float().numpy()
         out: list[Ranked | None] = [None] * len(queries)
         if isinstance(self.index, AnnIndex):
@@ -288,15 +291,27 @@ class Engine:
         if rest:  # one product for every query the index did not answer
             assert self.exact is not None
             scores = self.exact.scores(vectors[rest])
-            for row, i in enumerate(rest):
-                out[i] = self._top(scores[row : row + 1], queries[i], excluded[i], histories[i])
+            found = self._tops(scores, [queries[i] for i in rest], [excluded[i] for i in rest],
+                               [histories[i] for i in rest])
+            for i, ranked in zip(rest, found, strict=True):
+                out[i] = ranked
         return [r for r in out if r is not None]
 
-    def _top(self, scores: torch.Tensor, query: Query, excluded: np.ndarray,
-             history: np.ndarray) -> Ranked:
-        items, values = masked_top_k(scores, query.k, [excluded], self._allowed(query.genres))
-        keep = items[0] >= 0
-        return Ranked(items[0][keep], values[0][keep], False, history)
+    def _tops(self, scores: torch.Tensor, queries: Sequence[Query],
+              excluded: Sequence[np.ndarray], histories: Sequence[np.ndarray]) -> list[Ranked]:
+        """Row ``i`` of ``scores`` -> query ``i``'s top-K: one top-K per (k, genres) group."""
+        groups: dict[tuple[int, tuple[str, ...] | None], list[int]] = {}
+        for i, q in enumerate(queries):
+            groups.setdefault((q.k, q.genres), []).append(i)
+        out: list[Ranked | None] = [None] * len(queries)
+        for (k, genres), rows in groups.items():
+            block = scores if len(rows) == len(queries) else scores[torch.as_tensor(rows)]
+            items, values = masked_top_k(block, k, [excluded[i] for i in rows],
+                                         self._allowed(genres))
+            for row, i in enumerate(rows):
+                keep = items[row] >= 0
+                out[i] = Ranked(items[row][keep], values[row][keep], False, histories[i])
+        return [r for r in out if r is not None]
 
     def _ann(self, vectors: np.ndarray, ks: Sequence[int], excluded: Sequence[np.ndarray]
              ) -> list[tuple[np.ndarray, np.ndarray] | None]:
@@ -350,10 +365,11 @@ class Engine:
                 vectors = vectors.float().numpy()
                 rows = [vectors[j] @ self.factors.items[queries[i][1]].T
                         for j, i in enumerate(personal)]
+            elif self.item_item is not None:  # only the asked items' columns are summed
+                rows = [history_item_scores(self.item_item, histories[j], queries[i][1])
+                        for j, i in enumerate(personal)]
             else:
-                full = (history_scores(self.item_item, histories).numpy()
-                        if self.item_item is not None
-                        else self.model.score(users, self._padded(histories)).float().numpy())
+                full = self.model.score(users, self._padded(histories)).float().numpy()
                 rows = [full[j, queries[i][1]] for j, i in enumerate(personal)]
             for i, row in zip(personal, rows, strict=True):
                 out[i] = (np.asarray(row, dtype=np.float32), False)

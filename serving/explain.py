@@ -35,6 +35,8 @@ NEIGHBOURS = 100
 #: Multiply-adds the all-pairs similarity may cost at load (n_items² x dimension).
 NEIGHBOUR_BUDGET = 2e10
 _CHUNK = 512
+#: The explanation of a popularity fallback.
+POPULAR = "popular with other users"
 
 
 class Similarity:
@@ -103,19 +105,22 @@ class Similarity:
 
         Ties go to the lowest item index, on both paths.
         """
-        recent = np.unique(np.asarray(history, dtype=np.int64))
+        history = np.asarray(history, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         best = np.empty(len(items), dtype=np.int64)
         todo = np.ones(len(items), dtype=bool)
-        if self._neighbours is not None and len(items) and len(recent):
+        if self._neighbours is not None and len(items) and len(history):
             assert self._neighbour_sims is not None
             table, sims = self._neighbours[items], self._neighbour_sims[items]
-            hit = np.isin(table, recent) & self._trusted(sims)
+            taken = np.zeros(len(self._scale), dtype=bool)  # a lookup: cheaper than np.isin
+            taken[history] = True
+            hit = taken[table] & self._trusted(sims)
             found = hit.any(axis=1)
             first = hit.argmax(axis=1)
             best[found] = table[found, first[found]]
             todo = ~found
-        if todo.any() and len(recent):
+        if todo.any() and len(history):
+            recent = np.unique(history)
             best[todo] = recent[np.argmax(self.between(recent, items[todo]), axis=0)]
         return best
 
@@ -155,13 +160,16 @@ class Explainer:
     def __init__(self, similarity: Similarity, titles: Sequence[str]) -> None:
         self.similarity = similarity
         self.titles = titles
+        #: Every sentence there can be, made once at load, not per request and item.
+        self.because = [f"because you liked {title}" for title in titles]
 
     def explain(self, history: np.ndarray, items: np.ndarray, *, fallback: bool) -> list[str]:
         if fallback or len(history) == 0:
-            return ["popular with other users"] * len(items)
+            return [POPULAR] * len(items)
         recent = np.asarray(history, dtype=np.int64)[-MAX_HISTORY:]
         best = self.similarity.best_match(recent, np.asarray(items, dtype=np.int64))
-        return [f"because you liked {self.titles[int(i)]}" for i in best]
+        because = self.because
+        return [because[i] for i in best.tolist()]
 
 
 def _cosines(dots: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:

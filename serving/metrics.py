@@ -85,16 +85,27 @@ def metrics() -> dict[str, Any]:
     }
 
 
+@cache
+def child(name: str, *labels: str) -> Any:
+    """The series of metric ``name`` with these label values (in the metric's label order).
+
+    Looked up once per label combination: ``labels()`` hashes and locks on every
+    call, a few percent of a request. The combinations are bounded (route
+    templates, statuses, events, one model version per process).
+    """
+    return metrics()[name].labels(*labels)
+
+
 def count_fallback(endpoint: str) -> None:
-    metrics()["fallbacks"].labels(endpoint=endpoint, model_version=_Version.value).inc()
+    child("fallbacks", endpoint, _Version.value).inc()
 
 
 def observe_batch(endpoint: str, size: int) -> None:
-    metrics()["batch_size"].labels(endpoint=endpoint, model_version=_Version.value).observe(size)
+    child("batch_size", endpoint, _Version.value).observe(size)
 
 
 def count_feedback(event: str) -> None:
-    metrics()["feedback"].labels(event=event, model_version=_Version.value).inc()
+    child("feedback", event, _Version.value).inc()
 
 
 class RequestMetrics:
@@ -124,9 +135,6 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, record_status)
         finally:
-            found = metrics()
             version = _Version.value
-            found["requests"].labels(endpoint=endpoint, status=str(status),
-                                     model_version=version).inc()
-            found["latency"].labels(endpoint=endpoint, model_version=version).observe(
-                time.perf_counter() - start)
+            child("requests", endpoint, str(status), version).inc()
+            child("latency", endpoint, version).observe(time.perf_counter() - start)

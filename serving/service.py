@@ -29,13 +29,13 @@ import logging
 import os
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import bentoml
 import numpy as np
+import pydantic_core
 from bentoml.exceptions import ServiceUnavailable
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
@@ -44,15 +44,13 @@ from kuberec.components.models.ranking import parse_ranking
 from kuberec.errors import ConfigError
 from kuberec.operator.spec import RankingSpec
 from kuberec.serving import bentoml_fixes, metrics
-from kuberec.serving.batching import BatchSettings, MicroBatcher
+from kuberec.serving.batching import BatchSettings, MicroBatcher, ModelLane
 from kuberec.serving.engine import Engine, Query, Ranked, RequestError
 from kuberec.serving.limits import BodyLimit
 from kuberec.serving.online_features import OnlineHistory
 from kuberec.serving.schemas import (
     FeedbackRequest,
     FeedbackResponse,
-    ItemScore,
-    RecommendedItem,
     RecommendRequest,
     RecommendResponse,
     ScoreRequest,
@@ -116,14 +114,13 @@ class Recommender:
         self._online = OnlineHistory.from_env()  # fresher histories than the model's, if set
         self._lock = threading.Lock()
         settings = BatchSettings.from_env()
-        model_thread = ThreadPoolExecutor(1, thread_name_prefix="kuberec-model")
+        lane = ModelLane()  # one model thread for both endpoints
         self._ranker: MicroBatcher[Query, tuple[Ranked, list[str]]] = MicroBatcher(
             lambda queries: self._ready().recommend(queries), settings,
-            executor=model_thread, on_batch=lambda n: metrics.observe_batch("/recommend", n))
+            lane=lane, on_batch=lambda n: metrics.observe_batch("/recommend", n))
         self._scorer: MicroBatcher[tuple[Query, np.ndarray], tuple[np.ndarray, bool]] = (
             MicroBatcher(lambda pairs: self._ready().score(pairs), settings,
-                         executor=model_thread,
-                         on_batch=lambda n: metrics.observe_batch("/score", n)))
+                         lane=lane, on_batch=lambda n: metrics.observe_batch("/score", n)))
         # Load off the event loop so /healthz answers at once and /readyz tells the truth.
         threading.Thread(target=self._load, args=(model_reference(), job_ranking()),
                          daemon=True).start()
@@ -170,10 +167,13 @@ class Recommender:
         ranked, reasons = await self._ranker.submit(query)
         if ranked.fallback:
             metrics.count_fallback("/recommend")
-        items = [RecommendedItem(item_id=engine.item_id(i), score=float(s), explanation=why)
-                 for i, s, why in zip(ranked.items, ranked.scores, reasons, strict=True)]
-        return _rendered(RecommendResponse(items=items, model_version=engine.version,
-                                           request_id=_request_id(), fallback=ranked.fallback))
+        ids = engine.plain_ids
+        return _json({  # RecommendResponse, as plain values (test_serving_http validates it)
+            "items": [{"item_id": ids[i], "score": s, "explanation": why} for i, s, why in
+                      zip(ranked.items.tolist(), ranked.scores.tolist(), reasons, strict=True)],
+            "model_version": engine.version, "request_id": _request_id(),
+            "fallback": ranked.fallback,
+        })
 
     @bentoml.api(route="/similar", input_spec=SimilarRequest)
     async def similar(self, **fields: Any) -> SimilarResponse:
@@ -203,14 +203,14 @@ class Recommender:
         fallback = engine.is_fallback(query)
         if len(items):
             found, fallback = await self._scorer.submit((query, items))
-            scores = [float(s) for s in found]
+            scores = found.tolist()
         if fallback:
             metrics.count_fallback("/score")
-        return _rendered(ScoreResponse(
-            scores=[ItemScore(item_id=i, score=s) for i, s in zip(known_ids, scores, strict=True)],
-            unknown_items=unknown, model_version=engine.version, request_id=_request_id(),
-            fallback=fallback,
-        ))
+        return _json({  # ScoreResponse, as plain values (test_serving_http validates it)
+            "scores": [{"item_id": i, "score": s} for i, s in zip(known_ids, scores, strict=True)],
+            "unknown_items": unknown, "model_version": engine.version,
+            "request_id": _request_id(), "fallback": fallback,
+        })
 
     @bentoml.api(route="/feedback", input_spec=FeedbackRequest)
     async def feedback(self, **fields: Any) -> FeedbackResponse:
@@ -236,13 +236,27 @@ def _query(engine: Engine, user_id: object, recent_ids: list[Any] | None, k: int
            exclude_seen: bool, genres: list[str] | None) -> Query:
     if genres is not None:
         engine.check_genres(genres)
-    recent, _ = engine.items(recent_ids or [])  # unknown recent items carry no signal
-    return Query(engine.user(user_id), tuple(int(i) for i in recent), k, exclude_seen,
+    recent: tuple[int, ...] = ()
+    if recent_ids:
+        known, _ = engine.items(recent_ids)  # unknown recent items carry no signal
+        recent = tuple(known.tolist())
+    return Query(engine.user(user_id), recent, k, exclude_seen,
                  None if genres is None else tuple(genres))
 
 
 def _request_id() -> str:
     return str(uuid.uuid4())
+
+
+def _json(body: dict[str, Any]) -> Any:
+    """A response body of plain values as JSON, encoded as pydantic encodes its models.
+
+    The endpoints' annotations (the response models) still give the OpenAPI
+    schema; building the models only to dump them again cost more than the
+    encoding itself.
+    """
+    return Response(pydantic_core.to_json(body, inf_nan_mode="null"),
+                    media_type="application/json")
 
 
 def _rendered(body: BaseModel) -> Any:

@@ -95,6 +95,43 @@ def test_recommend_answers_ranked_explained_items_with_version_and_request_id(
     assert all(item["explanation"].startswith("because you liked ") for item in body["items"])
 
 
+def test_answers_are_valid_response_models_equal_to_the_engines(url: str, tag: str) -> None:
+    """The hand-encoded JSON says what the response models say, and what the engine ranked."""
+    from kuberec.components.models.ranking import parse_ranking
+    from kuberec.serving.engine import Engine, Query
+    from kuberec.serving.schemas import RecommendResponse, ScoreResponse
+
+    engine = Engine.load(tag, ranking=parse_ranking({"diversity": 0, "excluded": [50]}, "job"))
+    _, body = _post(url, "/recommend", {"user_id": 1, "k": 5})
+    answer = RecommendResponse.model_validate(body)
+    [(ranked, reasons)] = engine.recommend([Query(engine.user(1), k=5)])
+    assert [i.item_id for i in answer.items] == [engine.item_id(i) for i in ranked.items]
+    assert [i.score for i in answer.items] == ranked.scores.tolist()
+    assert [i.explanation for i in answer.items] == reasons
+    _, body = _post(url, "/score", {"user_id": 1, "item_ids": [1, "50", "nope"]})
+    scored = ScoreResponse.model_validate(body)
+    [(expected, _)] = engine.score([(Query(engine.user(1)), engine.items([1, 50])[0])])
+    assert [s.score for s in scored.scores] == expected.tolist()
+    assert scored.unknown_items == ["nope"] and scored.fallback is False
+
+
+def test_a_lone_request_gets_the_answer_it_gets_inside_a_batch(url: str) -> None:
+    """Lone requests skip the model thread; concurrent ones share a model call: same lists."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    users = list(range(1, 25))
+    alone = [_post(url, "/recommend", {"user_id": u, "k": 5})[1]["items"] for u in users]
+    with ThreadPoolExecutor(12) as pool:
+        together = list(pool.map(lambda u: _post(url, "/recommend", {"user_id": u, "k": 5})[1],
+                                 users))
+    assert [body["items"] for body in together] == alone
+    status, metrics = _get(url, "/metrics")
+    batched = [line for line in metrics.splitlines()
+               if line.startswith("kuberec_batch_size_bucket") and 'le="1.0"' in line
+               and "/recommend" in line]
+    assert status == 200 and batched  # batch sizes are still observed
+
+
 def test_string_and_number_user_ids_get_the_same_list(url: str) -> None:
     _, as_number = _post(url, "/recommend", {"user_id": 7, "k": 5})
     _, as_string = _post(url, "/recommend", {"user_id": "7", "k": 5})
