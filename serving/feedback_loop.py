@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kuberec.operator.spec import FeedbackSpec
 from kuberec.serving import feedback_metrics
 from kuberec.serving.feedback_push import INTERACTIONS, OnlinePusher
 from kuberec.serving.feedback_sink import Event, ParquetSink
@@ -52,6 +53,17 @@ DEFAULT_QUEUE = 10_000
 MAX_BATCH = 1000
 REMEMBERED_REQUESTS = 100_000
 LOG_INTERVAL_S = 60.0
+
+
+def feedback_env(spec: FeedbackSpec | None, sink: str | None) -> dict[str, str]:
+    """The environment a server gets from the job's ``spec.feedback`` (``sink`` resolved)."""
+    if spec is None:
+        return {}
+    env = {PUSH_ENV: "1" if spec.push else "0", QUEUE_ENV: str(spec.queue_size),
+           IMPRESSIONS_ENV: "1" if spec.impressions else "0"}
+    if sink:
+        env[SINK_ENV] = sink
+    return env
 
 
 class Rejected(ValueError):
