@@ -35,12 +35,15 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kuberec.operator.spec import FeedbackSpec
 from kuberec.serving import feedback_metrics
-from kuberec.serving.feedback_push import INTERACTIONS, OnlinePusher
-from kuberec.serving.feedback_sink import Event, ParquetSink
+from kuberec.serving.feedback_sink import INTERACTIONS, Event, ParquetSink
 from kuberec.serving.online_features import FEAST_REPO_ENV
+
+if TYPE_CHECKING:  # imported on the pusher thread: Feast stays out of the server's startup
+    from kuberec.serving.feedback_push import OnlinePusher
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +80,11 @@ class Rejected(ValueError):
 
 class FeedbackLoop:
     def __init__(self, pusher: OnlinePusher | None, sink: ParquetSink | None, *,
-                 queue_size: int = DEFAULT_QUEUE, impressions: bool = False) -> None:
+                 repo: Path | None = None, queue_size: int = DEFAULT_QUEUE,
+                 impressions: bool = False) -> None:
+        """``repo``: the Feast repo to push to, opened on the pusher thread (not at startup)."""
         self.pusher = pusher
+        self._repo = repo
         self.sink = sink
         self.impressions = impressions and sink is not None
         self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=queue_size)
@@ -90,18 +96,13 @@ class FeedbackLoop:
     @classmethod
     def from_env(cls) -> FeedbackLoop | None:
         """None when there is nowhere to send feedback (no Feast repo to push to, no sink)."""
-        pusher = None
-        repo = os.environ.get(FEAST_REPO_ENV)
-        if repo and os.environ.get(PUSH_ENV, "1").strip() != "0":
-            try:
-                pusher = OnlinePusher(Path(repo))
-            except Exception as exc:  # a broken store must not stop serving
-                log.warning("feedback push off: cannot open the Feast repo at %s: %s", repo, exc)
+        found = os.environ.get(FEAST_REPO_ENV)
+        repo = Path(found) if found and os.environ.get(PUSH_ENV, "1").strip() != "0" else None
         uri = os.environ.get(SINK_ENV, "").strip()
         sink = ParquetSink(uri, flush_s=float(os.environ.get(FLUSH_ENV, "5"))) if uri else None
-        if pusher is None and sink is None:
+        if repo is None and sink is None:
             return None
-        return cls(pusher, sink, queue_size=int(os.environ.get(QUEUE_ENV, DEFAULT_QUEUE)),
+        return cls(None, sink, repo=repo, queue_size=int(os.environ.get(QUEUE_ENV, DEFAULT_QUEUE)),
                    impressions=os.environ.get(IMPRESSIONS_ENV, "") == "1")
 
     # --- the request side (event loop thread) ------------------------------------------------
@@ -148,6 +149,14 @@ class FeedbackLoop:
     # --- the pusher thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._repo is not None:
+            try:
+                from kuberec.serving.feedback_push import OnlinePusher
+
+                self.pusher = OnlinePusher(self._repo)
+            except Exception as exc:  # a broken store must not stop serving; the sink still runs
+                log.warning("feedback push off: cannot open the Feast repo at %s: %s",
+                            self._repo, exc)
         while True:
             wait = self.sink.seconds_to_due() if self.sink is not None else None
             try:

@@ -23,10 +23,8 @@ import pandas as pd
 
 from kuberec.components.features.ingest import RECENT_ITEMS
 from kuberec.feature_repo.definitions import PUSH_SOURCES
-from kuberec.serving.feedback_sink import Event
+from kuberec.serving.feedback_sink import INTERACTIONS, Event
 
-#: The events that are interactions; impressions only go to the sink.
-INTERACTIONS = frozenset({"click", "purchase"})
 _KEYS = {"user_profile": "user_id", "item_profile": "item_id"}
 
 

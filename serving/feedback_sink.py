@@ -37,6 +37,8 @@ SCHEMA = pa.schema([
     ("request_known", pa.bool_()),
 ])  # fmt: skip
 PARTITION = "date"
+#: The events that are interactions (they move features); impressions are only stored.
+INTERACTIONS = frozenset({"click", "purchase"})
 MAX_BACKLOG = 100_000
 LOG_INTERVAL_S = 60.0
 
