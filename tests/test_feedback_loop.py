@@ -91,3 +91,20 @@ def test_served_items_are_stored_as_impressions_when_asked(tmp_path: Path) -> No
     stored = read_sink(str(tmp_path))
     assert sorted(stored["item_id"]) == ["5", "6"]
     assert set(stored["event"]) == {"impression"}
+
+
+def test_a_sink_that_cannot_be_written_never_reaches_the_request_side(tmp_path: Path) -> None:
+    blocked = tmp_path / "volume"
+    blocked.write_text("a file where the sink's folder should be")
+    sink = ParquetSink(str(blocked / "sink"), flush_s=0.0)
+    loop = FeedbackLoop(None, sink)
+    errors = _metric("kuberec_feedback_sink_errors_total")
+    for i in range(50):
+        _accept(loop, str(i))  # returns at once, raises nothing
+    deadline = time.monotonic() + 10
+    while _metric("kuberec_feedback_sink_errors_total") == errors and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _metric("kuberec_feedback_sink_errors_total") > errors
+    assert loop._thread.is_alive()  # the failure did not end the pusher
+    loop.close()
+    assert sink.backlog == 50  # kept for the next try
