@@ -12,7 +12,8 @@ profile (SQLite) and the production one (Redis + PostgreSQL registry), one
   (``--concurrency`` clients) alone, then the same load with feedback clients
   clicking as fast as they are answered; ``/recommend`` req/s in both, the
   events/s the server pushed (``kuberec_feedback_pushed_total``) and those
-  dropped (``kuberec_feedback_dropped_total``).
+  dropped (``kuberec_feedback_dropped_total``); with ``--push-off-baseline``
+  also a server that answers and stores the same feedback without pushing it.
 
 Load comes from this process on loopback (raw HTTP/1.1, ``benchmarks/serving.py``'s
 client). The machine is shared: compare the columns of one run. Run from the
@@ -135,20 +136,24 @@ def counter(url: str, name: str) -> float:
 
 
 def measure(profile: str, run_dir: Path, workdir: Path, users: list[Any], items: list[Any],
-            args: argparse.Namespace) -> dict[str, Any]:
-    from kuberec.serving.feedback_loop import SINK_ENV
+            args: argparse.Namespace, *, push: bool = True) -> dict[str, Any]:
+    """``push=False``: the same load on a server that only stores feedback (no Feast push),
+    which tells the push's cost from that of answering /feedback at all."""
+    from kuberec.serving.feedback_loop import PUSH_ENV, SINK_ENV
     from kuberec.serving.online_features import FEAST_REPO_ENV
     from kuberec.serving.server import free_port, start_server, stop_server, wait_ready
 
     repo = feature_repo(workdir, profile)
     port = free_port()
     process = start_server(run_dir, port, env={
-        FEAST_REPO_ENV: str(repo), SINK_ENV: str(workdir / f"sink-{profile}")})
+        FEAST_REPO_ENV: str(repo), SINK_ENV: str(workdir / f"sink-{profile}-{push}"),
+        PUSH_ENV: "1" if push else "0"})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, 600, process=process)
-        lag = asyncio.run(latency(url, users[::7], args.trials))
-        print(json.dumps({"profile": profile, "latency": lag}), flush=True)
+        lag = (asyncio.run(latency(url, users[::7], args.trials)) if push
+               else dict.fromkeys(("p50_ms", "p99_ms"), float("nan")))
+        print(json.dumps({"profile": profile, "push": push, "latency": lag}), flush=True)
         plain = asyncio.run(load(url, users, items, args.concurrency, 0, args.seconds))
         pushed_before = counter(url, "kuberec_feedback_pushed_total")
         dropped_before = counter(url, "kuberec_feedback_dropped_total")
@@ -157,7 +162,7 @@ def measure(profile: str, run_dir: Path, workdir: Path, users: list[Any], items:
         time.sleep(2)  # what was queued is pushed
         pushed = counter(url, "kuberec_feedback_pushed_total") - pushed_before
         dropped = counter(url, "kuberec_feedback_dropped_total") - dropped_before
-        row = {"profile": profile, "latency": lag, "serving_only": plain,
+        row = {"profile": profile if push else f"{profile}, push off", "latency": lag, "serving_only": plain,
                "with_feedback": mixed, "pushed_per_s": pushed / mixed["seconds"],
                "dropped": dropped}
         print(json.dumps(row), flush=True)
@@ -173,6 +178,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="/recommend clients")
     parser.add_argument("--feedback-clients", type=int, default=4, help="/feedback clients")
     parser.add_argument("--profiles", default="default,production")
+    parser.add_argument("--push-off-baseline", action="store_true",
+                        help="also the first profile with the push off (sink only)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("KUBEREC_DATA_DIR", str(DATA_DIR))
@@ -185,13 +192,16 @@ def main() -> int:
     users = [int(u) for u in model.user_index.ids.tolist()]
     items = [int(i) for i in model.item_index.ids.tolist()]
     rows = [measure(p, run, workdir, users, items, args) for p in args.profiles.split(",")]
+    if args.push_off_baseline:
+        rows.append(measure(args.profiles.split(",")[0], run, workdir, users, items, args,
+                            push=False))
     print()
-    print(f"{'profile':<11} | {'feedback->feature p50':>21} {'p99':>8} | {'recommend req/s':>15} "
+    print(f"{'profile':<18} | {'feedback->feature p50':>21} {'p99':>8} | {'recommend req/s':>15} "
           f"{'with feedback':>13} {'ratio':>6} | {'feedback/s':>10} {'pushed/s':>8} "
           f"{'dropped':>7}")
     for r in rows:
         lag, plain, mixed = r["latency"], r["serving_only"], r["with_feedback"]
-        print(f"{r['profile']:<11} | {lag['p50_ms']:>19.1f}ms {lag['p99_ms']:>6.1f}ms | "
+        print(f"{r['profile']:<18} | {lag['p50_ms']:>19.1f}ms {lag['p99_ms']:>6.1f}ms | "
               f"{plain['recommend_rps']:>15.1f} {mixed['recommend_rps']:>13.1f} "
               f"{mixed['recommend_rps'] / plain['recommend_rps']:>6.2f} | "
               f"{mixed['feedback_rps']:>10.1f} {r['pushed_per_s']:>8.1f} {r['dropped']:>7.0f}")
