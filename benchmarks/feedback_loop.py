@@ -163,8 +163,8 @@ def measure(profile: str, run_dir: Path, workdir: Path, users: list[Any], items:
         pushed = counter(url, "kuberec_feedback_pushed_total") - pushed_before
         dropped = counter(url, "kuberec_feedback_dropped_total") - dropped_before
         row = {"profile": profile if push else f"{profile}, push off", "latency": lag,
-               "serving_only": plain, "with_feedback": mixed, "pushed_per_s": pushed / mixed["seconds"],
-               "dropped": dropped}
+               "serving_only": plain, "with_feedback": mixed,
+               "pushed_per_s": pushed / mixed["seconds"], "dropped": dropped}
         print(json.dumps(row), flush=True)
         return row
     finally:
