@@ -37,8 +37,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kuberec.errors import ConfigError
 from kuberec.operator.spec import FeedbackSpec
 from kuberec.serving import feedback_metrics
+from kuberec.serving.batching import _read as read_number
 from kuberec.serving.feedback_sink import INTERACTIONS, Event, ParquetSink
 from kuberec.serving.online_features import FEAST_REPO_ENV
 
@@ -99,10 +101,15 @@ class FeedbackLoop:
         found = os.environ.get(FEAST_REPO_ENV)
         repo = Path(found) if found and os.environ.get(PUSH_ENV, "1").strip() != "0" else None
         uri = os.environ.get(SINK_ENV, "").strip()
-        sink = ParquetSink(uri, flush_s=float(os.environ.get(FLUSH_ENV, "5"))) if uri else None
+        flush_s = read_number(FLUSH_ENV, 5.0, float)
+        size = int(read_number(QUEUE_ENV, DEFAULT_QUEUE, int))
+        if size < 1 or flush_s < 0:
+            raise ConfigError(f"{QUEUE_ENV} must be >= 1 and {FLUSH_ENV} >= 0; got {size}, "
+                              f"{flush_s}")
+        sink = ParquetSink(uri, flush_s=flush_s) if uri else None
         if repo is None and sink is None:
             return None
-        return cls(None, sink, repo=repo, queue_size=int(os.environ.get(QUEUE_ENV, DEFAULT_QUEUE)),
+        return cls(None, sink, repo=repo, queue_size=size,
                    impressions=os.environ.get(IMPRESSIONS_ENV, "") == "1")
 
     # --- the request side (event loop thread) ------------------------------------------------

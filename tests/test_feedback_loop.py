@@ -11,8 +11,17 @@ import pytest
 from prometheus_client import REGISTRY
 
 from kuberec.components.datasets.feedback import read_sink
-from kuberec.serving.feedback_loop import FeedbackLoop, Rejected
+from kuberec.errors import ConfigError
+from kuberec.operator.spec import FeedbackSpec
+from kuberec.serving.feedback_loop import (
+    QUEUE_ENV,
+    SINK_ENV,
+    FeedbackLoop,
+    Rejected,
+    feedback_env,
+)
 from kuberec.serving.feedback_sink import Event, ParquetSink
+from kuberec.serving.online_features import FEAST_REPO_ENV
 
 
 def _metric(name: str, **labels: str) -> float:
@@ -108,3 +117,26 @@ def test_a_sink_that_cannot_be_written_never_reaches_the_request_side(tmp_path: 
     assert loop._thread.is_alive()  # the failure did not end the pusher
     loop.close()
     assert sink.backlog == 50  # kept for the next try
+
+
+def test_the_jobs_spec_feedback_configures_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = FeedbackSpec(sink=str(tmp_path / "sink"), push=False, impressions=True, queue_size=7)
+    for name, value in feedback_env(spec, spec.sink).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(FEAST_REPO_ENV, str(tmp_path / "repo"))
+    loop = FeedbackLoop.from_env()
+    assert loop is not None
+    assert (loop.sink.uri, loop.impressions, loop._queue.maxsize) == (spec.sink, True, 7)
+    assert loop._repo is None  # push: false
+    loop.close()
+
+
+def test_a_queue_bound_that_is_no_count_is_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SINK_ENV, "/tmp/anywhere")
+    monkeypatch.setenv(QUEUE_ENV, "lots")
+    with pytest.raises(ConfigError, match=f"{QUEUE_ENV}: must be a number"):
+        FeedbackLoop.from_env()
