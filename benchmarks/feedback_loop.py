@@ -139,7 +139,7 @@ def measure(profile: str, run_dir: Path, workdir: Path, users: list[Any], items:
             args: argparse.Namespace, *, push: bool = True) -> dict[str, Any]:
     """``push=False``: the same load on a server that only stores feedback (no Feast push),
     which tells the push's cost from that of answering /feedback at all."""
-    from kuberec.serving.feedback_loop import PUSH_ENV, SINK_ENV
+    from kuberec.serving.feedback_settings import PUSH_ENV, SINK_ENV
     from kuberec.serving.online_features import FEAST_REPO_ENV
     from kuberec.serving.server import free_port, start_server, stop_server, wait_ready
 

@@ -280,7 +280,7 @@ class LocalPlatform:
     ) -> subprocess.Popen[bytes]:
         """A server reading fresh user histories from this job's Feast online store,
         re-ranking as the job's ``spec.serving.ranking`` says."""
-        from kuberec.serving.feedback_loop import feedback_env
+        from kuberec.serving.feedback_settings import feedback_env
         from kuberec.serving.online_features import FEAST_REPO_ENV
         from kuberec.serving.server import RANKING_ENV, start_server
 

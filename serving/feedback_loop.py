@@ -19,8 +19,8 @@ The rule for bad input (each reason counted in ``kuberec_feedback_flagged_total`
   a restart, or a made-up one) is **accepted** and stored with
   ``request_known: false``, so training can tell them apart.
 
-Configured from the environment the operator sets from ``spec.feedback``:
-:data:`SINK_ENV`, :data:`PUSH_ENV`, :data:`IMPRESSIONS_ENV`, :data:`QUEUE_ENV`.
+Configured from the environment the platforms set from ``spec.feedback``
+(:mod:`.feedback_settings`).
 """
 
 from __future__ import annotations
@@ -38,9 +38,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kuberec.errors import ConfigError
-from kuberec.operator.spec import FeedbackSpec
 from kuberec.serving import feedback_metrics
 from kuberec.serving.batching import _read as read_number
+from kuberec.serving.feedback_settings import (
+    FLUSH_ENV,
+    IMPRESSIONS_ENV,
+    PUSH_ENV,
+    QUEUE_ENV,
+    SINK_ENV,
+)
 from kuberec.serving.feedback_sink import INTERACTIONS, Event, ParquetSink
 from kuberec.serving.online_features import FEAST_REPO_ENV
 
@@ -49,26 +55,10 @@ if TYPE_CHECKING:  # imported on the pusher thread: Feast stays out of the serve
 
 log = logging.getLogger(__name__)
 
-SINK_ENV = "KUBEREC_FEEDBACK_SINK"  # folder or URI; unset: no sink
-PUSH_ENV = "KUBEREC_FEEDBACK_PUSH"  # "0": do not push (default: push when a Feast repo is set)
-IMPRESSIONS_ENV = "KUBEREC_FEEDBACK_IMPRESSIONS"  # "1": store every served item as impression
-QUEUE_ENV = "KUBEREC_FEEDBACK_QUEUE"  # queue bound (events)
-FLUSH_ENV = "KUBEREC_FEEDBACK_FLUSH_S"  # the sink writes at least this often (seconds)
 DEFAULT_QUEUE = 10_000
 MAX_BATCH = 1000
 REMEMBERED_REQUESTS = 100_000
 LOG_INTERVAL_S = 60.0
-
-
-def feedback_env(spec: FeedbackSpec | None, sink: str | None) -> dict[str, str]:
-    """The environment a server gets from the job's ``spec.feedback`` (``sink`` resolved)."""
-    if spec is None:
-        return {}
-    env = {PUSH_ENV: "1" if spec.push else "0", QUEUE_ENV: str(spec.queue_size),
-           IMPRESSIONS_ENV: "1" if spec.impressions else "0"}
-    if sink:
-        env[SINK_ENV] = sink
-    return env
 
 
 class Rejected(ValueError):

@@ -13,13 +13,8 @@ from prometheus_client import REGISTRY
 from kuberec.components.datasets.feedback import read_sink
 from kuberec.errors import ConfigError
 from kuberec.operator.spec import FeedbackSpec
-from kuberec.serving.feedback_loop import (
-    QUEUE_ENV,
-    SINK_ENV,
-    FeedbackLoop,
-    Rejected,
-    feedback_env,
-)
+from kuberec.serving.feedback_loop import FeedbackLoop, Rejected
+from kuberec.serving.feedback_settings import QUEUE_ENV, SINK_ENV, feedback_env
 from kuberec.serving.feedback_sink import Event, ParquetSink
 from kuberec.serving.online_features import FEAST_REPO_ENV
 

@@ -18,7 +18,7 @@ from kuberec.components.features.store import StoreSettings
 from kuberec.components.train.run import train_run
 from kuberec.components.train.settings import TrainSettings
 from kuberec.pipelines.features_step import run_features
-from kuberec.serving.feedback_loop import FLUSH_ENV, SINK_ENV
+from kuberec.serving.feedback_settings import FLUSH_ENV, SINK_ENV
 from kuberec.serving.online_features import FEAST_REPO_ENV
 from kuberec.serving.server import free_port, start_server, stop_server, wait_ready
 
