@@ -21,9 +21,9 @@ from kuberec.serving.canary.replay import replay
 from kuberec.serving.online_features import OnlineHistory
 
 pytestmark = pytest.mark.slow
-MIN_NEW = 40
+MIN_NEW = 20
 SPEC = {
-    "data": {"synthetic": {"users": 150, "items": 80, "interactions": 4000, "seed": 5},
+    "data": {"synthetic": {"users": 100, "items": 60, "interactions": 2500, "seed": 5},
              "feedback": {"include": True, "events": ["click"]}},
     "feedback": {"sink": "feedback"},
     "features": {"textEmbeddings": False},
@@ -63,7 +63,7 @@ def replayed(job: RecommenderJob, platform: LocalPlatform, first: JobStatus) -> 
     """Held-out traffic with clicks until the sink holds more than minNewInteractions."""
     data = platform._dataset(job)[0]
     held_out = split("temporal", data.interactions).test
-    report = replay(str(first.url), held_out, rate=60, limit=600, k=10)
+    report = replay(str(first.url), held_out, rate=60, limit=300, k=10)
     sink = str(platform.workdir / "feedback")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # the servers write the sink every 5 s
