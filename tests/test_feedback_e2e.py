@@ -14,7 +14,8 @@ import yaml
 from kuberec.components.datasets.feedback import read_sink
 from kuberec.components.evaluation import split
 from kuberec.operator.local_platform import LocalPlatform
-from kuberec.operator.loop import run_until_settled
+from kuberec.operator.local_store import load_status
+from kuberec.operator.loop import Pass, run_until_settled
 from kuberec.operator.spec import RecommenderJob, load_job
 from kuberec.operator.status import JobStatus
 from kuberec.serving.canary.replay import replay
@@ -74,9 +75,24 @@ def replayed(job: RecommenderJob, platform: LocalPlatform, first: JobStatus) -> 
     return {"report": report, "clicks": clicks}
 
 
+class Judged(Exception):
+    """The canary judged the retrained model. The loop would not settle by itself: the
+    canary's own replayed clicks are new data again, and the job retrains on them."""
+
+
+def _stop_when_judged(result: Pass) -> None:
+    if result.status.last_rollout is not None:
+        raise Judged
+
+
 @pytest.fixture(scope="module")
 def second(job: RecommenderJob, platform: LocalPlatform, replayed: dict) -> JobStatus:
-    return run_until_settled(job, platform, platform.workdir, poll_s=0.5, timeout_s=900)
+    with pytest.raises(Judged):
+        run_until_settled(job, platform, platform.workdir, poll_s=0.5, timeout_s=900,
+                          on_pass=_stop_when_judged)
+    status = load_status(platform.workdir)
+    assert status is not None
+    return status
 
 
 def test_the_replay_clicks_past_min_new_interactions_land_in_the_sink(replayed: dict) -> None:
