@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.types import Array, Float32, Float64, Int64, PrimitiveFeastType, String
 
 EMBEDDING_DIM = 384
 SCHEMA_FILE = "schema.json"
+#: Push sources of the views that feedback moves (``FeatureStore.push`` writes whole rows).
+PUSH_SOURCES = {"user_profile": "user_profile_push", "item_profile": "item_profile_push"}
 SOURCE_FILES = {
     "user_profile": "user_profile.parquet",
     "item_profile": "item_profile.parquet",
@@ -56,6 +58,10 @@ def build(
             timestamp_field="event_timestamp",
         )
 
+    def pushed(view: str) -> PushSource:
+        """Materialized from the file, and pushed to by the serving's feedback path."""
+        return PushSource(name=PUSH_SOURCES[view], batch_source=source(view))
+
     unknown = sorted(set(user_attributes.values()) - set(_ATTRIBUTE_TYPES))
     if unknown:
         raise ValueError(f"user attribute kinds {unknown}; use one of {sorted(_ATTRIBUTE_TYPES)}")
@@ -69,7 +75,7 @@ def build(
             Field(name="recent_items", dtype=Array(String)),
             *(Field(name=n, dtype=_ATTRIBUTE_TYPES[k]) for n, k in user_attributes.items()),
         ],
-        source=source("user_profile"),
+        source=pushed("user_profile"),
         description="Interaction history summary as of each event, plus user attributes.",
     )
     item_profile = FeatureView(
@@ -84,7 +90,7 @@ def build(
             Field(name="year", dtype=Int64),
             Field(name="title", dtype=String),
         ],
-        source=source("item_profile"),
+        source=pushed("item_profile"),
         description="Popularity (overall and trailing window), mean rating, categories, year.",
     )
     item_text = FeatureView(

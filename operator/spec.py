@@ -67,6 +67,18 @@ class SyntheticDataSpec(CamelModel):
     seed: int = 0
 
 
+FeedbackEvent = Literal["impression", "click", "purchase"]
+
+
+class DataFeedbackSpec(CamelModel):
+    """Train on the job's own traffic: the events of ``spec.feedback.sink`` join the data."""
+
+    include: bool = False
+    events: list[FeedbackEvent] = Field(default_factory=lambda: ["click", "purchase"],
+                                        min_length=1)
+    weight: float = Field(1.0, gt=0, description="the rating column of feedback rows")
+
+
 class DataSpec(CamelModel):
     """Exactly one source: a MovieLens release, your own files, or synthetic data."""
 
@@ -83,6 +95,7 @@ class DataSpec(CamelModel):
     items: FileSpec | None = None
     users: FileSpec | None = None
     synthetic: SyntheticDataSpec | None = None
+    feedback: DataFeedbackSpec = Field(default_factory=DataFeedbackSpec)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
@@ -374,14 +387,40 @@ class ServingSpec(CamelModel):
     ranking: RankingSpec = Field(default_factory=RankingSpec)
 
 
+class FeedbackSpec(CamelModel):
+    """Where served traffic goes: Feast's online store at once, and a durable Parquet sink."""
+
+    sink: str | None = Field(None, min_length=1, description="folder or URI of the Parquet "
+                             "dataset (partitioned by day) that feedback events land in")
+    push: bool = Field(True, description="push clicks and purchases to the Feast online store")
+    impressions: bool = Field(False, description="also record every served item as an "
+                              "impression in the sink")
+    queue_size: int = Field(10_000, ge=1, description="events waiting to be pushed; beyond "
+                            "it they are dropped and counted, never blocking a request")
+
+
 class JobSpec(CamelModel):
+    model_config = _cel(
+        ("!has(self.data.feedback) || !self.data.feedback.include || "
+         "(has(self.feedback) && has(self.feedback.sink))",
+         "data.feedback.include reads the events of feedback.sink; set feedback.sink"),
+    )  # fmt: skip
+
     data: DataSpec
     features: FeaturesSpec = Field(default_factory=FeaturesSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     serving: ServingSpec = Field(default_factory=ServingSpec)
+    feedback: FeedbackSpec = Field(default_factory=FeedbackSpec)
     suspend: bool = False
+
+    @model_validator(mode="after")
+    def _feedback_has_a_sink(self) -> JobSpec:
+        if self.data.feedback.include and not self.feedback.sink:
+            raise ValueError("data.feedback.include reads the events of feedback.sink; "
+                             "set feedback.sink")
+        return self
 
 
 class Metadata(BaseModel):
@@ -409,13 +448,16 @@ def parse_duration(text: str) -> float:
 
 
 def spec_hash(spec: JobSpec) -> str:
-    """What decides whether a trained model still matches the spec (serving/suspend excluded).
+    """What decides whether a trained model still matches the spec.
+
+    ``serving``, ``feedback`` (where served traffic goes) and ``suspend`` are excluded.
 
     Fields left at their defaults are left out, so a release that adds a field
     (with a default that keeps today's behaviour) does not retrain every job.
     """
     relevant = spec.model_dump(
-        mode="json", by_alias=True, exclude={"serving", "suspend"}, exclude_defaults=True
+        mode="json", by_alias=True, exclude={"serving", "feedback", "suspend"},
+        exclude_defaults=True,
     )
     text = json.dumps(relevant, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

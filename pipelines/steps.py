@@ -22,6 +22,7 @@ import fsspec
 from kuberec import __version__
 from kuberec.components.datasets.artifact import load_dataset, save_dataset
 from kuberec.components.datasets.canonical import Dataset
+from kuberec.components.datasets.feedback import with_feedback
 from kuberec.components.datasets.sources import load_source
 from kuberec.components.evaluation import Split, split
 from kuberec.components.models import load_model
@@ -63,11 +64,13 @@ def ingest_step(job_text: str, context_text: str, out_dir: str) -> dict[str, Any
     """Load the job's data and store it canonically; returns the lineage of the data."""
     job, context = parse_job(job_text), RunContext.from_json(context_text)
     with recorded("ingest", context):
+        base = Path(context.base or ".")
         dataset = load_source(
             job.spec.data,
             data_dir=Path(context.data_dir) if context.data_dir else None,
-            base=Path(context.base or "."),
+            base=base,
         )
+        dataset = with_feedback(dataset, job.spec, base)  # spec.data.feedback
         save_dataset(dataset, Path(out_dir))
         return {"digest": dataset_digest(dataset), **_json_safe(dataset.summary())}
 

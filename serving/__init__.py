@@ -6,6 +6,8 @@
 - :mod:`.engine`: the same logic without HTTP (ids -> ranked, explained items).
 - :mod:`.batching`: the in-process adaptive batcher in front of the model.
 - :mod:`.online_features`: fresh user histories from the Feast online store.
+- :mod:`.feedback_loop` (with ``feedback_push``, ``feedback_sink``, ``feedback_settings``,
+  ``feedback_metrics``): /feedback pushed to Feast and stored for training, off the request path.
 - :mod:`.retrieval`: exact top-K, or a faiss ANN index for large catalogues.
 - :mod:`.server`: :func:`start_server`, :func:`wait_ready`, :func:`stop_server`.
 - :mod:`.canary`: the sticky split, the analysis, the router, local rollouts, replay.

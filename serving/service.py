@@ -46,6 +46,7 @@ from kuberec.operator.spec import RankingSpec
 from kuberec.serving import bentoml_fixes, metrics
 from kuberec.serving.batching import BatchSettings, MicroBatcher, ModelLane
 from kuberec.serving.engine import Engine, Query, Ranked, RequestError
+from kuberec.serving.feedback_loop import FeedbackLoop, Rejected
 from kuberec.serving.limits import BodyLimit
 from kuberec.serving.online_features import OnlineHistory
 from kuberec.serving.schemas import (
@@ -112,6 +113,7 @@ class Recommender:
         self._failure: str | None = None
         self._feedback_log = os.environ.get(FEEDBACK_LOG_ENV)
         self._online = OnlineHistory.from_env()  # fresher histories than the model's, if set
+        self._loop = FeedbackLoop.from_env()  # feedback -> Feast push + Parquet sink, if set
         self._lock = threading.Lock()
         settings = BatchSettings.from_env()
         lane = ModelLane()  # one model thread for both endpoints
@@ -168,10 +170,14 @@ class Recommender:
         if ranked.fallback:
             metrics.count_fallback("/recommend")
         ids = engine.plain_ids
+        shown = [ids[i] for i in ranked.items.tolist()]
+        request_id = _request_id()
+        if self._loop is not None:
+            self._loop.served(request_id, request.user_id, shown, engine.version)
         return _json({  # RecommendResponse, as plain values (test_serving_http validates it)
-            "items": [{"item_id": ids[i], "score": s, "explanation": why} for i, s, why in
-                      zip(ranked.items.tolist(), ranked.scores.tolist(), reasons, strict=True)],
-            "model_version": engine.version, "request_id": _request_id(),
+            "items": [{"item_id": item, "score": s, "explanation": why} for item, s, why in
+                      zip(shown, ranked.scores.tolist(), reasons, strict=True)],
+            "model_version": engine.version, "request_id": request_id,
             "fallback": ranked.fallback,
         })
 
@@ -214,9 +220,18 @@ class Recommender:
 
     @bentoml.api(route="/feedback", input_spec=FeedbackRequest)
     async def feedback(self, **fields: Any) -> FeedbackResponse:
-        """Impressions, clicks and purchases: counted by type (and logged when configured)."""
+        """Impressions, clicks and purchases: counted by type, pushed to Feast and stored
+        when configured (:mod:`.feedback_loop` has the rule for unknown ids)."""
         engine = self._ready()
         request = FeedbackRequest.model_construct(**fields)
+        if self._loop is not None:
+            try:
+                self._loop.accept(
+                    request.request_id, request.user_id, request.item_id, request.event,
+                    engine.version, known_user=engine.user(request.user_id) >= 0,
+                    known_item=len(engine.items([request.item_id])[0]) > 0)
+            except Rejected as exc:
+                return _unprocessable(RequestError(exc.field, exc.reason))  # type: ignore[return-value]
         metrics.count_feedback(request.event)
         if self._feedback_log:
             line = json.dumps({"request_id": request.request_id, "user_id": request.user_id,
@@ -225,6 +240,12 @@ class Recommender:
             with self._lock, Path(self._feedback_log).open("a") as out:
                 out.write(line + "\n")
         return FeedbackResponse(accepted=True, model_version=engine.version)
+
+    @bentoml.on_shutdown
+    def _flush_feedback(self) -> None:
+        """What is queued reaches the store and the sink before the process exits."""
+        if self._loop is not None:
+            self._loop.close()
 
 
 Recommender.add_asgi_middleware(metrics.RequestMetrics)  # type: ignore[attr-defined]

@@ -28,6 +28,7 @@ from kuberec.operator.crd import KIND
 from kuberec.operator.kubernetes.settings import ClusterSettings
 from kuberec.operator.spec import API_VERSION, RecommenderJob
 from kuberec.operator.status import ModelRecord
+from kuberec.serving.feedback_settings import feedback_env
 
 Track = Literal["stable", "canary"]
 TRACKS: tuple[Track, ...] = ("stable", "canary")
@@ -139,6 +140,8 @@ def deployment(
             {"name": "KUBEREC_TRACK", "value": track},
             {"name": "KUBEREC_FEAST_REGISTRY", "value": settings.feast_registry},
             {"name": "KUBEREC_RANKING", "value": job.spec.serving.ranking.to_json()},
+            *({"name": k, "value": v} for k, v in feedback_env(
+                job.spec.feedback, job.spec.feedback.sink).items()),  # a URI the pods share
             {"name": "HOME", "value": "/tmp"},
         ],
         # Object-store credentials, when the artifact store needs them (optional).

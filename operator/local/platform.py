@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kuberec.components.datasets.canonical import Dataset
+from kuberec.components.datasets.feedback import fingerprint, sink_uri, with_feedback
 from kuberec.components.datasets.sources import load_source
 from kuberec.components.evaluation import split
 from kuberec.components.package import dataset_digest
@@ -71,6 +72,7 @@ class LocalPlatform:
         self._data: tuple[str, Dataset, DataObservation] | None = None
         self._rollout: Any = None
         self._ranking = "{}"  # $KUBEREC_RANKING of the servers started next: the job's
+        self._feedback: tuple[Any, str | None] = (None, None)  # spec.feedback, its sink
 
     @property
     def artifact_root(self) -> str:
@@ -94,9 +96,11 @@ class LocalPlatform:
         return self._dataset(job)[1]
 
     def _dataset(self, job: RecommenderJob) -> tuple[Dataset, DataObservation]:
-        key = job.spec.data.model_dump_json()
+        # the feedback sink grows while serving: its fingerprint is part of the data's
+        key = job.spec.data.model_dump_json() + fingerprint(sink_uri(job.spec, self.base))
         if self._data is None or self._data[0] != key:
             dataset = load_source(job.spec.data, data_dir=self.data_dir, base=self.base)
+            dataset = with_feedback(dataset, job.spec, self.base)
             observed = DataObservation(dataset_digest(dataset), len(dataset.interactions))
             self._data = (key, dataset, observed)
         return self._data[1], self._data[2]
@@ -147,6 +151,7 @@ class LocalPlatform:
 
     def execute(self, job: RecommenderJob, action: Action) -> None:
         self._ranking = job.spec.serving.ranking.to_json()
+        self._feedback = job.spec.feedback, sink_uri(job.spec, self.base)
         if isinstance(action, LaunchRun):
             self.launch(job, action)
         elif not self.serve or isinstance(action, PauseServing):
@@ -276,13 +281,14 @@ class LocalPlatform:
     ) -> subprocess.Popen[bytes]:
         """A server reading fresh user histories from this job's Feast online store,
         re-ranking as the job's ``spec.serving.ranking`` says."""
+        from kuberec.serving.feedback_settings import feedback_env
         from kuberec.serving.online_features import FEAST_REPO_ENV
         from kuberec.serving.server import RANKING_ENV, start_server
 
         logs = self.workdir / "serving"
         logs.mkdir(parents=True, exist_ok=True)
         env = {**markers, FEAST_REPO_ENV: str(self.workdir / "data" / "feature_repo"),
-               RANKING_ENV: self._ranking}  # fmt: skip
+               RANKING_ENV: self._ranking, **feedback_env(*self._feedback)}  # fmt: skip
         return start_server(reference, port=port, host=host, env=env,
                             log_path=logs / f"server-{port}.log")  # fmt: skip
 

@@ -109,6 +109,17 @@ def test_the_serving_container_gets_the_jobs_ranking() -> None:
     assert json.loads(env["KUBEREC_RANKING"]) == ranking
 
 
+def test_the_serving_container_writes_feedback_to_the_jobs_sink() -> None:
+    document = job().model_dump(mode="json", by_alias=True, exclude_none=True)
+    document["spec"]["feedback"] = {"sink": "s3://kuberec/feedback/movies"}
+    sinked = RecommenderJob.model_validate(document)
+    deployment = manifests.deployment(sinked, "stable", model(), 1, 0, SETTINGS)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KUBEREC_FEEDBACK_SINK"] == "s3://kuberec/feedback/movies"
+    assert env["KUBEREC_FEEDBACK_QUEUE"] == "10000"
+
+
 def test_resources_come_from_spec_serving() -> None:
     deployment = manifests.deployment(job(resources={"cpu": "2", "memory": "4Gi"}), "stable",
                                       model(), 1, 0, SETTINGS)  # fmt: skip

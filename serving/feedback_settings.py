@@ -1,0 +1,26 @@
+"""The environment that carries a job's ``spec.feedback`` to its servers (both platforms).
+
+Apart from :mod:`.feedback_loop` so the operator can build it without importing
+the serving side's Parquet and Feast dependencies.
+"""
+
+from __future__ import annotations
+
+from kuberec.operator.spec import FeedbackSpec
+
+SINK_ENV = "KUBEREC_FEEDBACK_SINK"  # folder or URI; unset: no sink
+PUSH_ENV = "KUBEREC_FEEDBACK_PUSH"  # "0": do not push (default: push when a Feast repo is set)
+IMPRESSIONS_ENV = "KUBEREC_FEEDBACK_IMPRESSIONS"  # "1": store every served item as impression
+QUEUE_ENV = "KUBEREC_FEEDBACK_QUEUE"  # queue bound (events)
+FLUSH_ENV = "KUBEREC_FEEDBACK_FLUSH_S"  # the sink writes at least this often (seconds)
+
+
+def feedback_env(spec: FeedbackSpec | None, sink: str | None) -> dict[str, str]:
+    """The environment a server gets from the job's ``spec.feedback`` (``sink`` resolved)."""
+    if spec is None:
+        return {}
+    env = {PUSH_ENV: "1" if spec.push else "0", QUEUE_ENV: str(spec.queue_size),
+           IMPRESSIONS_ENV: "1" if spec.impressions else "0"}
+    if sink:
+        env[SINK_ENV] = sink
+    return env
