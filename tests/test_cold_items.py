@@ -131,3 +131,13 @@ def test_a_model_that_reads_no_text_skips_new_items_and_similar_says_why(
     assert ease.items([COPY])[0].size == 0
     refusal = similar_refusal(ease, COPY)
     assert refusal is not None and "ease scores items by their interactions only" in refusal
+
+
+def test_evaluating_a_run_under_cold_items_scores_the_withheld_items(
+        runs: tuple[Path, Path]) -> None:
+    from kuberec.components.train.evaluate_run import evaluate_run
+
+    result = evaluate_run(runs[0], "cold-items", options={"share": 0.2})
+    assert result["protocol"] == "cold-items"
+    assert result["scored_new_items"] == result["withheld_items"] > 0
+    assert 0 < result["hit_rate"] <= 1 and 0 <= result["hit_rate_all"] <= 1
