@@ -31,6 +31,7 @@ from kuberec.components.models.ranking import (
 from kuberec.components.package import PackagedModel, model_dir, resolve_model
 from kuberec.errors import ConfigError
 from kuberec.operator.spec import RankingSpec
+from kuberec.serving.cold_items import NewItems, add_new_items
 from kuberec.serving.explain import Explainer, Similarity, load_titles
 from kuberec.serving.retrieval import (
     AnnIndex,
@@ -100,6 +101,8 @@ def model_version(packaged: PackagedModel) -> str:
 
 
 class Engine:
+    new_items: NewItems = NewItems()  # set by load: the item source's items since training
+
     def __init__(
         self, loaded: LoadedModel, version: str, titles: Sequence[str] | None = None,
         *, ann_min_items: int | None = None, with_index: bool = True,
@@ -145,10 +148,12 @@ class Engine:
         """
         packaged = resolve_model(reference)
         folder = model_dir(packaged)
-        loaded = load_model(folder)
-        titles = load_titles(folder.parent, loaded.item_index)
+        # Items added to the item source since training, from their text (.cold_items).
+        loaded, new_items = add_new_items(load_model(folder), folder.parent)
+        titles = new_items.titled(load_titles(folder.parent, loaded.item_index))
         engine = cls(loaded, model_version(packaged), titles, ann_min_items=ann_min_items,
                      with_index=with_index, ranking=ranking)
+        engine.new_items = new_items
         log.info("loaded %s (%s, %d items, index %s)", engine.version, loaded.model_type,
                  engine.n_items, type(engine.index).__name__ if engine.index else "model")
         return engine

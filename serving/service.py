@@ -45,6 +45,7 @@ from kuberec.errors import ConfigError
 from kuberec.operator.spec import RankingSpec
 from kuberec.serving import bentoml_fixes, metrics
 from kuberec.serving.batching import BatchSettings, MicroBatcher, ModelLane
+from kuberec.serving.cold_items import similar_refusal
 from kuberec.serving.engine import Engine, Query, Ranked, RequestError
 from kuberec.serving.feedback_loop import FeedbackLoop, Rejected
 from kuberec.serving.limits import BodyLimit
@@ -186,10 +187,10 @@ class Recommender:
         """Items most similar to an item (embedding or co-occurrence cosine)."""
         engine = self._ready()
         request = SimilarRequest.model_construct(**fields)
+        refusal = similar_refusal(engine, request.item_id)
+        if refusal is not None:
+            return _unprocessable(RequestError("item_id", refusal))  # type: ignore[return-value]
         found, _ = engine.items([request.item_id])
-        if not len(found):
-            return _unprocessable(RequestError(  # type: ignore[return-value]
-                "item_id", f"unknown item {request.item_id!r}: it was not in the training data"))
         items, scores = engine.similar(int(found[0]), request.k)
         return _rendered(SimilarResponse(
             items=[SimilarItem(item_id=engine.item_id(i), score=float(s))

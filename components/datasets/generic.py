@@ -112,10 +112,17 @@ def _column_map(columns: Mapping[str, str] | None) -> dict[str, str]:
     return mapping
 
 
-def _read_items(path: Path, used_ids: pd.Series) -> pd.DataFrame:
+def read_items(path: Path) -> pd.DataFrame:
+    """An items file on its own, canonical: what serving re-reads to find new items."""
+    return _read_items(Path(path), None)
+
+
+def _read_items(path: Path, used_ids: pd.Series | None) -> pd.DataFrame:
     raw = read_table(path)
     require_columns(raw, ["item_id"], path)
     ids = _ids(raw, path, "item_id")
+    if used_ids is None:
+        used_ids = ids
     _check_id_kind(ids, used_ids, path, "item_id")
     items = empty_items(ids.tolist())
     if "title" in raw.columns:

@@ -32,6 +32,13 @@ stratified split depends on it to reproduce MS Recommenders draw for draw).
   before it, test after it. Test keeps only users and items that occur before the
   cut: a model cannot rank an item it has never seen, nor a user with no history.
   ``valid_quantile`` cuts the pre-test part again the same way.
+* ``cold-items``  a random ``share`` (0.2) of the items that have interactions is
+  withheld from training with all its interactions, as new items arrive after
+  training (the item cold-start setting of DropoutNet, Volkovs et al. 2017). Test is
+  every interaction with a withheld item by a user who has training rows; the
+  withheld items are ``Split.withheld_items``, and the training catalogue must not
+  hold them (:func:`kuberec.components.train.cold_eval.evaluate_cold` drops them
+  from the items table and adds them back from their text, as serving does).
 * :func:`kfold`  per-user k-fold cross-validation: each user's rows are shuffled and
   dealt round-robin into k folds from a random starting fold.
 """
@@ -63,6 +70,8 @@ class Split:
     valid: pd.DataFrame | None = None
     negatives: pd.DataFrame | None = None
     options: Mapping[str, object] = field(default_factory=dict)
+    #: Items kept out of training entirely (``cold-items``): new items to score from content.
+    withheld_items: tuple[object, ...] = ()
 
     @property
     def ranking(self) -> Literal["full", "sampled"]:
@@ -231,6 +240,26 @@ def temporal(
     return Split("temporal", train=train, valid=valid, test=test, options=options)
 
 
+def cold_items(interactions: pd.DataFrame, seed: int = 42, *, share: float = 0.2) -> Split:
+    """Withhold a random ``share`` of the items, with all their interactions, from training."""
+    _check_fraction("share", share)
+    data = _prepare(interactions)
+    items = pd.unique(data["item_id"])
+    n_cold = round(share * len(items))
+    if not 0 < n_cold < len(items):
+        raise DataError(f"share={share} of {len(items)} items withholds {n_cold}; it must "
+                        "leave at least one item on each side (change share)")
+    order = np.random.default_rng(seed).permutation(len(items))
+    withheld = items[np.sort(order[:n_cold])]
+    cold = data["item_id"].isin(withheld).to_numpy()
+    train = _rows(data, ~cold)
+    test = data[cold & data["user_id"].isin(train["user_id"]).to_numpy()]
+    _require_rows(test, f"no user with training rows interacted with the {n_cold} withheld "
+                  "items; raise share or use more data")
+    return Split("cold-items", train, test.reset_index(drop=True), options={"share": share},
+                 withheld_items=tuple(withheld.tolist()))
+
+
 def kfold(interactions: pd.DataFrame, k: int = 5, seed: int = 42) -> Iterator[Split]:
     """``k`` per-user splits whose test parts partition the data; fold ``f`` tests on fold ``f``."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
@@ -262,6 +291,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "leave-one-out": leave_one_out,
     "leave-one-out-sampled": leave_one_out_sampled,
     "temporal": temporal,
+    "cold-items": cold_items,
 }
 
 

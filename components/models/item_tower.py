@@ -3,6 +3,9 @@
 Attribute fields let items with few interactions borrow strength from similar
 items, and the text projection carries a sentence-embedding model's knowledge of
 the catalogue. The fields are concatenated and mixed by a small MLP.
+``id_dropout`` zeroes an item's id embedding for that share of training rows, so
+the tower also learns to place an item from its content alone: an item added
+after training has a zero id embedding (:mod:`.new_items`).
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ if TYPE_CHECKING:
 class ItemTower(nn.Module):
     """Maps item indices to ``dim``-vectors."""
 
-    def __init__(self, schema: DataSchema, dim: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, schema: DataSchema, dim: int, dropout: float = 0.0, id_dropout: float = 0.0
+    ) -> None:
         super().__init__()
+        self.id_dropout = id_dropout
         self.features = ItemFeatureTable(schema)
         self.ids = nn.Embedding(schema.n_items, dim)
         self.genres = nn.Linear(schema.n_genres, dim, bias=False) if schema.n_genres else None
@@ -39,7 +45,12 @@ class ItemTower(nn.Module):
 
     def forward(self, items: Tensor) -> Tensor:
         f = self.features
-        fields = [self.ids(items), self.year(f.year[items])]
+        ids = self.ids(items)
+        if self.training and self.id_dropout > 0:
+            # An item seen by content alone: what a new item is at serving time.
+            keep = torch.rand(items.shape, device=items.device) >= self.id_dropout
+            ids = ids * keep.unsqueeze(-1).to(ids.dtype)
+        fields = [ids, self.year(f.year[items])]
         if self.genres is not None:
             fields.append(self.genres(f.genres[items]))
         if self.text is not None:

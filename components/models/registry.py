@@ -131,11 +131,12 @@ MODEL_TYPES: dict[str, ModelType] = {
         ModelType(
             "two_tower", TwoTower, "user/item towers, in-batch softmax with logQ correction",
             defaults={"dim": 64, "temperature": 0.1, "history_length": 20, "logq": True,
-                      "dropout": 0.0, **_training(0.003, 512)},
+                      "dropout": 0.0, "id_dropout": 0.0, **_training(0.003, 512)},
             rules={"dim": IntRange(1), "temperature": FloatRange(0.0, open_minimum=True),
                    "history_length": IntRange(1), "logq": Flag(), "dropout": _UNIT,
-                   **TRAINING_RULES},
-            model_keys=("dim", "temperature", "history_length", "logq", "dropout"),
+                   "id_dropout": _UNIT, **TRAINING_RULES},
+            model_keys=("dim", "temperature", "history_length", "logq", "dropout",
+                        "id_dropout"),
         ),
         ModelType(
             "sasrec", SASRec, "self-attentive sequential recommendation",

@@ -32,13 +32,14 @@ class TwoTower(Recommender):
         history_length: int,
         logq: bool,
         dropout: float,
+        id_dropout: float = 0.0,
     ) -> None:
         super().__init__(schema)
         self.history_length = history_length
         self.temperature = temperature
         self.logq = logq
         self.user_tower = UserTower(schema, dim, dropout)
-        self.item_tower = ItemTower(schema, dim, dropout)
+        self.item_tower = ItemTower(schema, dim, dropout, id_dropout)
         self.register_buffer("log_q", torch.zeros(schema.n_items))
 
     def attach(self, data: EncodedData) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from kuberec.components.datasets.sources import load_source
 from kuberec.components.evaluation import split
 from kuberec.components.models.ranking import Ranker, model_signals, resolve
+from kuberec.components.train.cold_eval import evaluate_cold, new_item_content, training_dataset
 from kuberec.components.train.offline_eval import evaluate_split
 from kuberec.components.train.ranking_curve import diversity_curve, plot_curves
 from kuberec.components.train.run_dir import CONFIG, METRICS, read_json, write_json
@@ -41,17 +42,28 @@ def evaluate_run(
     dataset = load_source(DataSpec.model_validate(config["data"]["spec"]), data_dir=data_dir)
     parts = split(protocol, dataset.interactions, seed=seed, **(options or {}))
     settings = TrainSettings(**_settings_fields(config["training"]))
-    train_set = dataset.with_interactions(parts.train)
+    # cold-items: the withheld items leave the catalogue too, and come back from their text
+    train_set = (training_dataset(dataset, parts) if parts.withheld_items
+                 else dataset.with_interactions(parts.train))
     embeddings = None
     if config.get("text_embeddings"):
         from kuberec.components.features.embeddings import embed_items
 
-        embeddings = embed_items(dataset.items)
+        embeddings = embed_items(train_set.items)
     outcome = train(
         config["model_type"], train_set, config["hparams"], settings,
         storage_path=Path(run_dir) / "ray-eval" / protocol, run_name=f"eval-{protocol}",
         text_embeddings=embeddings,
     )  # fmt: skip
+    if parts.withheld_items:
+        content = new_item_content(dataset, parts, outcome.data)
+        cold = {c: evaluate_cold(outcome.model, outcome.data, parts, content, k,
+                                 model_type=config["model_type"], hparams=config["hparams"],
+                                 candidates=c, seed=seed) for c in ("cold", "all")}
+        return _record(run_dir, protocol, {
+            **cold["cold"], **{f"{key}_all": v for key, v in cold["all"].items()
+                               if key in ("hit_rate", "ndcg", "recall")},
+            "train_seconds": round(outcome.seconds, 2)})
     ranking = ranking or RankingSpec()
     data = outcome.data
     signals = model_signals(outcome.model, data.history, data.item_genres,
@@ -67,6 +79,11 @@ def evaluate_run(
                            png or Path(run_dir) / "ranking-curve.png", k=k)
         result["ranking_curve"] = curve.to_dict(orient="records")
         result["ranking_curve_png"] = str(path)
+    return _record(run_dir, protocol, result)
+
+
+def _record(run_dir: Path, protocol: str, result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` added to the run's ``metrics.json`` under ``evaluations``."""
     metrics = read_json(run_dir, METRICS)
     metrics.setdefault("evaluations", {})[protocol] = result
     write_json(Path(run_dir) / METRICS, metrics)
