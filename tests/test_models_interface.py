@@ -26,6 +26,7 @@ SMALL: dict[str, dict[str, object]] = {
     "sasrec": {"dim": 8, "n_heads": 2, "history_length": 8, "batch_size": 32},
     "gru4rec": {"dim": 8, "history_length": 8, "batch_size": 32, "lr": 0.01},
     "dcn": {"embed_dim": 4, "mlp_layers": [16], "batch_size": 256, "lr": 0.01},
+    "multvae": {"dim": 8, "hidden": 16, "batch_size": 8, "lr": 0.01},
 }
 
 
