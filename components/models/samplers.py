@@ -165,7 +165,7 @@ class InBatchSampler(BatchSampler):
 
 
 class SequenceSampler(BatchSampler):
-    """Windows of each user's sequence: inputs and next-item targets, ``history_length`` wide.
+    """Windows of each user's sequence: inputs and next-item targets, at most ``history_length``.
 
     A user with n items yields windows ending at positions n-1, n-1-L, ... so every
     item after the first is a target exactly once per epoch. ``negatives``: one unseen
