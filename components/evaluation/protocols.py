@@ -27,6 +27,9 @@ stratified split depends on it to reproduce MS Recommenders draw for draw).
   test user that the user never interacted with, sampled uniformly without
   replacement (NCF, He et al. 2017; SASRec, Kang & McAuley 2018). The target is
   ranked against its user's negatives; the same negatives serve the valid target.
+  With more than ``n_users`` (10,000) test users, ``n_users`` of them are sampled
+  uniformly and only they are evaluated (valid and test), as SASRec's ``evaluate``;
+  ``n_users=None`` evaluates everyone.
 * ``temporal``  one global cut at the ``quantile`` (0.8) of all interaction
   timestamps (the lower data point, so the cut is a real timestamp): train is at or
   before it, test after it. Test keeps only users and items that occur before the
@@ -189,20 +192,34 @@ def leave_one_out_sampled(
     *,
     n_negatives: int = 100,
     valid: bool = True,
+    n_users: int | None = 10_000,
 ) -> Split:
-    """Leave-one-out plus ``n_negatives`` never-interacted items per test user (NCF, SASRec)."""
+    """Leave-one-out plus ``n_negatives`` never-interacted items per test user (NCF, SASRec).
+
+    At most ``n_users`` sampled test users are evaluated (SASRec's 10,000).
+    """
+    if n_users is not None and (
+        isinstance(n_users, bool) or not isinstance(n_users, (int, np.integer)) or n_users < 1
+    ):
+        raise ConfigError(f"n_users must be a positive integer or null, got {n_users!r}")
     base = leave_one_out(interactions, seed, valid=valid)
     data = _prepare(interactions, timestamps=True)
-    negatives = sample_negatives(
-        data, base.test["user_id"], n_negatives, np.random.default_rng(seed)
-    )
+    rng = np.random.default_rng(seed)
+    test, valid_rows = base.test, base.valid
+    users = test["user_id"].unique()
+    if n_users is not None and len(users) > n_users:
+        keep = rng.choice(np.sort(users), size=int(n_users), replace=False)
+        test = _rows(test, test["user_id"].isin(keep).to_numpy())
+        if valid_rows is not None:
+            valid_rows = _rows(valid_rows, valid_rows["user_id"].isin(keep).to_numpy())
+    negatives = sample_negatives(data, test["user_id"], n_negatives, rng)
     return Split(
         "leave-one-out-sampled",
         train=base.train,
-        valid=base.valid,
-        test=base.test,
+        valid=valid_rows,
+        test=test,
         negatives=negatives,
-        options={"seed": seed, "n_negatives": n_negatives, "valid": valid},
+        options={"seed": seed, "n_negatives": n_negatives, "valid": valid, "n_users": n_users},
     )
 
 

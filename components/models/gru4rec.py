@@ -22,8 +22,11 @@ class GRU4Rec(SequenceRecommender):
         dropout: float,
         history_length: int,
         loss: SequenceLoss,
+        n_negatives: int = 256,
+        gbce_t: float = 0.75,
     ) -> None:
-        super().__init__(schema, dim=dim, history_length=history_length, loss=loss)
+        super().__init__(schema, dim=dim, history_length=history_length, loss=loss,
+                         n_negatives=n_negatives, gbce_t=gbce_t)
         self.dropout = nn.Dropout(dropout)
         self.gru = nn.GRU(
             dim, dim, num_layers=n_layers, batch_first=True,

@@ -34,6 +34,7 @@ from kuberec.components.models.popularity import Popularity
 from kuberec.components.models.sasrec import SASRec
 from kuberec.components.models.sparse_ease import SparseEASE
 from kuberec.components.models.two_tower import TwoTower
+from kuberec.components.models.vae import MultVAE
 from kuberec.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -75,8 +76,12 @@ def _heads_divide_dim(hp: HParams) -> None:
 _UNIT = FloatRange(0.0, 1.0, open_maximum=True)
 _SEQUENCE_RULES: dict[str, Rule] = {
     "dim": IntRange(1), "dropout": _UNIT, "history_length": IntRange(1),
-    "loss": OneOf(("ce", "bce")),
+    "loss": OneOf(("ce", "bce", "gbce", "sampled_ce")),
+    "n_negatives": IntRange(1), "gbce_t": FloatRange(0.0, 1.0),
 }
+#: What gbce / sampled_ce draw (gSASRec's 256 negatives, calibration t = 0.75).
+_SEQUENCE_DEFAULTS: dict[str, HParam] = {"n_negatives": 256, "gbce_t": 0.75}
+_SEQUENCE_KEYS = ("dim", "dropout", "history_length", "loss", "n_negatives", "gbce_t")
 
 _EASE_RULES: dict[str, Rule] = {
     "lam": FloatRange(0.0, open_minimum=True), "time_mix": FloatRange(0.0, 1.0),
@@ -141,18 +146,27 @@ MODEL_TYPES: dict[str, ModelType] = {
         ModelType(
             "sasrec", SASRec, "self-attentive sequential recommendation",
             defaults={"dim": 64, "n_layers": 2, "n_heads": 2, "dropout": 0.2,
-                      "history_length": 50, "loss": "ce", **_training(0.003, 128)},
+                      "history_length": 50, "loss": "ce", **_SEQUENCE_DEFAULTS,
+                      **_training(0.003, 128)},
             rules={**_SEQUENCE_RULES, "n_layers": IntRange(1), "n_heads": IntRange(1),
                    **TRAINING_RULES},
-            model_keys=("dim", "n_layers", "n_heads", "dropout", "history_length", "loss"),
+            model_keys=(*_SEQUENCE_KEYS, "n_layers", "n_heads"),
             cross_check=_heads_divide_dim,
         ),
         ModelType(
             "gru4rec", GRU4Rec, "recurrent (GRU) sequential recommendation",
             defaults={"dim": 64, "n_layers": 1, "dropout": 0.1, "history_length": 50,
-                      "loss": "ce", **_training(0.005, 128)},
+                      "loss": "ce", **_SEQUENCE_DEFAULTS, **_training(0.005, 128)},
             rules={**_SEQUENCE_RULES, "n_layers": IntRange(1), **TRAINING_RULES},
-            model_keys=("dim", "n_layers", "dropout", "history_length", "loss"),
+            model_keys=(*_SEQUENCE_KEYS, "n_layers"),
+        ),
+        ModelType(
+            "multvae", MultVAE, "variational autoencoder of each user's item set (Mult-VAE)",
+            defaults={"dim": 200, "hidden": 600, "dropout": 0.5, "beta_cap": 0.2,
+                      "anneal_steps": 2000, **_training(0.001, 64)},
+            rules={"dim": IntRange(1), "hidden": IntRange(1), "dropout": _UNIT,
+                   "beta_cap": FloatRange(0.0), "anneal_steps": IntRange(1), **TRAINING_RULES},
+            model_keys=("dim", "hidden", "dropout", "beta_cap", "anneal_steps"),
         ),
         ModelType(
             "dcn", DCNv2, "DCN-v2 CTR ranker over user, item and context features",

@@ -23,6 +23,8 @@ from kuberec.errors import ConfigError
 
 #: Rounds of re-drawing a negative that the user has already seen.
 _REJECTION_ROUNDS = 4
+#: Batches whose windows are sorted by length together (SequenceSampler).
+_BUCKET_BATCHES = 64
 
 
 def shard_rows(n_rows: int, *, seed: int, epoch: int, rank: int, world_size: int) -> np.ndarray:
@@ -163,17 +165,27 @@ class InBatchSampler(BatchSampler):
 
 
 class SequenceSampler(BatchSampler):
-    """Windows of each user's sequence: inputs and next-item targets, ``history_length`` wide.
+    """Windows of each user's sequence: inputs and next-item targets, at most ``history_length``.
 
     A user with n items yields windows ending at positions n-1, n-1-L, ... so every
-    item after the first is a target exactly once per epoch.
+    item after the first is a target exactly once per epoch. ``negatives``: one unseen
+    item per position (the BCE loss); ``shared_negatives`` k > 0: k uniform items per
+    window, shared by its positions (gBCE and sampled softmax; the loss drops a
+    negative that equals a position's target).
     """
 
     def __init__(
-        self, data: EncodedData, *, history_length: int, negatives: bool = False, **kwargs: int
+        self,
+        data: EncodedData,
+        *,
+        history_length: int,
+        negatives: bool = False,
+        shared_negatives: int = 0,
+        **kwargs: int,
     ) -> None:
         super().__init__(data, **kwargs)
         self.history_length, self.with_negatives = history_length, negatives
+        self.shared_negatives = shared_negatives
         self.window_end, self.window_user = _windows(data, history_length)
         self.negatives = NegativeSampler(data)
 
@@ -181,17 +193,61 @@ class SequenceSampler(BatchSampler):
     def n_units(self) -> int:
         return len(self.window_end)
 
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        """Batches of similar-length windows, in random order, each cut to its longest window.
+
+        Most sequences are far shorter than ``history_length`` (Games: median 4 of 50),
+        so padding every batch to full width wastes most of the attention and
+        recurrence. Within each run of ``_BUCKET_BATCHES`` shuffled batches, windows are
+        sorted by length before they are cut into batches, and the batches are shuffled
+        again: every window is still seen once per epoch, with the same batch count.
+        """
+        units = self.shard(epoch)
+        rng = np.random.default_rng([self.seed, epoch, self.rank, 1])
+        lengths = self._lengths(units)
+        span = self.batch_size * _BUCKET_BATCHES
+        cuts = []
+        for lo in range(0, len(units), span):
+            order = lo + np.argsort(lengths[lo : lo + span], kind="stable")
+            cuts += [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        for at in rng.permutation(len(cuts)):
+            arrays = self.make_batch(units[cuts[at]], rng)
+            yield {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+    def _lengths(self, units: np.ndarray) -> np.ndarray:
+        ends, users = self.window_end[units], self.window_user[units]
+        return np.minimum(ends - self.data.history.indptr[users], self.history_length)
+
     def make_batch(self, units: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
         ends, users = self.window_end[units], self.window_user[units]
         start = self.data.history.indptr[users]
-        pad, length = self.data.n_items, self.history_length
+        pad = self.data.n_items
+        length = max(int(self._lengths(units).max(initial=1)), 1)
         inputs = _window(self.data.items, ends - 1, start, length, pad)
         targets = np.where(inputs != pad, _window(self.data.items, ends, start, length, pad), pad)
         batch = {"users": users, "inputs": inputs, "targets": targets}
         if self.with_negatives:
             drawn = self.negatives.draw(rng, np.repeat(users, length).reshape(targets.shape))
             batch["negatives"] = np.where(targets != pad, drawn, pad)
+        elif self.shared_negatives:
+            batch["negatives"] = rng.integers(0, pad, size=(len(units), self.shared_negatives))
         return batch
+
+
+class UserSampler(BatchSampler):
+    """Batches of users with their whole histories (autoencoders read a user's item set)."""
+
+    def __init__(self, data: EncodedData, **kwargs: int) -> None:
+        super().__init__(data, **kwargs)
+        self.active = np.flatnonzero(data.history.lengths() > 0)
+
+    @property
+    def n_units(self) -> int:
+        return len(self.active)
+
+    def make_batch(self, units: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        users = self.active[units]
+        return {"users": users, "history": self.data.history.recent(users, None)}
 
 
 def _window(
@@ -236,7 +292,10 @@ def make_sampler(
     if family == "inbatch":
         return InBatchSampler(data, history_length=int(model.history_length or 1), **common)
     if family == "sequence":
-        negatives = getattr(model, "loss_type", "ce") == "bce"
+        loss = getattr(model, "loss_type", "ce")
+        shared = int(getattr(model, "n_negatives", 0)) if loss in ("gbce", "sampled_ce") else 0
         return SequenceSampler(data, history_length=int(model.history_length or 1),
-                               negatives=negatives, **common)
+                               negatives=loss == "bce", shared_negatives=shared, **common)
+    if family == "user":
+        return UserSampler(data, **common)
     raise ConfigError(f"{type(model).__name__} is not trained with batches (family {family!r})")

@@ -2,7 +2,8 @@
 
 Pre-norm Transformer blocks with learned positions counted from the most recent
 item; each position attends to itself and earlier real (non-pad) items only.
-As in the paper, padded positions are zeroed after every block.
+As in the paper (and its code), item embeddings are scaled by sqrt(dim) before the
+positions are added, and padded positions are zeroed after every block.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ class SASRec(SequenceRecommender):
         dropout: float,
         history_length: int,
         loss: SequenceLoss,
+        n_negatives: int = 256,
+        gbce_t: float = 0.75,
     ) -> None:
-        super().__init__(schema, dim=dim, history_length=history_length, loss=loss)
-        self.n_heads = n_heads
+        super().__init__(schema, dim=dim, history_length=history_length, loss=loss,
+                         n_negatives=n_negatives, gbce_t=gbce_t)
+        self.n_heads, self.scale = n_heads, float(dim) ** 0.5
         self.positions = nn.Embedding(history_length, dim)
         nn.init.normal_(self.positions.weight, std=0.1)
         self.dropout = nn.Dropout(dropout)
@@ -53,7 +57,8 @@ class SASRec(SequenceRecommender):
         keep = (~pad).unsqueeze(-1).to(self.positions.weight.dtype)
         start = self.history_length - length
         positions = torch.arange(start, self.history_length, device=sequence.device)
-        x = self.dropout(self.item_embeddings(sequence) + self.positions(positions)[None]) * keep
+        items = self.item_embeddings(sequence) * self.scale
+        x = self.dropout(items + self.positions(positions)[None]) * keep
         mask = self._attention_mask(pad)
         for block in self.blocks:
             x = block(x, src_mask=mask) * keep

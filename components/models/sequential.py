@@ -2,10 +2,20 @@
 
 Sequences are left-padded with the pad item (``n_items``), so the most recent
 item is always last and scoring reads the last position. Training predicts the
-next item at every position: ``loss="ce"`` is a softmax over the whole catalogue
-(stronger than sampled losses when the catalogue fits, Klenitskiy & Vasilev
-2023), ``loss="bce"`` the original one-negative-per-position binary loss, for
-catalogues too large for a full softmax.
+next item at every position (every real, non-pad target):
+
+* ``loss="ce"``: a softmax over the whole catalogue (stronger than sampled losses
+  when the catalogue fits, Klenitskiy & Vasilev 2023); its cost grows with the
+  catalogue (a (positions x items) logit matrix per batch).
+* ``loss="bce"``: the papers' one-negative-per-position binary loss (SASRec).
+* ``loss="gbce"``: gSASRec's generalised BCE (Petrov & Macdonald 2023) over
+  ``n_negatives`` uniform negatives shared by each sequence's positions: the
+  positive's log-sigmoid is raised to the power ``beta = alpha (t (1 - 1/alpha) + 1/alpha)``
+  (``alpha`` the sampling rate ``n_negatives / (n_items - 1)``, ``t`` the calibration
+  ``gbce_t``), which undoes the overconfidence that negative sampling teaches; at
+  ``t = 1`` it approaches full-softmax quality at a sampled loss's cost.
+* ``loss="sampled_ce"``: a softmax over the target and the same uniform negatives
+  (uniform sampling needs no logQ correction: it is a constant).
 """
 
 from __future__ import annotations
@@ -19,19 +29,29 @@ from torch import Tensor, nn
 from kuberec.components.models.base import Batch, Recommender, require_history
 from kuberec.components.models.encoded import DataSchema
 
-SequenceLoss = Literal["ce", "bce"]
+SequenceLoss = Literal["ce", "bce", "gbce", "sampled_ce"]
+#: Losses that read ``negatives`` from the batch: one per position (bce) or k per sequence.
+SAMPLED_LOSSES = ("bce", "gbce", "sampled_ce")
 
 
 class SequenceRecommender(Recommender):
     family = "sequence"
 
     def __init__(
-        self, schema: DataSchema, *, dim: int, history_length: int, loss: SequenceLoss
+        self,
+        schema: DataSchema,
+        *,
+        dim: int,
+        history_length: int,
+        loss: SequenceLoss,
+        n_negatives: int = 256,
+        gbce_t: float = 0.75,
     ) -> None:
         super().__init__(schema)
         self.pad = schema.pad_item
         self.history_length = history_length
         self.loss_type = loss
+        self.n_negatives, self.gbce_t = n_negatives, gbce_t
         self.item_embeddings = nn.Embedding(schema.n_items + 1, dim, padding_idx=self.pad)
         nn.init.normal_(self.item_embeddings.weight, std=0.1)
         with torch.no_grad():
@@ -50,12 +70,31 @@ class SequenceRecommender(Recommender):
         if self.loss_type == "ce":
             logits = hidden[real] @ self._catalogue().T
             return F.cross_entropy(logits, targets[real])
+        if self.loss_type in ("gbce", "sampled_ce"):
+            return self._shared_negative_loss(hidden, targets, batch["negatives"], real)
         pos = (hidden * self.item_embeddings(targets)).sum(-1)[real]
         neg = (hidden * self.item_embeddings(batch["negatives"])).sum(-1)[real]
         ones, zeros = torch.ones_like(pos), torch.zeros_like(neg)
         return F.binary_cross_entropy_with_logits(
             torch.cat([pos, neg]), torch.cat([ones, zeros])
         )
+
+    def _shared_negative_loss(
+        self, hidden: Tensor, targets: Tensor, negatives: Tensor, real: Tensor
+    ) -> Tensor:
+        """gBCE or sampled softmax; ``negatives`` (B, k) serve every position of their row."""
+        pos = (hidden * self.item_embeddings(targets)).sum(-1)[real]
+        neg = torch.einsum("bld,bkd->blk", hidden, self.item_embeddings(negatives))
+        # A negative that is the position's own target is no negative: leave it out.
+        neg = neg.masked_fill(negatives[:, None, :] == targets[:, :, None], -torch.inf)[real]
+        if self.loss_type == "sampled_ce":
+            logits = torch.cat([pos[:, None], neg], dim=1)
+            return F.cross_entropy(logits, torch.zeros_like(targets[real]))
+        alpha = negatives.shape[1] / max(self.schema.n_items - 1, 1)
+        beta = alpha * (self.gbce_t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
+        positive = -beta * F.logsigmoid(pos)
+        negative = -F.logsigmoid(-neg).sum(-1)
+        return (positive + negative).mean()
 
     def score(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         sequence = require_history(history, type(self).__name__)[:, -self.history_length :]

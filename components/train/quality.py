@@ -20,6 +20,7 @@ import pandas as pd
 
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.evaluation import split
+from kuberec.components.models.recipes import load_recipe
 from kuberec.components.train.auto import AUTO, AutoSpec, select
 from kuberec.components.train.offline_eval import evaluate_split
 from kuberec.components.train.run import DEFAULT_MODEL
@@ -52,6 +53,14 @@ class Recipe:
     patience: int = 3
 
 
+def tuned(model_type: str, dataset: str = "ml-100k") -> Recipe:
+    """The committed tuned recipe (benchmarks/tune_recipe.py), else defaults with its budget."""
+    found = load_recipe(model_type, dataset)
+    if found is None:
+        return Recipe(model_type, {}, epochs=200, patience=10)
+    return Recipe(model_type, found.hparams, epochs=found.epochs, patience=found.patience)
+
+
 RECIPES: tuple[Recipe, ...] = (
     Recipe("popularity", {}),
     Recipe("item_knn", {}),
@@ -62,6 +71,7 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("two_tower", {}),
     Recipe("sasrec", {}),
     Recipe("gru4rec", {}),
+    tuned("multvae"),
     Recipe("dcn", {}),
     Recipe("sparse_ease", {}),
     Recipe(AUTO, {}),
@@ -84,7 +94,10 @@ def run_protocol(
     rows = []
     for seed in seeds:
         parts = split(protocol, dataset.interactions, seed=seed)
-        train_set = dataset.with_interactions(parts.train)
+        # The protocol's valid part trains too: early stopping has its own holdout, and
+        # a sequence model must read the item just before the test target.
+        known = parts.train if parts.valid is None else pd.concat([parts.train, parts.valid])
+        train_set = dataset.with_interactions(known)
         for recipe in recipes:
             settings = TrainSettings(
                 backend="local", epochs=recipe.epochs, patience=recipe.patience, seed=seed

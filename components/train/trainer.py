@@ -75,7 +75,10 @@ def train(
         return TrainOutcome(
             model, model_type, resolved, data, [], -1, {}, time.perf_counter() - started, None
         )
-    fit_set, held_out = carve_holdout(dataset, settings.validation_fraction, settings.seed)
+    sequence = lookup_model_type(model_type).cls.family == "sequence"
+    fit_set, held_out = carve_holdout(
+        dataset, settings.validation_fraction, settings.seed, last=sequence
+    )
     data = EncodedData.from_dataset(fit_set, text_embeddings=text_embeddings)
     holdout = encode_holdout(data, held_out)
     served = _served_data(dataset, data, held_out, text_embeddings)

@@ -27,11 +27,21 @@ class Holdout:
         return len(self.users)
 
 
-def carve_holdout(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, pd.DataFrame]:
-    """(the dataset to fit on, the held-out interactions); fraction 0 holds nothing out."""
+def carve_holdout(
+    dataset: Dataset, fraction: float, seed: int, *, last: bool = False
+) -> tuple[Dataset, pd.DataFrame]:
+    """(the dataset to fit on, the held-out interactions); fraction 0 holds nothing out.
+
+    ``last``: hold out each user's most recent interaction instead of a random
+    ``fraction`` (next-item models: a random share would cut items out of the middle
+    of the sequences they learn from, and validate on items that are not next).
+    """
     if fraction <= 0:
         return dataset, dataset.interactions.iloc[:0]
-    parts = split("stratified", dataset.interactions, seed=seed, ratio=1 - fraction)
+    if last and dataset.has_timestamps:
+        parts = split("leave-one-out", dataset.interactions, seed=seed, valid=False)
+    else:
+        parts = split("stratified", dataset.interactions, seed=seed, ratio=1 - fraction)
     fit = Dataset(
         dataset.name,
         parts.train.reset_index(drop=True),

@@ -283,6 +283,30 @@ def test_sampled_negatives_depend_on_the_seed_only():
     assert not a.negatives.equals(c.negatives)
 
 
+def test_sampled_leave_one_out_evaluates_at_most_n_users_sampled_test_users():
+    data = interactions(n_users=40, n_items=200)
+    everyone = leave_one_out_sampled(data, seed=3, n_users=None)
+    result = leave_one_out_sampled(data, seed=3, n_users=10)
+    assert result.test["user_id"].nunique() == 10
+    assert set(result.test["user_id"]) <= set(everyone.test["user_id"])
+    assert set(result.valid["user_id"]) == set(result.test["user_id"])
+    assert set(result.negatives["user_id"]) == set(result.test["user_id"])
+    pd.testing.assert_frame_equal(result.train, everyone.train)  # training data is unchanged
+
+
+def test_sampled_leave_one_out_keeps_every_user_below_the_paper_s_10000():
+    data = interactions(n_users=40, n_items=200)
+    result = leave_one_out_sampled(data, seed=3)
+    assert result.options["n_users"] == 10_000
+    assert set(result.test["user_id"]) == set(leave_one_out(data).test["user_id"])
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True])
+def test_sampled_leave_one_out_rejects_a_user_count_that_is_not_positive(bad):
+    with pytest.raises(ConfigError, match="n_users must be a positive integer"):
+        leave_one_out_sampled(DATA, seed=0, n_users=bad)
+
+
 def test_full_ranking_protocols_have_no_sampled_candidates():
     with pytest.raises(ConfigError, match="leave-one-out-sampled"):
         leave_one_out(DATA).candidates()

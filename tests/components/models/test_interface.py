@@ -26,6 +26,7 @@ SMALL: dict[str, dict[str, object]] = {
     "sasrec": {"dim": 8, "n_heads": 2, "history_length": 8, "batch_size": 32},
     "gru4rec": {"dim": 8, "history_length": 8, "batch_size": 32, "lr": 0.01},
     "dcn": {"embed_dim": 4, "mlp_layers": [16], "batch_size": 256, "lr": 0.01},
+    "multvae": {"dim": 8, "hidden": 16, "batch_size": 8, "lr": 0.01},
 }
 
 
@@ -97,3 +98,25 @@ def test_sequence_models_can_train_with_the_sampled_binary_loss(data: EncodedDat
     _, history = fit("sasrec", data, {**small("sasrec"), "loss": "bce"}, seed=0, epochs=4,
                      device="cpu")
     assert history[-1].loss < history[0].loss
+
+
+@pytest.mark.parametrize(("t", "beta"), [(0.0, 1.0), (1.0, None)])
+def test_gbce_scales_the_positive_term_by_beta_from_the_sampling_rate(
+    data: EncodedData, t: float, beta: float | None
+) -> None:
+    """t = 0 is plain BCE over the k negatives (beta 1); t = 1 gives beta = alpha = k / (n - 1)."""
+    torch.manual_seed(0)
+    hparams = resolve_hparams("sasrec", {**small("sasrec"), "loss": "gbce", "n_negatives": 5,
+                                         "gbce_t": t, "dropout": 0.0})
+    model = build_model("sasrec", data, hparams).eval()
+    batch = next(iter(make_sampler(model, data, hparams, seed=0).batches(0)))
+    hidden, targets, negatives = model.encode(batch["inputs"]), batch["targets"], batch["negatives"]
+    real = targets != model.pad
+    pos = (hidden * model.item_embeddings(targets)).sum(-1)[real]
+    neg = torch.einsum("bld,bkd->blk", hidden, model.item_embeddings(negatives))
+    neg = neg.masked_fill(negatives[:, None, :] == targets[:, :, None], -torch.inf)[real]
+    expected_beta = beta if beta is not None else 5 / (data.n_items - 1)
+    expected = (-expected_beta * torch.nn.functional.logsigmoid(pos)
+                - torch.nn.functional.logsigmoid(-neg).sum(-1)).mean()
+    with torch.no_grad():
+        torch.testing.assert_close(model.loss(batch), expected)

@@ -29,6 +29,7 @@ HPARAMS: dict[str, dict[str, object]] = {
     "sasrec": {"dim": 8, "history_length": 6},
     "gru4rec": {"dim": 8, "history_length": 6},
     "dcn": {"embed_dim": 4, "mlp_layers": [8]},
+    "multvae": {"dim": 8, "hidden": 16},
 }
 
 

@@ -110,3 +110,21 @@ def test_sequence_windows_predict_every_next_item_once(data: EncodedData) -> Non
             targets.setdefault(int(user), []).extend(target[real].tolist())
     for user, items in targets.items():
         assert sorted(items) == sorted(data.history.of(user)[1:].tolist())
+
+
+def test_sequence_batches_are_cut_to_their_longest_window(data: EncodedData) -> None:
+    sampler = SequenceSampler(data, history_length=50, batch_size=4, seed=0)
+    batches = list(sampler.batches(0))
+    pad = data.n_items
+    widths = {batch["inputs"].shape[1] for batch in batches}
+    assert max(widths) <= 50 and len(widths) > 1
+    for batch in batches:
+        assert (batch["inputs"][:, 0] != pad).any()  # no all-pad leading column is kept
+    assert sum(len(b["users"]) for b in batches) == sampler.n_units
+
+
+def test_sequence_sampler_draws_k_shared_negatives_per_window(data: EncodedData) -> None:
+    sampler = SequenceSampler(data, history_length=5, batch_size=8, seed=0, shared_negatives=7)
+    batch = next(iter(sampler.batches(0)))
+    assert batch["negatives"].shape == (len(batch["users"]), 7)
+    assert (batch["negatives"] < data.n_items).all()  # real items, never the pad

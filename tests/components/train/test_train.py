@@ -42,6 +42,16 @@ def test_local_training_keeps_the_best_epoch_weights(synthetic: Dataset, tmp_pat
     assert again["ndcg"] == pytest.approx(recorded)
 
 
+def test_next_item_models_hold_out_each_users_latest_interaction(synthetic: Dataset) -> None:
+    fit_set, held = carve_holdout(synthetic, 0.1, seed=0, last=True)
+    latest = synthetic.interactions.sort_values("timestamp").groupby("user_id").tail(1)
+    assert held["user_id"].is_unique
+    assert set(zip(held["user_id"], held["item_id"], strict=True)) <= set(
+        zip(latest["user_id"], latest["item_id"], strict=True)
+    )
+    assert len(fit_set.interactions) + len(held) == len(synthetic.interactions)
+
+
 def test_the_saved_encoding_holds_every_training_interaction(
     synthetic: Dataset, tmp_path: Path
 ) -> None:

@@ -1,0 +1,148 @@
+"""SASRec / GRU4Rec on Amazon Games under the SASRec paper's protocol, epoch by epoch.
+
+    python benchmarks/games_sequence.py --data ../shared/datasets/amazon-games/Video.txt \
+        --loss gbce --minutes 30
+
+The paper's protocol (Kang & McAuley 2018, ``util.py``): each user's last item is
+the test target, the one before it validation, the rest trains; the target is
+ranked against 100 uniformly sampled never-interacted items, over at most 10,000
+sampled users (``leave-one-out-sampled``, ``n_users=10000``). Validation reads the
+training sequence, test reads training + validation items (the model never trains
+on the validation item). Every ``--eval-every`` epochs the script prints the
+validation and test HR@10 / NDCG@10 with the training seconds so far; the kept
+epoch is the best on validation, and the test figures are reported, not used.
+``train_s`` is wall-clock training time, ``train_cpu_s`` the process's CPU time in
+training (what a shared machine's wall clock hides).
+``--speed ce,bce,gbce`` instead times each loss on the same first ``--batches``
+batches of an epoch, one step of each loss in turn (so a busy machine slows them
+alike), and prints seconds per step and per epoch (steps x batches per epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from kuberec.components.datasets.amazon_games import read_games
+from kuberec.components.evaluation import split
+from kuberec.components.models import EncodedData, build_model, make_optimizer, make_sampler
+from kuberec.components.models.registry import resolve_hparams
+from kuberec.components.train.local_runner import timed_epoch
+from kuberec.components.train.offline_eval import evaluate_split
+
+#: Kang & McAuley 2018, Table 3, SASRec on Games.
+PAPER = {"hit_rate": 0.741, "ndcg": 0.536}
+#: The paper's Games settings (its README: maxlen 50, dropout 0.5, lr 0.001, batch 128).
+PAPER_HPARAMS = {"dim": 50, "n_layers": 2, "n_heads": 1, "dropout": 0.5,
+                 "history_length": 50, "lr": 0.001, "batch_size": 128}
+
+
+def _args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="Video.txt")
+    parser.add_argument("--model", default="sasrec")
+    parser.add_argument("--loss", default="gbce")
+    parser.add_argument("--hparams", default="{}", help="JSON overriding the paper's settings")
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--minutes", type=float, default=30.0, help="training-time budget")
+    parser.add_argument("--eval-every", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--speed", default="", help="comma-separated losses to time instead")
+    parser.add_argument("--batches", type=int, default=30, help="steps per loss with --speed")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = _args(argv)
+    torch.set_num_threads(args.threads)
+    dataset = read_games(args.data)
+    parts = split("leave-one-out-sampled", dataset.interactions, seed=args.seed, n_users=10_000)
+    train_data = EncodedData.from_dataset(dataset.with_interactions(parts.train))
+    with_valid = pd.concat([parts.train, parts.valid], ignore_index=True)
+    test_data = EncodedData.from_dataset(dataset.with_interactions(with_valid))
+    valid_split = dataclasses.replace(parts, test=parts.valid)
+    print(json.dumps(parts.summary()), flush=True)
+    if args.speed:
+        speed(args, [x for x in args.speed.split(",") if x], train_data)
+        return 0
+    hparams = resolve_hparams(
+        args.model, {**PAPER_HPARAMS, "loss": args.loss, **json.loads(args.hparams)}
+    )
+    run(args, hparams, train_data, test_data, parts, valid_split, dataset)
+    return 0
+
+
+def speed(args: argparse.Namespace, losses: list[str], data: EncodedData) -> None:
+    """Seconds per training step of each loss, interleaved step by step on the same batches."""
+    setups = {}
+    for loss in losses:
+        hparams = resolve_hparams(
+            args.model, {**PAPER_HPARAMS, "loss": loss, **json.loads(args.hparams)}
+        )
+        torch.manual_seed(args.seed)
+        model = build_model(args.model, data, hparams).train()
+        sampler = make_sampler(model, data, hparams, seed=args.seed)
+        batches = [b for _, b in zip(range(args.batches), sampler.batches(0), strict=False)]
+        setups[loss] = (model, make_optimizer(model, hparams), batches, len(sampler))
+    wall = dict.fromkeys(losses, 0.0)
+    cpu = dict.fromkeys(losses, 0.0)
+    for step in range(args.batches):
+        for loss, (model, optimizer, batches, _) in setups.items():
+            started, started_cpu = time.perf_counter(), time.process_time()
+            optimizer.zero_grad(set_to_none=True)
+            model(batches[step]).backward()
+            optimizer.step()
+            wall[loss] += time.perf_counter() - started
+            cpu[loss] += time.process_time() - started_cpu
+    for loss, (*_, per_epoch) in setups.items():
+        print(json.dumps({
+            "loss": loss, "steps": args.batches, "s_per_step": round(wall[loss] / args.batches, 4),
+            "cpu_s_per_step": round(cpu[loss] / args.batches, 4), "steps_per_epoch": per_epoch,
+            "s_per_epoch": round(wall[loss] / args.batches * per_epoch, 1),
+            "cpu_s_per_epoch": round(cpu[loss] / args.batches * per_epoch, 1),
+        }), flush=True)
+
+
+def run(args, hparams, train_data, test_data, parts, valid_split, dataset) -> None:
+    torch.manual_seed(args.seed)
+    model = build_model(args.model, train_data, hparams)
+    optimizer = make_optimizer(model, hparams)
+    sampler = make_sampler(model, train_data, hparams, seed=args.seed)
+    trained, cpu_used, best, reached = 0.0, 0.0, None, None
+    print(f"# {args.model} loss={hparams['loss']} {json.dumps(hparams)}", flush=True)
+    for epoch in range(args.epochs):
+        cpu = time.process_time()
+        loss, seconds = timed_epoch(model, optimizer, sampler.batches(epoch), epoch=epoch,
+                                    device=torch.device("cpu"), hparams=hparams, amp=False)
+        trained += seconds
+        cpu_used += time.process_time() - cpu
+        line = {"loss": hparams["loss"], "epoch": epoch + 1, "epoch_s": round(seconds, 1),
+                "train_s": round(trained, 1),
+                "train_cpu_s": round(cpu_used, 1), "train_loss": round(loss, 4)}
+        last = trained >= args.minutes * 60 or epoch + 1 == args.epochs
+        if (epoch + 1) % args.eval_every == 0 or last:
+            valid = evaluate_split(model, train_data, valid_split, dataset)
+            test = evaluate_split(model, test_data, parts, dataset)
+            line |= {"val_hr": round(valid["hit_rate"], 4), "val_ndcg": round(valid["ndcg"], 4),
+                     "test_hr": round(test["hit_rate"], 4), "test_ndcg": round(test["ndcg"], 4)}
+            if best is None or valid["ndcg"] > best["val_ndcg"]:
+                best = line
+            if reached is None and all(test[m] >= v for m, v in PAPER.items()):
+                reached = line
+        print(json.dumps(line), flush=True)
+        if last:
+            break
+    print(json.dumps({"best_on_valid": best, "paper": PAPER, "reached_paper": reached}),
+          flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
