@@ -242,7 +242,8 @@ def ann_versus_exact(run_dir: Path, n_queries: int = 500) -> dict[str, float]:
     import torch
 
     from kuberec.components.models import load_model
-    from kuberec.serving.retrieval import AnnIndex, ExactIndex, factorize, recall_at_k
+    from kuberec.components.models.factors import factorize
+    from kuberec.serving.retrieval import AnnIndex, ExactIndex, recall_at_k
 
     loaded = load_model(run_dir / "model")
     factors = factorize(loaded.model)

@@ -21,6 +21,7 @@ import torch
 
 from kuberec.components.datasets.canonical import IdIndex
 from kuberec.components.models import LoadedModel, genre_mask, load_model
+from kuberec.components.models.factors import Factors, factorize
 from kuberec.components.models.ranking import (
     Ranking,
     RankingError,
@@ -28,17 +29,16 @@ from kuberec.components.models.ranking import (
     rerank,
     resolve,
 )
+from kuberec.components.models.similarity import Similarity
 from kuberec.components.package import PackagedModel, model_dir, resolve_model
 from kuberec.errors import ConfigError
 from kuberec.operator.spec import RankingSpec
 from kuberec.serving.cold_items import NewItems, add_new_items
-from kuberec.serving.explain import Explainer, Similarity, load_titles
+from kuberec.serving.explain import Explainer, load_titles
 from kuberec.serving.retrieval import (
     AnnIndex,
     ExactIndex,
-    Factors,
     build_index,
-    factorize,
     history_item_scores,
     history_scores,
     item_item_weights,

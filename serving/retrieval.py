@@ -2,10 +2,11 @@
 
 Models whose score is a dot product of a user vector and an item vector (``mf``,
 ``two_tower``, ``sasrec``, ``gru4rec``; ``popularity`` trivially) expose those
-vectors through :func:`factorize`. Small catalogues are searched exactly (one
-matrix product and a top-K, milliseconds up to ~10^5 items); from
-``KUBEREC_ANN_MIN_ITEMS`` items (default 50,000) a faiss index (IVF by default,
-HNSW on request) answers instead, because the exact product grows linearly with
+vectors through :func:`~kuberec.components.models.factors.factorize`. Small
+catalogues are searched exactly (one matrix product and a top-K, milliseconds up
+to ~10^5 items); from ``KUBEREC_ANN_MIN_ITEMS`` items (default 50,000) a faiss
+index (IVF by default, HNSW on request) answers instead, because the exact
+product grows linearly with
 the catalogue. :func:`recall_at_k` measures what the approximation costs.
 Every other model (EASE, item-kNN, NCF, DCN) keeps exact scoring through its own
 ``score``.
@@ -15,8 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Literal, Protocol
 
 import numpy as np
@@ -31,68 +31,6 @@ ANN_MIN_ITEMS_ENV = "KUBEREC_ANN_MIN_ITEMS"
 ANN_KIND_ENV = "KUBEREC_ANN_KIND"
 DEFAULT_ANN_MIN_ITEMS = 50_000
 AnnKind = Literal["ivf", "hnsw"]
-
-UserVectors = Callable[[Tensor, Tensor | None], Tensor]
-
-
-@dataclass(frozen=True)
-class Factors:
-    """A model seen as ``score(u, i) = user_vector(u) · items[i]``."""
-
-    items: np.ndarray  # (n_items, d) float32, C-contiguous
-    user_vectors: UserVectors  # (users (B,), padded history (B, L) | None) -> (B, d)
-    #: Item vectors whose cosine says "similar items" (no bias column); None: not meaningful.
-    embeddings: np.ndarray | None = None
-
-
-def factorize(model: Recommender) -> Factors | None:
-    """The dot-product form of ``model``, or ``None`` when its scores are not one."""
-    from kuberec.components.models.mf import MatrixFactorization
-    from kuberec.components.models.popularity import Popularity
-    from kuberec.components.models.sequential import SequenceRecommender
-    from kuberec.components.models.two_tower import TwoTower
-
-    with torch.no_grad():
-        if isinstance(model, MatrixFactorization):
-            # p_u · q_i + b_i == [p_u, 1] · [q_i, b_i]
-            items = torch.cat([model.item_factors.weight, model.item_bias.weight], dim=1)
-
-            @torch.no_grad()
-            def mf_users(users: Tensor, history: Tensor | None) -> Tensor:
-                p = model._users(users)
-                return torch.cat([p, torch.ones(len(p), 1, dtype=p.dtype)], dim=1)
-
-            return Factors(_rows(items), mf_users, _rows(model.item_factors.weight))
-        if isinstance(model, TwoTower):
-            items = model.item_vectors()
-
-            @torch.no_grad()
-            def tower_users(users: Tensor, history: Tensor | None) -> Tensor:
-                return model.user_vectors(users, history) / model.temperature
-
-            vectors = _rows(items)
-            return Factors(vectors, tower_users, vectors)
-        if isinstance(model, SequenceRecommender):
-            items = model._catalogue()
-
-            @torch.no_grad()
-            def sequence_users(users: Tensor, history: Tensor | None) -> Tensor:
-                if history is None:
-                    raise ValueError("sequence models need the user's history")
-                return model.encode(history[:, -model.history_length :])[:, -1]
-
-            vectors = _rows(items)
-            return Factors(vectors, sequence_users, vectors)
-        if isinstance(model, Popularity):
-            counts = model.counts[:, None]
-
-            @torch.no_grad()
-            def constant_users(users: Tensor, history: Tensor | None) -> Tensor:
-                return torch.ones(len(users), 1)
-
-            return Factors(_rows(counts), constant_users)
-    return None
-
 
 def item_item_weights(model: Recommender) -> Tensor | None:
     """``W`` when ``model`` scores ``score(u) = x_u · W`` (binary history row ``x_u``), else None.
@@ -138,10 +76,6 @@ def history_item_scores(weights: Tensor, history: np.ndarray, items: np.ndarray)
 def _distinct(history: np.ndarray, n_items: int) -> np.ndarray:
     taken = np.unique(np.asarray(history, dtype=np.int64))
     return taken[(taken >= 0) & (taken < n_items)]
-
-
-def _rows(matrix: Tensor) -> np.ndarray:
-    return np.ascontiguousarray(matrix.detach().float().cpu().numpy())
 
 
 class Index(Protocol):

@@ -124,8 +124,8 @@ def item_signals(history: UserHistory, categories: np.ndarray, similarity: ItemS
 def model_signals(model: Any, history: UserHistory, categories: np.ndarray,
                   first_seen: np.ndarray | None = None) -> ItemSignals:
     """Signals with the similarity serving uses for this model (embeddings or co-occurrence)."""
-    from kuberec.serving.explain import Similarity
-    from kuberec.serving.retrieval import factorize
+    from kuberec.components.models.factors import factorize
+    from kuberec.components.models.similarity import Similarity
 
     factors = factorize(model)
     similarity = Similarity(history, factors.embeddings if factors is not None else None)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from kuberec.components.models.encoded import DataSchema
+from kuberec.components.models.factors import factorize
 from kuberec.components.models.registry import create_model
 from kuberec.errors import ConfigError
 from kuberec.serving.retrieval import (
@@ -15,7 +16,6 @@ from kuberec.serving.retrieval import (
     ExactIndex,
     build_index,
     clustered_catalogue,
-    factorize,
     masked_top_k,
     recall_at_k,
 )

@@ -15,8 +15,8 @@ from kuberec.components.models.ranking import (
     parse_ranking,
     resolve,
 )
+from kuberec.components.models.similarity import Similarity
 from kuberec.errors import ConfigError
-from kuberec.serving.explain import Similarity
 
 N_ITEMS = 12
 RNG = np.random.default_rng(7)
