@@ -18,7 +18,11 @@ DENSE_CELLS = 20_000_000
 NEIGHBOURS = 100
 #: Multiply-adds the all-pairs similarity may cost at load (n_items² x dimension).
 NEIGHBOUR_BUDGET = 2e10
+#: Co-occurring pairs (sum over users of |history|², the sparse Gram's multiply-adds) up to
+#: which the neighbours of a sparse co-occurrence similarity are precomputed at load.
+SPARSE_PAIR_BUDGET = 2e8
 _CHUNK = 512
+_SPARSE_CHUNK = 2048
 
 
 class Similarity:
@@ -52,6 +56,13 @@ class Similarity:
             if float(n_items) * n_items * dim <= NEIGHBOUR_BUDGET:
                 self._neighbours, self._neighbour_sims = _nearest(
                     self._dense, self._scale, NEIGHBOURS
+                )
+        elif self._sparse is not None:
+            per_user = np.bincount(self._sparse.indices, minlength=self._sparse.shape[1])
+            if float((per_user.astype(np.float64) ** 2).sum()) <= SPARSE_PAIR_BUDGET:
+                # Large catalogues: the sparse Gram costs the co-occurring pairs, not n_items².
+                self._neighbours, self._neighbour_sims = _sparse_nearest(
+                    self._sparse, self._scale, NEIGHBOURS
                 )
 
     @property
@@ -130,8 +141,9 @@ class Similarity:
         k = min(k, len(row) - 1)
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        top = np.argpartition(-row, k - 1)[:k]
-        top = top[np.lexsort((top, -row[top]))]
+        kth = row[np.argpartition(-row, k - 1)[:k]].min()
+        top = np.flatnonzero(row >= kth)  # every item tied with the k-th: ties go by index
+        top = top[np.lexsort((top, -row[top]))][:k]
         top = top[np.isfinite(row[top])]
         return top.astype(np.int64), row[top]
 
@@ -161,4 +173,32 @@ def _nearest(vectors: np.ndarray, scale: np.ndarray, m: int) -> tuple[np.ndarray
         order = np.lexsort((part, -top), axis=-1)
         indices[lo : lo + _CHUNK] = np.take_along_axis(part, order, axis=1)
         values[lo : lo + _CHUNK] = np.take_along_axis(top, order, axis=1)
+    return indices, values
+
+
+def _sparse_nearest(vectors: sp.csr_matrix, scale: np.ndarray, m: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_nearest` for 0/1 sparse vectors, from the rows of their sparse Gram matrix.
+
+    Only co-occurring items have a cosine above 0; a row with fewer than ``m`` of them is
+    padded with the item itself at similarity 0, which :meth:`Similarity._trusted` never
+    trusts (a tie with the last kept value), so the exact path decides past the padding.
+    """
+    n_items = vectors.shape[0]
+    m = min(m, n_items)
+    indices = np.repeat(np.arange(n_items, dtype=np.int64)[:, None], m, axis=1)
+    values = np.zeros((n_items, m), dtype=np.float32)
+    transposed = vectors.T.tocsr()
+    for lo in range(0, n_items, _SPARSE_CHUNK):
+        gram = (vectors[lo : lo + _SPARSE_CHUNK] @ transposed).tocsr()
+        for offset in range(gram.shape[0]):
+            start, stop = gram.indptr[offset], gram.indptr[offset + 1]
+            if start == stop:
+                continue
+            cols = gram.indices[start:stop].astype(np.int64)
+            row = lo + offset
+            sims = _cosines(gram.data[None, start:stop], scale[[row]], scale[cols])[0]
+            order = np.lexsort((cols, -sims))[:m]
+            indices[row, : len(order)] = cols[order]
+            values[row, : len(order)] = sims[order]
     return indices, values
