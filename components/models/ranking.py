@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from kuberec.components.datasets.canonical import IdIndex
 from kuberec.components.models.encoded import UserHistory
-from kuberec.components.models.recommend import TopK, _as_array, _candidates, top_k
+from kuberec.components.models.recommend import TopK, _as_array, _candidates, top_k, top_k_among
 from kuberec.errors import ConfigError
 from kuberec.operator.spec import RankingSpec
 
@@ -207,10 +207,13 @@ def rerank(pool: np.ndarray, scores: np.ndarray, k: int, ranking: Ranking,
             penalty.add(pin)
     caps = _Caps(signals, pool, spec.max_per_category, spec.page_size) if (
         spec.max_per_category) else None
+    if caps is not None:
+        for pin in chosen:
+            caps.add(pin)
     blocked = np.where(taken, -np.inf, 0.0)  # -inf: may not be chosen next
     while len(chosen) < k:
         if caps is not None:
-            blocked = caps.blocked(chosen, taken)
+            blocked = caps.blocked(taken)
         value = base + blocked if penalty is None else (
             base - spec.diversity * penalty.nearest + blocked)
         best = int(np.argmax(value))  # the first of equal values: the better-scored item
@@ -221,26 +224,42 @@ def rerank(pool: np.ndarray, scores: np.ndarray, k: int, ranking: Ranking,
         blocked[best] = -np.inf
         if penalty is not None:
             penalty.add(int(pool[best]))
+        if caps is not None:
+            caps.add(int(pool[best]))
     return np.asarray(chosen, dtype=np.int64)
 
 
 class _Caps:
-    """Which pool items a category cap rules out at the next position."""
+    """Which pool items a category cap rules out at the next position.
+
+    Kept up to date item by item: only the chosen item's own categories can fill
+    up, so a position costs a pass over the pool only when one does.
+    """
 
     def __init__(self, signals: ItemSignals, pool: np.ndarray, limit: int, page: int) -> None:
         self.categories = signals.categories
         self.pool_categories = signals.categories[pool]
         self.limit = limit
         self.page = page
+        self._counts = np.zeros(self.categories.shape[1], dtype=np.int64)
+        self._capped = np.zeros(len(pool), dtype=bool)
+        self._on_page = 0
 
-    def blocked(self, chosen: list[int], taken: np.ndarray) -> np.ndarray:
-        out = np.where(taken, -np.inf, 0.0)
-        start = len(chosen) - len(chosen) % self.page
-        counts = self.categories[np.asarray(chosen[start:], dtype=np.int64)].sum(axis=0)
-        full = counts >= self.limit
+    def add(self, item: int) -> None:
+        """``item`` takes the next position (a pin or a pick)."""
+        mine = self.categories[item]
+        self._counts += mine
+        full = mine & (self._counts >= self.limit)
         if full.any():
-            out[self.pool_categories[:, full].any(axis=1)] = -np.inf
-        return out
+            self._capped |= self.pool_categories[:, full].any(axis=1)
+        self._on_page += 1
+        if self._on_page == self.page:  # a new page: every cap starts again
+            self._counts[:] = 0
+            self._capped[:] = False
+            self._on_page = 0
+
+    def blocked(self, taken: np.ndarray) -> np.ndarray:
+        return np.where(taken | self._capped, -np.inf, 0.0)
 
 
 class _Penalty:
@@ -256,23 +275,24 @@ class _Penalty:
     def __init__(self, signals: ItemSignals, pool: np.ndarray) -> None:
         self.signals = signals
         self.pool = pool
-        self.nearest = np.zeros(len(pool))
+        # One spare slot past the pool: neighbours outside the pool all land there,
+        # so an update is a gather, a maximum and a scatter, with no mask.
+        self._slots = np.zeros(len(pool) + 1)
+        self.nearest = self._slots[:-1]
         self.table = signals.similarity.neighbour_table()
         if self.table is not None:
-            self.position = np.full(signals.n_items, -1, dtype=np.int64)
+            self.position = np.full(signals.n_items, len(pool), dtype=np.int64)
             self.position[pool] = np.arange(len(pool))
 
     def add(self, item: int) -> None:
         if self.table is not None:
-            neighbours, sims = self.table[0][item], self.table[1][item]
-            where = self.position[neighbours]
-            hit = where >= 0
-            self.nearest[where[hit]] = np.maximum(self.nearest[where[hit]], sims[hit])
+            where = self.position[self.table[0][item]]
+            self._slots[where] = np.maximum(self._slots[where], self.table[1][item])
         elif self.signals.n_items <= ROW_RATIO * len(self.pool):
-            self.nearest = np.maximum(self.nearest, self.signals.similarity.row(item)[self.pool])
+            np.maximum(self.nearest, self.signals.similarity.row(item)[self.pool], out=self.nearest)
         else:
             row = self.signals.similarity.between(np.asarray([item]), self.pool)[0]
-            self.nearest = np.maximum(self.nearest, row)
+            np.maximum(self.nearest, row, out=self.nearest)
 
 
 def _unit_scores(scores: np.ndarray) -> np.ndarray:
@@ -299,7 +319,7 @@ class Ranker:
         n_rows, n_items = values.shape
         candidate = _candidates(values.shape, exclude, allowed)
         candidate[:, self.ranking.excluded] = False
-        pool = top_k(values, self.ranking.pool(k, n_items), exclude=~candidate)
+        pool = top_k_among(values, candidate, self.ranking.pool(k, n_items))
         items = np.full((n_rows, k), -1, dtype=np.int64)
         for row in range(n_rows):
             found, row_scores = pool.row(row)

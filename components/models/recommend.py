@@ -78,8 +78,12 @@ def top_k(
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ConfigError(f"k must be a positive integer, got {k!r}")
     values = _as_array(scores)
+    return top_k_among(values, _candidates(values.shape, exclude, allowed), k)
+
+
+def top_k_among(values: np.ndarray, candidate: np.ndarray, k: int) -> TopK:
+    """:func:`top_k` of float64 ``values`` (B, n_items) over a (B, n_items) bool mask."""
     n_rows, n_items = values.shape
-    candidate = _candidates(values.shape, exclude, allowed)
     key = np.where(np.isfinite(values), values, np.finfo(np.float64).min)
     key = np.where(candidate, key, -np.inf)
     k_eff = min(int(k), n_items)
@@ -134,15 +138,34 @@ def _allowed_mask(allowed: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def _best_indices(key: np.ndarray, k: int) -> np.ndarray:
     """(B, k) indices of the largest keys, best first, ties to the lower index."""
     rows = np.arange(len(key))[:, None]
-    part = np.argpartition(-key, k - 1, axis=1)[:, :k]
-    kth = key[rows, part].min(axis=1, keepdims=True)
+    kth = _kth_largest(key, k, rows)
     above = key > kth
-    tied = key == kth
     need = k - above.sum(axis=1, keepdims=True)
+    if (need < 0).any():  # the tie-breaking shift reordered distinct (subnormal) keys
+        kth = _kth_largest(key, k, rows, shift=False)
+        above = key > kth
+        need = k - above.sum(axis=1, keepdims=True)
+    tied = key == kth
     chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
     index = np.nonzero(chosen)[1].reshape(len(key), k)  # ascending index within each row
     order = np.argsort(-key[rows, index], axis=1, kind="stable")
     return np.take_along_axis(index, order, axis=1)
+
+
+def _kth_largest(key: np.ndarray, k: int, rows: np.ndarray, *, shift: bool = True
+                 ) -> np.ndarray:
+    """(B, 1) each row's k-th largest key.
+
+    Closed-form and neighbourhood models score most of a catalogue exactly 0, and
+    numpy's introselect degrades on such tie masses (Amazon Games, a pool of 1,000
+    from 23,715 items with 95 % zeros: 2.0 ms instead of 0.05 ms). Subtracting
+    ``index * 1e-300`` makes equal keys distinct without reordering any others
+    (the shift is below every normal float's resolution), so the partition stays
+    fast and the k-th value it finds is the exact one.
+    """
+    shifted = key - np.arange(key.shape[1]) * 1e-300 if shift else key
+    part = np.argpartition(-shifted, k - 1, axis=1)[:, :k]
+    return key[rows, part].min(axis=1, keepdims=True)
 
 
 def genre_mask(item_genres: np.ndarray, vocabulary: Sequence[str], genres: Sequence[str]

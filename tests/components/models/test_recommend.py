@@ -63,6 +63,21 @@ def test_ties_go_to_the_lower_item_index_also_at_the_cut() -> None:
     np.testing.assert_array_equal(top_k(np.zeros((1, 6)), 4).items, [[0, 1, 2, 3]])
 
 
+def test_a_row_scored_mostly_zero_keeps_the_exact_order_and_tie_rule() -> None:
+    rng = np.random.default_rng(0)
+    scores = np.where(rng.random((3, 5000)) < 0.05, rng.random((3, 5000)), 0.0)
+    seen = rng.random((3, 5000)) < 0.002
+    result = top_k(scores, 1000, exclude=seen)
+    key = np.where(seen, -np.inf, scores)
+    expected = np.argsort(-key, axis=1, kind="stable")[:, :1000]  # ties: lower index first
+    np.testing.assert_array_equal(result.items, expected)
+
+
+def test_keys_too_small_for_the_tie_shift_still_rank_by_value() -> None:
+    scores = np.array([[1e-310, 3e-310, 2e-310, 0.0, 4e-310]])
+    np.testing.assert_array_equal(top_k(scores, 2).items, [[4, 1]])
+
+
 def test_nan_scores_rank_last_but_stay_candidates() -> None:
     result = top_k(np.array([[np.nan, 1.0, np.nan]]), 3, exclude=np.array([[0, 0, 1]]))
     np.testing.assert_array_equal(result.items, [[1, 0]])
