@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from rich.console import Console
@@ -24,10 +24,10 @@ from kuberec import __version__, cli_operator, cli_serving
 from kuberec.errors import ConfigError, KuberecError
 
 if TYPE_CHECKING:
+    from kuberec.api.spec import DataSpec, RankingSpec
     from kuberec.components.datasets.canonical import Dataset
     from kuberec.components.features.store import StoreSettings
-    from kuberec.components.train.auto import AutoSpec, Selection
-    from kuberec.operator.spec import AutoModelSpec, DataSpec, RankingSpec
+    from kuberec.components.train.auto import Selection
 
 console = Console()
 err_console = Console(stderr=True)
@@ -248,7 +248,7 @@ def _add_store_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kuberec.operator.spec import load_job
+    from kuberec.api.spec import load_job
 
     job = load_job(args.job)  # before the heavy imports: a bad job file is reported at once
 
@@ -297,8 +297,8 @@ def _stop(args: argparse.Namespace) -> int:
 
 def _local_job(args: argparse.Namespace) -> tuple[str, Path]:
     """(job name, job directory) from a job file or a bare name."""
+    from kuberec.api.spec import load_job
     from kuberec.operator.local.job_dir import check_owner
-    from kuberec.operator.spec import load_job
 
     is_file = args.job.endswith((".yaml", ".yml"))
     name = load_job(Path(args.job)).metadata.name if is_file else args.job
@@ -310,7 +310,7 @@ def _local_job(args: argparse.Namespace) -> tuple[str, Path]:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from kuberec.operator.spec import load_job
+    from kuberec.api.spec import load_job
     from kuberec.pipelines.compile import compile_pipeline
 
     job = load_job(args.file)
@@ -320,20 +320,14 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from kuberec.api.spec import DataSpec, FileSpec, JobSpec, load_job
     from kuberec.components.datasets.sources import load_source
+    from kuberec.components.train.job_training import job_training
     from kuberec.components.train.run import describe, train_run
-    from kuberec.components.train.settings import TrainSettings, training_fields
-    from kuberec.operator.spec import AutoModelSpec, DataSpec, FileSpec, load_job
 
     overrides = dict(_typed_key_value(item) for item in args.set)
-    auto = AutoModelSpec()
     if args.file:
-        job = load_job(args.file)
-        data_spec, base = job.spec.data, args.file.parent
-        model_type = args.model or job.spec.model.type
-        hparams = {**job.spec.model.hyperparameters}
-        training = training_fields(job.spec.training.model_dump())
-        auto = job.spec.model.auto
+        spec, base = load_job(args.file).spec, args.file.parent
     else:
         columns = dict(_key_value(item, "--column") for item in args.column)
         if args.dataset:
@@ -344,12 +338,10 @@ def _train(args: argparse.Namespace) -> int:
                 items=FileSpec(uri=str(args.items.resolve())) if args.items else None,
                 users=FileSpec(uri=str(args.users.resolve())) if args.users else None,
             )
-        base, model_type, hparams, training = Path(), args.model, {}, {}
-    setting_names = set(TrainSettings.__dataclass_fields__) - {"extra", "storage_path"}
-    training.update({k: v for k, v in overrides.items() if k in setting_names})
-    hparams.update({k: v for k, v in overrides.items() if k not in setting_names})
-    settings = TrainSettings(**training)
-    auto_settings = _auto_settings(auto, args)
+        spec, base = JobSpec(data=data_spec), Path()
+    run = job_training(spec, model_type=args.model, overrides=overrides, auto=_auto(args))
+    auto_settings = run.auto()
+    data_spec = spec.data
     dataset = load_source(data_spec, data_dir=args.data_dir, base=base)
     embeddings = None
     if not args.no_text_embeddings and (dataset.items["title"] != "").any():
@@ -359,8 +351,9 @@ def _train(args: argparse.Namespace) -> int:
             embeddings = embed_items(dataset.items)
     source = {"spec": _absolute(data_spec, base).model_dump(exclude_none=True)}
     summary = train_run(
-        dataset, args.out, model_type=model_type, hparams=hparams, settings=settings,
-        source=source, text_embeddings=embeddings, auto=auto_settings, progress=console.print,
+        dataset, args.out, model_type=run.model_type, hparams=run.hparams,
+        settings=run.settings, source=source, text_embeddings=embeddings, auto=auto_settings,
+        progress=console.print,
     )  # fmt: skip
     if summary.selection is not None:
         console.print(_selection_table(summary.selection))
@@ -383,8 +376,8 @@ def _add_ranking(parser: argparse.ArgumentParser, *, curve: bool = False) -> Non
 
 def _ranking(args: argparse.Namespace, assignments: list[str]) -> RankingSpec:
     """The strategy of ``-f`` with ``assignments`` over it."""
+    from kuberec.api.spec import RankingSpec, load_job
     from kuberec.components.models.ranking import parse_assignments
-    from kuberec.operator.spec import RankingSpec, load_job
 
     base = load_job(args.file).spec.serving.ranking if args.file else RankingSpec()
     return base.override(parse_assignments(assignments)) if assignments else base
@@ -408,16 +401,14 @@ def _diversities(assignments: list[str]) -> tuple[list[str], list[float] | None]
     return rest, sweep
 
 
-def _auto_settings(auto: AutoModelSpec, args: argparse.Namespace) -> AutoSpec:
-    """``model.auto`` of the job (or its defaults), with the CLI's overrides."""
-    from kuberec.components.train.auto import AutoSpec
-
-    values = auto.settings()
+def _auto(args: argparse.Namespace) -> dict[str, Any]:
+    """The CLI's overrides of ``model.auto``."""
+    values: dict[str, Any] = {}
     if args.budget_seconds is not None:
         values["budget_seconds"] = args.budget_seconds
     if args.candidates:
         values["candidates"] = tuple(c.strip() for c in args.candidates.split(",") if c.strip())
-    return AutoSpec(**values)
+    return values
 
 
 def _selection_table(selection: Selection) -> Table:
