@@ -192,7 +192,7 @@ DURATION = r"^[0-9]+(ms|s|m|h)$"
 
 
 class TrainingSpec(CamelModel):
-    """Ray placement, schedule and stopping; mirrors ``components.train.TrainSettings``."""
+    """Ray placement, schedule and stopping; ``TrainSettings.from_spec`` takes the loop's part."""
 
     model_config = _cel(
         ("self.backend != 'local' || self.workers == 1",
