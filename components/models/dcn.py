@@ -20,15 +20,9 @@ from kuberec.components.models.encoded import DataSchema, EncodedData
 from kuberec.components.models.feature_tables import ItemFeatureTable, UserFeatureTable, mlp
 from kuberec.components.models.features import CONTEXT_CARDINALITIES
 from kuberec.components.models.hparams import TRAINING_RULES, UNIT, FloatRange, IntList, IntRange
-from kuberec.components.models.model_type import (
-    WEIGHT_DECAY,
-    Choice,
-    LogUniform,
-    ModelType,
-    Uniform,
-    training_defaults,
-)
+from kuberec.components.models.model_type import ModelType, training_defaults
 from kuberec.components.models.ncf import score_all_pairs
+from kuberec.components.models.search_space import WEIGHT_DECAY, Choice, LogUniform, Uniform
 
 
 class CrossLayer(nn.Module):

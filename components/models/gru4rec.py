@@ -10,14 +10,8 @@ from torch import Tensor, nn
 
 from kuberec.components.models.encoded import DataSchema
 from kuberec.components.models.hparams import TRAINING_RULES, IntRange
-from kuberec.components.models.model_type import (
-    WEIGHT_DECAY,
-    Choice,
-    LogUniform,
-    ModelType,
-    Uniform,
-    training_defaults,
-)
+from kuberec.components.models.model_type import ModelType, training_defaults
+from kuberec.components.models.search_space import WEIGHT_DECAY, Choice, LogUniform, Uniform
 from kuberec.components.models.sequential import (
     SEQUENCE_DEFAULTS,
     SEQUENCE_KEYS,

@@ -14,7 +14,8 @@ from torch import Tensor, nn
 from kuberec.components.models.base import Batch, Recommender
 from kuberec.components.models.encoded import DataSchema
 from kuberec.components.models.hparams import TRAINING_RULES, FloatRange, IntRange
-from kuberec.components.models.model_type import Choice, LogUniform, ModelType, training_defaults
+from kuberec.components.models.model_type import ModelType, training_defaults
+from kuberec.components.models.search_space import Choice, LogUniform
 
 
 class MatrixFactorization(Recommender):

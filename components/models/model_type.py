@@ -1,8 +1,7 @@
 """What a model type declares beside its model: defaults, rules, constructor keys, search space.
 
 Each model module lists its types in ``MODEL_TYPES`` under its class; the registry
-(:mod:`.registry`) collects them. Search spaces are plain values here (no Ray import in a
-model module); ``components/train/tune.py`` turns them into Ray Tune domains.
+(:mod:`.registry`) collects them.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kuberec.components.models.hparams import HParam, Rule
+from kuberec.components.models.search_space import Domain
 
 if TYPE_CHECKING:
     from kuberec.components.models.base import Recommender
@@ -19,34 +19,6 @@ if TYPE_CHECKING:
 #: Validated hyperparameters (values are plain JSON types: int, float, bool, str, list[int]).
 HParams = dict[str, Any]
 CrossCheck = Callable[[HParams], None]
-
-
-@dataclass(frozen=True)
-class LogUniform:
-    """Ray Tune's ``loguniform(low, high)``."""
-
-    low: float
-    high: float
-
-
-@dataclass(frozen=True)
-class Uniform:
-    """Ray Tune's ``uniform(low, high)``."""
-
-    low: float
-    high: float
-
-
-@dataclass(frozen=True)
-class Choice:
-    """Ray Tune's ``choice(values)``."""
-
-    values: tuple[Any, ...]
-
-
-Domain = LogUniform | Uniform | Choice
-#: The optimiser's weight decay, searched the same way for every trained type.
-WEIGHT_DECAY = LogUniform(1e-6, 1e-3)
 
 
 @dataclass(frozen=True)

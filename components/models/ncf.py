@@ -18,14 +18,8 @@ from kuberec.components.models.base import Batch, Recommender
 from kuberec.components.models.encoded import DataSchema
 from kuberec.components.models.feature_tables import mlp
 from kuberec.components.models.hparams import TRAINING_RULES, UNIT, IntList, IntRange
-from kuberec.components.models.model_type import (
-    WEIGHT_DECAY,
-    Choice,
-    LogUniform,
-    ModelType,
-    Uniform,
-    training_defaults,
-)
+from kuberec.components.models.model_type import ModelType, training_defaults
+from kuberec.components.models.search_space import WEIGHT_DECAY, Choice, LogUniform, Uniform
 
 #: (user, item) pairs evaluated at once when scoring a whole catalogue.
 PAIRS_PER_CHUNK = 1 << 16

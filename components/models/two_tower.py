@@ -18,14 +18,8 @@ from kuberec.components.models.base import Batch, Recommender
 from kuberec.components.models.encoded import DataSchema, EncodedData
 from kuberec.components.models.hparams import TRAINING_RULES, UNIT, Flag, FloatRange, IntRange
 from kuberec.components.models.item_tower import ItemTower
-from kuberec.components.models.model_type import (
-    WEIGHT_DECAY,
-    Choice,
-    LogUniform,
-    ModelType,
-    Uniform,
-    training_defaults,
-)
+from kuberec.components.models.model_type import ModelType, training_defaults
+from kuberec.components.models.search_space import WEIGHT_DECAY, Choice, LogUniform, Uniform
 from kuberec.components.models.user_tower import UserTower
 
 

@@ -31,9 +31,9 @@ from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.models import EncodedData, TrainingError, resolve_hparams
-from kuberec.components.models.model_type import WEIGHT_DECAY, LogUniform, Uniform
-from kuberec.components.models.model_type import Domain as SearchDomain
 from kuberec.components.models.registry import model_type as lookup_model_type
+from kuberec.components.models.search_space import WEIGHT_DECAY, LogUniform, Uniform
+from kuberec.components.models.search_space import Domain as SearchDomain
 from kuberec.components.train.loop import EarlyStopping, monitored, set_up_training, timed_epoch
 from kuberec.components.train.settings import TrainSettings
 from kuberec.components.train.trainer import ensure_ray
