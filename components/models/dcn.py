@@ -134,4 +134,4 @@ MODEL_TYPES = (
                       "cross_layers": Choice((1, 2, 3)), "dropout": Uniform(0.0, 0.3),
                       "weight_decay": WEIGHT_DECAY},
     ),
-)  # fmt: skip
+)

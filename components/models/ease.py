@@ -108,7 +108,7 @@ def _time_kernel(data: EncodedData, tau_seconds: float) -> np.ndarray:
 _EASE_RULES: dict[str, Rule] = {
     "lam": FloatRange(0.0, open_minimum=True), "time_mix": FloatRange(0.0, 1.0),
     "time_tau": FloatRange(0.0, open_minimum=True), "max_items": IntRange(1),
-}  # fmt: skip
+}
 _EASE_KEYS = ("lam", "time_mix", "time_tau", "max_items")
 
 MODEL_TYPES = (
@@ -122,4 +122,4 @@ MODEL_TYPES = (
         defaults={"lam": 150.0, "time_mix": 0.7, "time_tau": 60.0, "max_items": 20_000},
         rules=_EASE_RULES, model_keys=_EASE_KEYS,
     ),
-)  # fmt: skip
+)

@@ -58,4 +58,4 @@ MODEL_TYPES = (
                       "n_layers": Choice((1, 2)), "dropout": Uniform(0.0, 0.4),
                       "weight_decay": WEIGHT_DECAY},
     ),
-)  # fmt: skip
+)

@@ -96,4 +96,4 @@ MODEL_TYPES = (
         rules={"neighbours": IntRange(1), "shrink": FloatRange(0.0)},
         model_keys=("neighbours", "shrink"),
     ),
-)  # fmt: skip
+)

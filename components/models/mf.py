@@ -63,4 +63,4 @@ MODEL_TYPES = (
         search_space={"lr": LogUniform(1e-3, 5e-2), "dim": Choice((16, 32, 64, 128)),
                       "reg": LogUniform(1e-4, 1e-1)},
     ),
-)  # fmt: skip
+)

@@ -82,4 +82,4 @@ MODEL_TYPES = (
         search_space={"lr": LogUniform(5e-4, 1e-2), "dim": Choice((16, 32, 64)),
                       "dropout": Uniform(0.0, 0.5), "weight_decay": WEIGHT_DECAY},
     ),
-)  # fmt: skip
+)

@@ -31,4 +31,4 @@ MODEL_TYPES = (
         "popularity", Popularity, "most interacted items, the same for every user",
         defaults={}, rules={}, model_keys=(),
     ),
-)  # fmt: skip
+)

@@ -97,4 +97,4 @@ MODEL_TYPES = (
                       "n_layers": Choice((1, 2)), "dropout": Uniform(0.1, 0.5),
                       "weight_decay": WEIGHT_DECAY},
     ),
-)  # fmt: skip
+)

@@ -107,7 +107,7 @@ SEQUENCE_RULES: dict[str, Rule] = {
     "dim": IntRange(1), "dropout": UNIT, "history_length": IntRange(1),
     "loss": OneOf(("ce", "bce", "gbce", "sampled_ce")),
     "n_negatives": IntRange(1), "gbce_t": FloatRange(0.0, 1.0),
-}  # fmt: skip
+}
 #: What gbce / sampled_ce draw (gSASRec's 256 negatives, calibration t = 0.75).
 SEQUENCE_DEFAULTS: dict[str, HParam] = {"n_negatives": 256, "gbce_t": 0.75}
 SEQUENCE_KEYS = ("dim", "dropout", "history_length", "loss", "n_negatives", "gbce_t")

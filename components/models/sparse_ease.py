@@ -187,4 +187,4 @@ MODEL_TYPES = (
         rules={"lam": FloatRange(0.0, open_minimum=True), "neighbours": IntRange(1)},
         model_keys=("lam", "neighbours"),
     ),
-)  # fmt: skip
+)

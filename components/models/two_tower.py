@@ -92,4 +92,4 @@ MODEL_TYPES = (
                       "temperature": LogUniform(0.03, 0.3), "dropout": Uniform(0.0, 0.3),
                       "weight_decay": WEIGHT_DECAY},
     ),
-)  # fmt: skip
+)

@@ -85,4 +85,4 @@ MODEL_TYPES = (
                "beta_cap": FloatRange(0.0), "anneal_steps": IntRange(1), **TRAINING_RULES},
         model_keys=("dim", "hidden", "dropout", "beta_cap", "anneal_steps"),
     ),
-)  # fmt: skip
+)
