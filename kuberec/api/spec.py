@@ -192,7 +192,10 @@ DURATION = r"^[0-9]+(ms|s|m|h)$"
 
 
 class TrainingSpec(CamelModel):
-    """Ray placement, schedule and stopping; ``TrainSettings.from_spec`` takes the loop's part."""
+    """Ray placement, schedule and stopping; mirrors ``components.train.TrainSettings``."""
+
+    # The docstring is the CRD's description (kept as generated). TrainSettings takes its
+    # defaults from these fields, and TrainSettings.from_spec builds the loop's part.
 
     model_config = _cel(
         ("self.backend != 'local' || self.workers == 1",
