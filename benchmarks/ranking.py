@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kuberec.api.spec import RankingSpec
 from kuberec.components.datasets.amazon_games import read_games
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.datasets.movielens import load_movielens
@@ -45,7 +46,6 @@ from kuberec.components.models.ranking import Ranker, model_signals, resolve
 from kuberec.components.train.ranking_curve import diversity_curve, plot_curves
 from kuberec.components.train.settings import TrainSettings
 from kuberec.components.train.trainer import train
-from kuberec.operator.spec import RankingSpec
 
 DIVERSITIES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 MAX_COST = 0.01  # the default: the largest diversity costing at most this share of NDCG@10

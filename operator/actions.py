@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kuberec.operator.status import ModelRecord
+from kuberec.api.status import ModelRecord
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from kuberec.operator.status import HISTORY_LENGTH, Condition, HistoryEntry, JobStatus, Phase
+from kuberec.api.status import HISTORY_LENGTH, Condition, HistoryEntry, JobStatus, Phase
 
 
 def stamp(now: datetime) -> str:

@@ -13,6 +13,13 @@ from datetime import datetime
 
 from croniter import croniter
 
+from kuberec.api.spec import RecommenderJob, spec_hash
+from kuberec.api.status import (
+    GateDecision,
+    JobStatus,
+    ModelRecord,
+    PipelineRunStatus,
+)
 from kuberec.operator.actions import (
     Action,
     DeployStable,
@@ -22,13 +29,6 @@ from kuberec.operator.actions import (
 from kuberec.operator.conditions import stamp, with_condition, with_phase
 from kuberec.operator.observations import Observations, RunObservation
 from kuberec.operator.rollout import reconcile_rollout, start_rollout
-from kuberec.operator.spec import RecommenderJob, spec_hash
-from kuberec.operator.status import (
-    GateDecision,
-    JobStatus,
-    ModelRecord,
-    PipelineRunStatus,
-)
 
 EVALUATING_STEPS = ("evaluate", "package")
 

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from kuberec.api.spec import RecommenderJob
+from kuberec.api.status import JobStatus
 from kuberec.operator.actions import Action, LaunchRun
 from kuberec.operator.conditions import condition, with_condition
 from kuberec.operator.observations import Observations
 from kuberec.operator.reconcile import reconcile
-from kuberec.operator.spec import RecommenderJob
-from kuberec.operator.status import JobStatus
 
 #: Phases in which a job waits for nothing (no run, no rollout in flight).
 SETTLED = ("Serving", "Rejected", "Failed", "Suspended")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from kuberec.api.spec import CanarySpec, RecommenderJob
+from kuberec.api.status import JobStatus, ModelRecord, RolloutDecision, RolloutStatus
 from kuberec.operator.actions import Action, Promote, Rollback, SetWeight, StartCanary
 from kuberec.operator.conditions import stamp, with_condition, with_phase
 from kuberec.operator.observations import Observations
-from kuberec.operator.spec import CanarySpec, RecommenderJob
-from kuberec.operator.status import JobStatus, ModelRecord, RolloutDecision, RolloutStatus
 from kuberec.serving.canary.analysis import Thresholds, VersionMetrics
 from kuberec.serving.canary.steps import RolloutPolicy, RolloutState, evaluate_interval, start
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kfp import compiler
 
-from kuberec.operator.spec import RecommenderJob
+from kuberec.api.spec import RecommenderJob
 from kuberec.pipelines.context import RunContext, job_json
 from kuberec.pipelines.pipeline import recommender_pipeline
 

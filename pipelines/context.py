@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kuberec.operator.spec import RecommenderJob
+from kuberec.api.spec import RecommenderJob
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from kuberec.operator.spec import RecommenderJob
+from kuberec.api.spec import RecommenderJob
 
 
 def write_report(path: Path, job: RecommenderJob, result: dict[str, Any]) -> None:

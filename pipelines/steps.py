@@ -20,6 +20,7 @@ from typing import Any
 import fsspec
 
 from kuberec import __version__
+from kuberec.api.spec import RecommenderJob
 from kuberec.components.datasets.artifact import load_dataset, save_dataset
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.datasets.feedback import with_feedback
@@ -36,7 +37,6 @@ from kuberec.components.package import (
 from kuberec.components.train.compare import compare
 from kuberec.components.train.gate import Gate, decide
 from kuberec.components.train.run_dir import METRICS, MODEL
-from kuberec.operator.spec import RecommenderJob
 from kuberec.pipelines.context import RunContext, parse_job
 
 STEPS = ("ingest", "features", "train", "evaluate", "package")
@@ -106,27 +106,23 @@ def features_step(job_text: str, context_text: str, dataset_dir: str, frame_path
 
 def train_step(job_text: str, context_text: str, dataset_dir: str, run_dir: str) -> dict:
     """Train the job's model on the evaluation protocol's training part (Ray, or closed form)."""
-    from kuberec.components.train.auto import AUTO, AutoSpec, require_no_hparams, select
+    from kuberec.components.train.auto import AUTO, require_no_hparams, select
+    from kuberec.components.train.job_training import job_training
     from kuberec.components.train.run import train_run
-    from kuberec.components.train.settings import TrainSettings, training_fields
 
     job, context = parse_job(job_text), RunContext.from_json(context_text)
     with recorded("train", context):
         dataset = load_dataset(Path(dataset_dir))
         parts = _split(job, dataset)
         train_set = dataset.with_interactions(parts.train)
-        training = job.spec.training
-        address = context.ray_address or training.ray_address
-        settings = TrainSettings(**{**training_fields(training.model_dump()),
-                                    "ray_address": address})  # fmt: skip
-        model_type = job.spec.model.type
-        hparams = dict(job.spec.model.hyperparameters)
+        run = job_training(job.spec,
+                           ray_address=context.ray_address or job.spec.training.ray_address)
+        model_type, hparams, settings = run.model_type, run.hparams, run.settings
         embeddings = _embeddings(job, dataset)
         selection = None
         if model_type == AUTO:  # chosen on validation carved from the training part
             require_no_hparams(hparams)
-            selection = select(train_set, AutoSpec(**job.spec.model.auto.settings()), settings,
-                               text_embeddings=embeddings)
+            selection = select(train_set, run.auto(), settings, text_embeddings=embeddings)
             model_type = selection.chosen
         tuned: dict[str, Any] = {}
         if job.spec.model.tuning.trials > 0:
@@ -252,7 +248,7 @@ def _embeddings(job: RecommenderJob, dataset: Dataset) -> Any:
 
 
 def _spec_hash(job: RecommenderJob) -> str:
-    from kuberec.operator.spec import spec_hash
+    from kuberec.api.spec import spec_hash
 
     return spec_hash(job.spec)
 

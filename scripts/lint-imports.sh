@@ -13,7 +13,9 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 mkdir "$stage/kuberec"
-for entry in "$root"/kuberec/*.py; do ln -s "$entry" "$stage/kuberec/"; done
+for entry in "$root"/kuberec/*; do
+  [[ "$entry" == *.py || -f "$entry/__init__.py" ]] && ln -s "$entry" "$stage/kuberec/"
+done
 for folder in components operator pipelines serving feature_repo; do
   ln -s "$root/$folder" "$stage/kuberec/$folder"
 done

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kuberec.api.spec import RankingSpec
 from kuberec.components.datasets.canonical import IdIndex
 from kuberec.components.models import LoadedModel, genre_mask, load_model
 from kuberec.components.models.factors import Factors, factorize
@@ -32,7 +33,6 @@ from kuberec.components.models.ranking import (
 from kuberec.components.models.similarity import Similarity
 from kuberec.components.package import PackagedModel, model_dir, resolve_model
 from kuberec.errors import ConfigError
-from kuberec.operator.spec import RankingSpec
 from kuberec.serving.cold_items import NewItems, add_new_items
 from kuberec.serving.explain import Explainer, load_titles
 from kuberec.serving.retrieval import (

@@ -6,7 +6,7 @@ the serving side's Parquet and Feast dependencies.
 
 from __future__ import annotations
 
-from kuberec.operator.spec import FeedbackSpec
+from kuberec.api.spec import FeedbackSpec
 
 SINK_ENV = "KUBEREC_FEEDBACK_SINK"  # folder or URI; unset: no sink
 PUSH_ENV = "KUBEREC_FEEDBACK_PUSH"  # "0": do not push (default: push when a Feast repo is set)

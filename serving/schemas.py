@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from kuberec.operator.spec import RankingSpec
+from kuberec.api.spec import RankingSpec
 
 Id = StrictInt | Annotated[StrictStr, Field(min_length=1, max_length=256)]
 MAX_K = 1000

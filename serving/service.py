@@ -40,9 +40,9 @@ from bentoml.exceptions import ServiceUnavailable
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
+from kuberec.api.spec import RankingSpec
 from kuberec.components.models.ranking import parse_ranking
 from kuberec.errors import ConfigError
-from kuberec.operator.spec import RankingSpec
 from kuberec.serving import bentoml_fixes, metrics
 from kuberec.serving.batching import BatchSettings, MicroBatcher, ModelLane
 from kuberec.serving.cold_items import similar_refusal

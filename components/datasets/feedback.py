@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from kuberec.api.spec import JobSpec
 from kuberec.components.datasets.canonical import Dataset
-from kuberec.operator.spec import JobSpec
 
 #: The sink's rows: serving/feedback_sink.py writes them, training reads them here.
 SCHEMA = pa.schema([

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kuberec.api.spec import DataSpec
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.datasets.generic import load_files
 from kuberec.components.datasets.movielens import load_movielens
 from kuberec.components.datasets.remote import fetch, is_remote
 from kuberec.components.datasets.synthetic import SyntheticSpec, generate
-from kuberec.operator.spec import DataSpec
 
 
 def load_source(data: DataSpec, *, data_dir: Path | None = None, base: Path = Path()) -> Dataset:

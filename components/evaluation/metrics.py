@@ -36,6 +36,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from kuberec.api.names import METRICS
 from kuberec.components.evaluation._frames import (
     Recommendations,
     check_k,
@@ -46,7 +47,8 @@ from kuberec.components.evaluation._frames import (
 from kuberec.errors import ConfigError, DataError
 
 MapDenominator = Literal["relevant", "capped"]
-RANKING_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate", "mrr")
+#: The metrics computed here are the contract's (``evaluation.metric``), named once there.
+RANKING_METRICS = METRICS
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,10 @@ from kuberec.components.models.base import Batch, Recommender
 from kuberec.components.models.encoded import DataSchema, EncodedData
 from kuberec.components.models.feature_tables import ItemFeatureTable, UserFeatureTable, mlp
 from kuberec.components.models.features import CONTEXT_CARDINALITIES
+from kuberec.components.models.hparams import TRAINING_RULES, UNIT, FloatRange, IntList, IntRange
+from kuberec.components.models.model_type import ModelType, training_defaults
 from kuberec.components.models.ncf import score_all_pairs
+from kuberec.components.models.search_space import WEIGHT_DECAY, Choice, LogUniform, Uniform
 
 
 class CrossLayer(nn.Module):
@@ -114,3 +117,21 @@ class DCNv2(Recommender):
 
     def score(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         return score_all_pairs(self.score_pairs, users, self.schema.n_items)
+
+
+MODEL_TYPES = (
+    ModelType(
+        "dcn", DCNv2, "DCN-v2 CTR ranker over user, item and context features",
+        defaults={"embed_dim": 16, "cross_layers": 3, "mlp_layers": [128, 64],
+                  "dropout": 0.1, "context_dropout": 0.1, "n_negatives": 4,
+                  **training_defaults(0.005, 256)},
+        rules={"embed_dim": IntRange(1), "cross_layers": IntRange(0),
+               "mlp_layers": IntList(1), "dropout": UNIT,
+               "context_dropout": FloatRange(0.0, 1.0), "n_negatives": IntRange(1),
+               **TRAINING_RULES},
+        model_keys=("embed_dim", "cross_layers", "mlp_layers", "dropout", "context_dropout"),
+        search_space={"lr": LogUniform(5e-4, 1e-2), "embed_dim": Choice((8, 16, 32)),
+                      "cross_layers": Choice((1, 2, 3)), "dropout": Uniform(0.0, 0.3),
+                      "weight_decay": WEIGHT_DECAY},
+    ),
+)

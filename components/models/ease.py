@@ -28,6 +28,8 @@ from torch import Tensor
 
 from kuberec.components.models.base import Recommender, require_history
 from kuberec.components.models.encoded import DataSchema, EncodedData
+from kuberec.components.models.hparams import FloatRange, IntRange, Rule
+from kuberec.components.models.model_type import ModelType
 from kuberec.errors import ConfigError
 
 _PAIRS_PER_CHUNK = 4_000_000
@@ -101,3 +103,23 @@ def _time_kernel(data: EncodedData, tau_seconds: float) -> np.ndarray:
     if rows:
         kernel += np.bincount(np.concatenate(rows), np.concatenate(weights), n_items**2)
     return kernel.reshape(n_items, n_items)
+
+
+_EASE_RULES: dict[str, Rule] = {
+    "lam": FloatRange(0.0, open_minimum=True), "time_mix": FloatRange(0.0, 1.0),
+    "time_tau": FloatRange(0.0, open_minimum=True), "max_items": IntRange(1),
+}
+_EASE_KEYS = ("lam", "time_mix", "time_tau", "max_items")
+
+MODEL_TYPES = (
+    ModelType(
+        "ease", EASE, "closed-form linear item-item autoencoder (EASE)",
+        defaults={"lam": 800.0, "time_mix": 0.0, "time_tau": 60.0, "max_items": 20_000},
+        rules=_EASE_RULES, model_keys=_EASE_KEYS,
+    ),
+    ModelType(
+        "ease_t", EASE, "EASE over co-occurrence mixed with a time-proximity kernel",
+        defaults={"lam": 150.0, "time_mix": 0.7, "time_tau": 60.0, "max_items": 20_000},
+        rules=_EASE_RULES, model_keys=_EASE_KEYS,
+    ),
+)

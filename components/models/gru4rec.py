@@ -9,7 +9,16 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from kuberec.components.models.encoded import DataSchema
-from kuberec.components.models.sequential import SequenceLoss, SequenceRecommender
+from kuberec.components.models.hparams import TRAINING_RULES, IntRange
+from kuberec.components.models.model_type import ModelType, training_defaults
+from kuberec.components.models.search_space import WEIGHT_DECAY, Choice, LogUniform, Uniform
+from kuberec.components.models.sequential import (
+    SEQUENCE_DEFAULTS,
+    SEQUENCE_KEYS,
+    SEQUENCE_RULES,
+    SequenceLoss,
+    SequenceRecommender,
+)
 
 
 class GRU4Rec(SequenceRecommender):
@@ -36,3 +45,17 @@ class GRU4Rec(SequenceRecommender):
     def encode(self, sequence: Tensor) -> Tensor:
         out, _ = self.gru(self.dropout(self.item_embeddings(sequence)))
         return out
+
+
+MODEL_TYPES = (
+    ModelType(
+        "gru4rec", GRU4Rec, "recurrent (GRU) sequential recommendation",
+        defaults={"dim": 64, "n_layers": 1, "dropout": 0.1, "history_length": 50,
+                  "loss": "ce", **SEQUENCE_DEFAULTS, **training_defaults(0.005, 128)},
+        rules={**SEQUENCE_RULES, "n_layers": IntRange(1), **TRAINING_RULES},
+        model_keys=(*SEQUENCE_KEYS, "n_layers"),
+        search_space={"lr": LogUniform(5e-4, 1e-2), "dim": Choice((32, 64, 128)),
+                      "n_layers": Choice((1, 2)), "dropout": Uniform(0.0, 0.4),
+                      "weight_decay": WEIGHT_DECAY},
+    ),
+)

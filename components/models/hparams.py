@@ -101,6 +101,8 @@ class IntList:
 
 
 Rule = IntRange | FloatRange | OneOf | Flag | IntList
+#: A probability that may be 0 but not 1 (dropout).
+UNIT = FloatRange(0.0, 1.0, open_maximum=True)
 
 #: Settings of the optimisation loop, shared by every trained model type.
 TRAINING_RULES: dict[str, Rule] = {

@@ -16,6 +16,8 @@ from torch import Tensor
 
 from kuberec.components.models.base import Recommender, require_history
 from kuberec.components.models.encoded import DataSchema, EncodedData
+from kuberec.components.models.hparams import FloatRange, IntRange
+from kuberec.components.models.model_type import ModelType
 
 _CELLS_PER_BLOCK = 4_000_000
 
@@ -85,3 +87,13 @@ def top_neighbours(
         neighbours[lo:hi] = np.take_along_axis(top, order, axis=1)
         weights[lo:hi] = np.maximum(np.take_along_axis(values, order, axis=1), 0.0)
     return neighbours, weights
+
+
+MODEL_TYPES = (
+    ModelType(
+        "item_knn", ItemKNN, "cosine item-item neighbours of the user's history",
+        defaults={"neighbours": 50, "shrink": 0.0},
+        rules={"neighbours": IntRange(1), "shrink": FloatRange(0.0)},
+        model_keys=("neighbours", "shrink"),
+    ),
+)

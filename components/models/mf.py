@@ -13,6 +13,9 @@ from torch import Tensor, nn
 
 from kuberec.components.models.base import Batch, Recommender
 from kuberec.components.models.encoded import DataSchema
+from kuberec.components.models.hparams import TRAINING_RULES, FloatRange, IntRange
+from kuberec.components.models.model_type import ModelType, training_defaults
+from kuberec.components.models.search_space import Choice, LogUniform
 
 
 class MatrixFactorization(Recommender):
@@ -49,3 +52,15 @@ class MatrixFactorization(Recommender):
     def score_pairs(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         dot = (self._users(users) * self.item_factors(items)).sum(-1)
         return dot + self.item_bias(items)[:, 0]
+
+
+MODEL_TYPES = (
+    ModelType(
+        "mf", MatrixFactorization, "matrix factorisation with BPR loss",
+        defaults={"dim": 64, "reg": 0.01, **training_defaults(0.01, 1024)},
+        rules={"dim": IntRange(1), "reg": FloatRange(0.0), **TRAINING_RULES},
+        model_keys=("dim", "reg"),
+        search_space={"lr": LogUniform(1e-3, 5e-2), "dim": Choice((16, 32, 64, 128)),
+                      "reg": LogUniform(1e-4, 1e-1)},
+    ),
+)

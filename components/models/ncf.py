@@ -17,6 +17,9 @@ from torch import Tensor, nn
 from kuberec.components.models.base import Batch, Recommender
 from kuberec.components.models.encoded import DataSchema
 from kuberec.components.models.feature_tables import mlp
+from kuberec.components.models.hparams import TRAINING_RULES, UNIT, IntList, IntRange
+from kuberec.components.models.model_type import ModelType, training_defaults
+from kuberec.components.models.search_space import WEIGHT_DECAY, Choice, LogUniform, Uniform
 
 #: (user, item) pairs evaluated at once when scoring a whole catalogue.
 PAIRS_PER_CHUNK = 1 << 16
@@ -66,3 +69,17 @@ def score_all_pairs(pair_scorer: PairScorer, users: Tensor, n_items: int) -> Ten
         u = chunk.repeat_interleave(n_items)
         out.append(pair_scorer(u, items.repeat(len(chunk))).view(len(chunk), n_items))
     return torch.cat(out) if out else torch.zeros(0, n_items, device=users.device)
+
+
+MODEL_TYPES = (
+    ModelType(
+        "ncf", NeuMF, "neural CF (GMF + MLP), BCE on sampled negatives",
+        defaults={"dim": 32, "mlp_layers": [64, 32, 16], "dropout": 0.0, "n_negatives": 4,
+                  **training_defaults(0.005, 256)},
+        rules={"dim": IntRange(1), "mlp_layers": IntList(1), "dropout": UNIT,
+               "n_negatives": IntRange(1), **TRAINING_RULES},
+        model_keys=("dim", "mlp_layers", "dropout"),
+        search_space={"lr": LogUniform(5e-4, 1e-2), "dim": Choice((16, 32, 64)),
+                      "dropout": Uniform(0.0, 0.5), "weight_decay": WEIGHT_DECAY},
+    ),
+)

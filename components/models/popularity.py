@@ -11,6 +11,7 @@ from torch import Tensor
 
 from kuberec.components.models.base import Recommender
 from kuberec.components.models.encoded import DataSchema, EncodedData
+from kuberec.components.models.model_type import ModelType
 
 
 class Popularity(Recommender):
@@ -23,3 +24,11 @@ class Popularity(Recommender):
 
     def score(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         return self.counts.expand(len(users), -1).clone()
+
+
+MODEL_TYPES = (
+    ModelType(
+        "popularity", Popularity, "most interacted items, the same for every user",
+        defaults={}, rules={}, model_keys=(),
+    ),
+)

@@ -31,11 +31,11 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import ValidationError
 
+from kuberec.api.spec import RankingSpec
 from kuberec.components.datasets.canonical import IdIndex
 from kuberec.components.models.encoded import UserHistory
 from kuberec.components.models.recommend import TopK, _as_array, _candidates, top_k, top_k_among
 from kuberec.errors import ConfigError
-from kuberec.operator.spec import RankingSpec
 
 
 class RankingError(ConfigError):

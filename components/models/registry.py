@@ -1,4 +1,7 @@
-"""Model types by name: defaults, validation and construction in one place.
+"""Model types by name: validation and construction in one place.
+
+Each model's defaults, rules and search space are declared beside it (its module's
+``MODEL_TYPES``, :class:`~.model_type.ModelType`); the registry collects them.
 
 The CLI, the pipeline and the Ray trainer all go through :func:`resolve_hparams`
 and :func:`build_model`, so a job file is validated the same way everywhere and a
@@ -7,179 +10,41 @@ run records the complete, effective hyperparameters.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from kuberec.components.models.base import Recommender
-from kuberec.components.models.dcn import DCNv2
-from kuberec.components.models.ease import EASE
-from kuberec.components.models.encoded import DataSchema
-from kuberec.components.models.gru4rec import GRU4Rec
-from kuberec.components.models.hparams import (
-    TRAINING_RULES,
-    Flag,
-    FloatRange,
-    HParam,
-    IntList,
-    IntRange,
-    OneOf,
-    Rule,
-    RuleViolation,
+from kuberec.components.models import (
+    dcn,
+    ease,
+    gru4rec,
+    item_knn,
+    mf,
+    ncf,
+    popularity,
+    sasrec,
+    sparse_ease,
+    two_tower,
+    vae,
 )
-from kuberec.components.models.item_knn import ItemKNN
-from kuberec.components.models.mf import MatrixFactorization
-from kuberec.components.models.ncf import NeuMF
-from kuberec.components.models.popularity import Popularity
-from kuberec.components.models.sasrec import SASRec
-from kuberec.components.models.sparse_ease import SparseEASE
-from kuberec.components.models.two_tower import TwoTower
-from kuberec.components.models.vae import MultVAE
+from kuberec.components.models.base import Recommender
+from kuberec.components.models.encoded import DataSchema
+from kuberec.components.models.hparams import RuleViolation
+from kuberec.components.models.model_type import HParams, ModelType
 from kuberec.errors import ConfigError
 
 if TYPE_CHECKING:
     from kuberec.components.models.encoded import EncodedData
 
-#: Validated hyperparameters (values are plain JSON types: int, float, bool, str, list[int]).
-HParams = dict[str, Any]
-CrossCheck = Callable[[HParams], None]
+__all__ = ["MODEL_TYPES", "HParams", "ModelType", "build_model", "create_model", "model_type",
+           "resolve_hparams"]
 
-
-@dataclass(frozen=True)
-class ModelType:
-    """A model type: its class, defaults, rules and the keys its constructor takes."""
-
-    name: str
-    cls: type[Recommender]
-    description: str
-    defaults: Mapping[str, HParam]
-    rules: Mapping[str, Rule]
-    model_keys: tuple[str, ...]
-    cross_check: CrossCheck | None = field(default=None)
-
-    @property
-    def trainable(self) -> bool:
-        return self.cls.family != "none"
-
-
-def _training(lr: float, batch_size: int) -> dict[str, HParam]:
-    return {"lr": lr, "batch_size": batch_size, "weight_decay": 0.0, "max_grad_norm": 0.0}
-
-
-def _heads_divide_dim(hp: HParams) -> None:
-    if int(hp["dim"]) % int(hp["n_heads"]):
-        raise ConfigError(
-            f"sasrec hyperparameter 'n_heads': must divide dim ({hp['dim']}), got {hp['n_heads']}"
-        )
-
-
-_UNIT = FloatRange(0.0, 1.0, open_maximum=True)
-_SEQUENCE_RULES: dict[str, Rule] = {
-    "dim": IntRange(1), "dropout": _UNIT, "history_length": IntRange(1),
-    "loss": OneOf(("ce", "bce", "gbce", "sampled_ce")),
-    "n_negatives": IntRange(1), "gbce_t": FloatRange(0.0, 1.0),
-}
-#: What gbce / sampled_ce draw (gSASRec's 256 negatives, calibration t = 0.75).
-_SEQUENCE_DEFAULTS: dict[str, HParam] = {"n_negatives": 256, "gbce_t": 0.75}
-_SEQUENCE_KEYS = ("dim", "dropout", "history_length", "loss", "n_negatives", "gbce_t")
-
-_EASE_RULES: dict[str, Rule] = {
-    "lam": FloatRange(0.0, open_minimum=True), "time_mix": FloatRange(0.0, 1.0),
-    "time_tau": FloatRange(0.0, open_minimum=True), "max_items": IntRange(1),
-}
-_EASE_KEYS = ("lam", "time_mix", "time_tau", "max_items")
-
+#: Every model type, in this order (the order benchmarks and listings show them), collected
+#: from the ``MODEL_TYPES`` each model module declares beside its model.
 MODEL_TYPES: dict[str, ModelType] = {
     m.name: m
-    for m in (
-        ModelType(
-            "popularity", Popularity, "most interacted items, the same for every user",
-            defaults={}, rules={}, model_keys=(),
-        ),
-        ModelType(
-            "item_knn", ItemKNN, "cosine item-item neighbours of the user's history",
-            defaults={"neighbours": 50, "shrink": 0.0},
-            rules={"neighbours": IntRange(1), "shrink": FloatRange(0.0)},
-            model_keys=("neighbours", "shrink"),
-        ),
-        ModelType(
-            "ease", EASE, "closed-form linear item-item autoencoder (EASE)",
-            defaults={"lam": 800.0, "time_mix": 0.0, "time_tau": 60.0, "max_items": 20_000},
-            rules=_EASE_RULES, model_keys=_EASE_KEYS,
-        ),
-        ModelType(
-            "ease_t", EASE, "EASE over co-occurrence mixed with a time-proximity kernel",
-            defaults={"lam": 150.0, "time_mix": 0.7, "time_tau": 60.0, "max_items": 20_000},
-            rules=_EASE_RULES, model_keys=_EASE_KEYS,
-        ),
-        ModelType(
-            "sparse_ease", SparseEASE,
-            "EASE restricted to each item's top co-occurring items (fsSLIM-style): any catalogue",
-            defaults={"lam": 800.0, "neighbours": 200},
-            rules={"lam": FloatRange(0.0, open_minimum=True), "neighbours": IntRange(1)},
-            model_keys=("lam", "neighbours"),
-        ),
-        ModelType(
-            "mf", MatrixFactorization, "matrix factorisation with BPR loss",
-            defaults={"dim": 64, "reg": 0.01, **_training(0.01, 1024)},
-            rules={"dim": IntRange(1), "reg": FloatRange(0.0), **TRAINING_RULES},
-            model_keys=("dim", "reg"),
-        ),
-        ModelType(
-            "ncf", NeuMF, "neural CF (GMF + MLP), BCE on sampled negatives",
-            defaults={"dim": 32, "mlp_layers": [64, 32, 16], "dropout": 0.0, "n_negatives": 4,
-                      **_training(0.005, 256)},
-            rules={"dim": IntRange(1), "mlp_layers": IntList(1), "dropout": _UNIT,
-                   "n_negatives": IntRange(1), **TRAINING_RULES},
-            model_keys=("dim", "mlp_layers", "dropout"),
-        ),
-        ModelType(
-            "two_tower", TwoTower, "user/item towers, in-batch softmax with logQ correction",
-            defaults={"dim": 64, "temperature": 0.1, "history_length": 20, "logq": True,
-                      "dropout": 0.0, "id_dropout": 0.0, **_training(0.003, 512)},
-            rules={"dim": IntRange(1), "temperature": FloatRange(0.0, open_minimum=True),
-                   "history_length": IntRange(1), "logq": Flag(), "dropout": _UNIT,
-                   "id_dropout": _UNIT, **TRAINING_RULES},
-            model_keys=("dim", "temperature", "history_length", "logq", "dropout",
-                        "id_dropout"),
-        ),
-        ModelType(
-            "sasrec", SASRec, "self-attentive sequential recommendation",
-            defaults={"dim": 64, "n_layers": 2, "n_heads": 2, "dropout": 0.2,
-                      "history_length": 50, "loss": "ce", **_SEQUENCE_DEFAULTS,
-                      **_training(0.003, 128)},
-            rules={**_SEQUENCE_RULES, "n_layers": IntRange(1), "n_heads": IntRange(1),
-                   **TRAINING_RULES},
-            model_keys=(*_SEQUENCE_KEYS, "n_layers", "n_heads"),
-            cross_check=_heads_divide_dim,
-        ),
-        ModelType(
-            "gru4rec", GRU4Rec, "recurrent (GRU) sequential recommendation",
-            defaults={"dim": 64, "n_layers": 1, "dropout": 0.1, "history_length": 50,
-                      "loss": "ce", **_SEQUENCE_DEFAULTS, **_training(0.005, 128)},
-            rules={**_SEQUENCE_RULES, "n_layers": IntRange(1), **TRAINING_RULES},
-            model_keys=(*_SEQUENCE_KEYS, "n_layers"),
-        ),
-        ModelType(
-            "multvae", MultVAE, "variational autoencoder of each user's item set (Mult-VAE)",
-            defaults={"dim": 200, "hidden": 600, "dropout": 0.5, "beta_cap": 0.2,
-                      "anneal_steps": 2000, **_training(0.001, 64)},
-            rules={"dim": IntRange(1), "hidden": IntRange(1), "dropout": _UNIT,
-                   "beta_cap": FloatRange(0.0), "anneal_steps": IntRange(1), **TRAINING_RULES},
-            model_keys=("dim", "hidden", "dropout", "beta_cap", "anneal_steps"),
-        ),
-        ModelType(
-            "dcn", DCNv2, "DCN-v2 CTR ranker over user, item and context features",
-            defaults={"embed_dim": 16, "cross_layers": 3, "mlp_layers": [128, 64],
-                      "dropout": 0.1, "context_dropout": 0.1, "n_negatives": 4,
-                      **_training(0.005, 256)},
-            rules={"embed_dim": IntRange(1), "cross_layers": IntRange(0),
-                   "mlp_layers": IntList(1), "dropout": _UNIT,
-                   "context_dropout": FloatRange(0.0, 1.0), "n_negatives": IntRange(1),
-                   **TRAINING_RULES},
-            model_keys=("embed_dim", "cross_layers", "mlp_layers", "dropout", "context_dropout"),
-        ),
-    )
+    for module in (popularity, item_knn, ease, sparse_ease, mf, ncf, two_tower, sasrec, gru4rec,
+                   vae, dcn)
+    for m in module.MODEL_TYPES
 }
 
 

@@ -12,7 +12,17 @@ import torch
 from torch import Tensor, nn
 
 from kuberec.components.models.encoded import DataSchema
-from kuberec.components.models.sequential import SequenceLoss, SequenceRecommender
+from kuberec.components.models.hparams import TRAINING_RULES, IntRange
+from kuberec.components.models.model_type import HParams, ModelType, training_defaults
+from kuberec.components.models.search_space import WEIGHT_DECAY, Choice, LogUniform, Uniform
+from kuberec.components.models.sequential import (
+    SEQUENCE_DEFAULTS,
+    SEQUENCE_KEYS,
+    SEQUENCE_RULES,
+    SequenceLoss,
+    SequenceRecommender,
+)
+from kuberec.errors import ConfigError
 
 
 class SASRec(SequenceRecommender):
@@ -63,3 +73,28 @@ class SASRec(SequenceRecommender):
         for block in self.blocks:
             x = block(x, src_mask=mask) * keep
         return self.norm(x)
+
+
+def _heads_divide_dim(hp: HParams) -> None:
+    if int(hp["dim"]) % int(hp["n_heads"]):
+        raise ConfigError(
+            f"sasrec hyperparameter 'n_heads': must divide dim ({hp['dim']}), got {hp['n_heads']}"
+        )
+
+
+MODEL_TYPES = (
+    ModelType(
+        "sasrec", SASRec, "self-attentive sequential recommendation",
+        defaults={"dim": 64, "n_layers": 2, "n_heads": 2, "dropout": 0.2,
+                  "history_length": 50, "loss": "ce", **SEQUENCE_DEFAULTS,
+                  **training_defaults(0.003, 128)},
+        rules={**SEQUENCE_RULES, "n_layers": IntRange(1), "n_heads": IntRange(1),
+               **TRAINING_RULES},
+        model_keys=(*SEQUENCE_KEYS, "n_layers", "n_heads"),
+        cross_check=_heads_divide_dim,
+        # every dim is a multiple of the default n_heads (2)
+        search_space={"lr": LogUniform(3e-4, 1e-2), "dim": Choice((32, 64, 128)),
+                      "n_layers": Choice((1, 2)), "dropout": Uniform(0.1, 0.5),
+                      "weight_decay": WEIGHT_DECAY},
+    ),
+)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from kuberec.components.models.base import Batch, Recommender, require_history
 from kuberec.components.models.encoded import DataSchema
+from kuberec.components.models.hparams import UNIT, FloatRange, HParam, IntRange, OneOf, Rule
 
 SequenceLoss = Literal["ce", "bce", "gbce", "sampled_ce"]
 #: Losses that read ``negatives`` from the batch: one per position (bce) or k per sequence.
@@ -99,3 +100,14 @@ class SequenceRecommender(Recommender):
     def score(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         sequence = require_history(history, type(self).__name__)[:, -self.history_length :]
         return self.encode(sequence)[:, -1] @ self._catalogue().T
+
+
+#: The rules, defaults and constructor keys SASRec and GRU4Rec share.
+SEQUENCE_RULES: dict[str, Rule] = {
+    "dim": IntRange(1), "dropout": UNIT, "history_length": IntRange(1),
+    "loss": OneOf(("ce", "bce", "gbce", "sampled_ce")),
+    "n_negatives": IntRange(1), "gbce_t": FloatRange(0.0, 1.0),
+}
+#: What gbce / sampled_ce draw (gSASRec's 256 negatives, calibration t = 0.75).
+SEQUENCE_DEFAULTS: dict[str, HParam] = {"n_negatives": 256, "gbce_t": 0.75}
+SEQUENCE_KEYS = ("dim", "dropout", "history_length", "loss", "n_negatives", "gbce_t")

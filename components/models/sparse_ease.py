@@ -26,7 +26,9 @@ from torch import Tensor
 
 from kuberec.components.models.base import Recommender, require_history
 from kuberec.components.models.encoded import DataSchema, EncodedData
+from kuberec.components.models.hparams import FloatRange, IntRange
 from kuberec.components.models.item_knn import neighbour_count
+from kuberec.components.models.model_type import ModelType
 
 #: Cells (items x k x k) of the batched systems solved at once: bounds the solve's memory.
 _CELLS_PER_BLOCK = 4_000_000
@@ -178,3 +180,14 @@ class _Lookup:
         position = np.searchsorted(self.keys, query).clip(max=len(self.keys) - 1)
         found = (self.keys[position] == query) & ~absent
         return np.where(found, self.values[position], 0.0)
+
+
+MODEL_TYPES = (
+    ModelType(
+        "sparse_ease", SparseEASE,
+        "EASE restricted to each item's top co-occurring items (fsSLIM-style): any catalogue",
+        defaults={"lam": 800.0, "neighbours": 200},
+        rules={"lam": FloatRange(0.0, open_minimum=True), "neighbours": IntRange(1)},
+        model_keys=("lam", "neighbours"),
+    ),
+)

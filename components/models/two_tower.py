@@ -16,7 +16,10 @@ from torch import Tensor
 
 from kuberec.components.models.base import Batch, Recommender
 from kuberec.components.models.encoded import DataSchema, EncodedData
+from kuberec.components.models.hparams import TRAINING_RULES, UNIT, Flag, FloatRange, IntRange
 from kuberec.components.models.item_tower import ItemTower
+from kuberec.components.models.model_type import ModelType, training_defaults
+from kuberec.components.models.search_space import WEIGHT_DECAY, Choice, LogUniform, Uniform
 from kuberec.components.models.user_tower import UserTower
 
 
@@ -73,3 +76,20 @@ class TwoTower(Recommender):
     def score_pairs(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         u, v = self.user_vectors(users, history), self.item_vectors(items)
         return (u * v).sum(-1) / self.temperature
+
+
+MODEL_TYPES = (
+    ModelType(
+        "two_tower", TwoTower, "user/item towers, in-batch softmax with logQ correction",
+        defaults={"dim": 64, "temperature": 0.1, "history_length": 20, "logq": True,
+                  "dropout": 0.0, "id_dropout": 0.0, **training_defaults(0.003, 512)},
+        rules={"dim": IntRange(1), "temperature": FloatRange(0.0, open_minimum=True),
+               "history_length": IntRange(1), "logq": Flag(), "dropout": UNIT,
+               "id_dropout": UNIT, **TRAINING_RULES},
+        model_keys=("dim", "temperature", "history_length", "logq", "dropout",
+                    "id_dropout"),
+        search_space={"lr": LogUniform(3e-4, 1e-2), "dim": Choice((32, 64, 128)),
+                      "temperature": LogUniform(0.03, 0.3), "dropout": Uniform(0.0, 0.3),
+                      "weight_decay": WEIGHT_DECAY},
+    ),
+)

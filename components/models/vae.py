@@ -17,6 +17,8 @@ from torch import Tensor, nn
 
 from kuberec.components.models.base import Batch, Recommender, require_history
 from kuberec.components.models.encoded import DataSchema
+from kuberec.components.models.hparams import TRAINING_RULES, UNIT, FloatRange, IntRange
+from kuberec.components.models.model_type import ModelType, training_defaults
 
 
 class MultVAE(Recommender):
@@ -72,3 +74,15 @@ class MultVAE(Recommender):
         items = self._multi_hot(require_history(history, type(self).__name__))
         mu, _ = self._posterior(items)
         return self.decoder(mu)
+
+
+MODEL_TYPES = (
+    ModelType(
+        "multvae", MultVAE, "variational autoencoder of each user's item set (Mult-VAE)",
+        defaults={"dim": 200, "hidden": 600, "dropout": 0.5, "beta_cap": 0.2,
+                  "anneal_steps": 2000, **training_defaults(0.001, 64)},
+        rules={"dim": IntRange(1), "hidden": IntRange(1), "dropout": UNIT,
+               "beta_cap": FloatRange(0.0), "anneal_steps": IntRange(1), **TRAINING_RULES},
+        model_keys=("dim", "hidden", "dropout", "beta_cap", "anneal_steps"),
+    ),
+)

@@ -31,17 +31,13 @@ from typing import Any
 import numpy as np
 import psutil
 
+from kuberec.api.names import AUTO_BUDGET_SECONDS, AUTO_CANDIDATES, AUTO_MEMORY_GIB
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.models import EncodedData, build_model, resolve_hparams
 from kuberec.components.models.item_knn import neighbour_count
 from kuberec.components.models.registry import MODEL_TYPES, model_type
 from kuberec.components.train.local_runner import fit_local
-from kuberec.components.train.settings import (
-    AUTO_BUDGET_SECONDS,
-    AUTO_CANDIDATES,
-    AUTO_MEMORY_GIB,
-    TrainSettings,
-)
+from kuberec.components.train.settings import TrainSettings
 from kuberec.components.train.validation import Holdout, carve_holdout, encode_holdout, validate
 from kuberec.errors import ConfigError, KuberecError
 

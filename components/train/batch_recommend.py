@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kuberec.api.spec import RankingSpec
 from kuberec.components.models import load_model, recommend
 from kuberec.components.models.ranking import Ranker, model_signals, resolve
 from kuberec.components.train.run_dir import MODEL
 from kuberec.errors import ConfigError
-from kuberec.operator.spec import RankingSpec
 
 
 def recommend_users(

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kuberec.api.names import METRICS
+from kuberec.api.spec import RankingSpec
 from kuberec.components.datasets.canonical import IdIndex
 from kuberec.components.evaluation import Split, ranking_metrics
 from kuberec.components.models import UserHistory
@@ -23,9 +25,6 @@ from kuberec.components.models.encoded import encode_pairs
 from kuberec.components.models.persistence import LoadedModel
 from kuberec.components.models.ranking import Ranker, model_signals, resolve
 from kuberec.components.train.offline_eval import full_ranking
-from kuberec.operator.spec import RankingSpec
-
-METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "mrr")
 
 
 @dataclass(frozen=True)

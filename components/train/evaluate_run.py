@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kuberec.api.spec import DataSpec, RankingSpec
 from kuberec.components.datasets.sources import load_source
 from kuberec.components.evaluation import split
 from kuberec.components.models.ranking import Ranker, model_signals, resolve
@@ -23,7 +24,6 @@ from kuberec.components.train.ranking_curve import diversity_curve, plot_curves
 from kuberec.components.train.run_dir import CONFIG, METRICS, read_json, write_json
 from kuberec.components.train.settings import TrainSettings
 from kuberec.components.train.trainer import train
-from kuberec.operator.spec import DataSpec, RankingSpec
 
 
 def evaluate_run(

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kuberec.api.spec import RankingSpec
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.evaluation import (
     Split,
@@ -28,7 +29,6 @@ from kuberec.components.evaluation import (
 from kuberec.components.models import EncodedData, Recommender
 from kuberec.components.models.ranking import ItemSignals, Ranker, model_signals, resolve
 from kuberec.components.train.offline_eval import full_ranking
-from kuberec.operator.spec import RankingSpec
 
 COLUMNS = ("diversity", "ndcg", "ild_genres", "ild_similarity", "coverage", "novelty")
 

@@ -1,44 +1,58 @@
-"""What a training run needs besides the model: Ray placement, epochs, stopping, storage."""
+"""What a training run needs besides the model: Ray placement, epochs, stopping, storage.
+
+The fields a job sets (``spec.training``) take their defaults from the contract's
+``TrainingSpec``, and :meth:`TrainSettings.from_spec` builds the settings from a job's, so
+each default is written once, in kuberec/api/spec.py.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from kuberec.api.names import METRICS
+from kuberec.api.spec import TrainingSpec
 from kuberec.errors import ConfigError
 
-#: ``model.type: auto``'s defaults (components/train/auto.py): the closed-form types, which
-#: fit in seconds on 2 CPU cores; deep models only when listed in ``model.auto.candidates``.
-AUTO_CANDIDATES = ("ease_t", "ease", "sparse_ease", "item_knn", "popularity")
-AUTO_BUDGET_SECONDS = 300.0
-AUTO_MEMORY_GIB = 12.0
+
+def _job(name: str) -> Any:
+    """The default of ``spec.training.<name>``: the job's default is the loop's."""
+    return TrainingSpec.model_fields[name].default
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     """Ray Train settings; the defaults run one CPU worker on a local Ray instance."""
 
-    backend: str = "ray"  # "ray": Ray Train TorchTrainer; "local": the same loop in-process
-    workers: int = 1
-    use_gpu: bool = False
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-    ray_address: str | None = None  # None: a local Ray instance; "auto" or ray://host:10001
+    # ``_job(...)``: set by a job's spec.training, which says what each means; the rest are
+    # the loop's own. (The order is config.json's.)
+    backend: str = _job("backend")  # "ray": Ray Train TorchTrainer; "local": in-process
+    workers: int = _job("workers")
+    use_gpu: bool = _job("use_gpu")
+    cpus_per_worker: float = _job("cpus_per_worker")
+    gpus_per_worker: float = _job("gpus_per_worker")
+    ray_address: str | None = _job("ray_address")  # None: local Ray; "auto" or ray://host:10001
     storage_path: Path | None = None  # checkpoints; default <run dir>/ray
-    max_failures: int = 1  # worker failures tolerated before the run fails (FailureConfig)
-    epochs: int = 20
-    patience: int = 3  # epochs without validation improvement before stopping early
-    validation_fraction: float = 0.1  # share of each user's interactions held out to stop early
+    max_failures: int = _job("max_failures")  # worker failures tolerated (FailureConfig)
+    epochs: int = _job("epochs")
+    patience: int = _job("patience")  # epochs without validation improvement before stopping
+    validation_fraction: float = _job("validation_fraction")  # each user's share held out
     validation_metric: str = "ndcg"
     validation_k: int = 10
-    seed: int = 0
+    seed: int = _job("seed")
     mixed_precision: bool = True  # bf16 autocast, on GPU only
     # 1: DDP, gradients all-reduced every step; N > 1: local SGD, weights averaged every
     # N steps and at each epoch end (components/train/averaging.py)
-    averaging_period: int = 1
+    averaging_period: int = _job("averaging_period")
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_spec(cls, training: TrainingSpec, **overrides: Any) -> TrainSettings:
+        """The settings of a job's ``spec.training`` (placement and scheduling, the cluster's
+        business, left out), with ``overrides`` (e.g. the run's Ray address) over them."""
+        values = {name: getattr(training, name) for name in JOB_FIELDS}
+        return cls(**{**values, **overrides})
 
     def __post_init__(self) -> None:
         _at_least("workers", self.workers, 1)
@@ -61,10 +75,9 @@ class TrainSettings:
             raise ConfigError(f"backend: {self.backend!r} is not one of ['ray', 'local']")
         if self.backend == "local" and self.workers != 1:
             raise ConfigError("workers: the local backend runs one worker; use backend ray")
-        metrics = ("ndcg", "recall", "precision", "map", "hit_rate", "mrr")
-        if self.validation_metric not in metrics:
+        if self.validation_metric not in METRICS:
             raise ConfigError(
-                f"validation_metric: {self.validation_metric!r} is not one of {list(metrics)}"
+                f"validation_metric: {self.validation_metric!r} is not one of {list(METRICS)}"
             )
         if self.use_gpu and self.gpus_per_worker == 0:
             object.__setattr__(self, "gpus_per_worker", 1.0)
@@ -80,10 +93,6 @@ def _at_least(name: str, value: float, minimum: float) -> None:
         raise ConfigError(f"{name}: must be >= {minimum}, got {value!r}")
 
 
-def training_fields(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The entries of ``values`` that are TrainSettings fields.
-
-    A job's ``spec.training`` also holds placement and scheduling (node
-    selectors, cron, retrain triggers): the cluster's business, not the loop's.
-    """
-    return {k: v for k, v in values.items() if k in TrainSettings.__dataclass_fields__}
+#: The fields a job's ``spec.training`` sets; the others are the loop's own.
+JOB_FIELDS = tuple(f.name for f in fields(TrainSettings)
+                   if f.name in TrainingSpec.model_fields)

@@ -32,6 +32,8 @@ from ray.tune.search.sample import Categorical, Domain, Float, Integer
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.models import EncodedData, TrainingError, resolve_hparams
 from kuberec.components.models.registry import model_type as lookup_model_type
+from kuberec.components.models.search_space import WEIGHT_DECAY, LogUniform, Uniform
+from kuberec.components.models.search_space import Domain as SearchDomain
 from kuberec.components.train.loop import EarlyStopping, monitored, set_up_training, timed_epoch
 from kuberec.components.train.settings import TrainSettings
 from kuberec.components.train.trainer import ensure_ray
@@ -63,57 +65,23 @@ class TuneOutcome:
 def search_space(model_type: str) -> dict[str, Any]:
     """The default search space of a trainable model type: only keys it accepts.
 
-    Ranges sit around the registry's defaults, wide enough to matter on small and
-    large data; every value they can produce passes ``resolve_hparams``.
+    Each model declares its space beside it (``ModelType.search_space``: ranges around its
+    defaults, wide enough to matter on small and large data; every value they can produce
+    passes ``resolve_hparams``); a trained type without one tunes the optimiser only.
     """
     spec = lookup_model_type(model_type)
     if not spec.trainable:
         raise ConfigError(f"model type {model_type!r} is not trained; it has nothing to tune")
-    weight_decay = tune.loguniform(1e-6, 1e-3)
-    spaces: dict[str, dict[str, Any]] = {
-        "mf": {
-            "lr": tune.loguniform(1e-3, 5e-2),
-            "dim": tune.choice([16, 32, 64, 128]),
-            "reg": tune.loguniform(1e-4, 1e-1),
-        },
-        "ncf": {
-            "lr": tune.loguniform(5e-4, 1e-2),
-            "dim": tune.choice([16, 32, 64]),
-            "dropout": tune.uniform(0.0, 0.5),
-            "weight_decay": weight_decay,
-        },
-        "two_tower": {
-            "lr": tune.loguniform(3e-4, 1e-2),
-            "dim": tune.choice([32, 64, 128]),
-            "temperature": tune.loguniform(0.03, 0.3),
-            "dropout": tune.uniform(0.0, 0.3),
-            "weight_decay": weight_decay,
-        },
-        "sasrec": {  # every dim is a multiple of the default n_heads (2)
-            "lr": tune.loguniform(3e-4, 1e-2),
-            "dim": tune.choice([32, 64, 128]),
-            "n_layers": tune.choice([1, 2]),
-            "dropout": tune.uniform(0.1, 0.5),
-            "weight_decay": weight_decay,
-        },
-        "gru4rec": {
-            "lr": tune.loguniform(5e-4, 1e-2),
-            "dim": tune.choice([32, 64, 128]),
-            "n_layers": tune.choice([1, 2]),
-            "dropout": tune.uniform(0.0, 0.4),
-            "weight_decay": weight_decay,
-        },
-        "dcn": {
-            "lr": tune.loguniform(5e-4, 1e-2),
-            "embed_dim": tune.choice([8, 16, 32]),
-            "cross_layers": tune.choice([1, 2, 3]),
-            "dropout": tune.uniform(0.0, 0.3),
-            "weight_decay": weight_decay,
-        },
-    }
-    if model_type not in spaces:  # a new trained type: tune the optimiser only
-        return {"lr": tune.loguniform(1e-4, 1e-2), "weight_decay": weight_decay}
-    return spaces[model_type]
+    space = spec.search_space or {"lr": LogUniform(1e-4, 1e-2), "weight_decay": WEIGHT_DECAY}
+    return {key: _ray_domain(domain) for key, domain in space.items()}
+
+
+def _ray_domain(domain: SearchDomain) -> Domain:
+    if isinstance(domain, LogUniform):
+        return tune.loguniform(domain.low, domain.high)
+    if isinstance(domain, Uniform):
+        return tune.uniform(domain.low, domain.high)
+    return tune.choice(list(domain.values))
 
 
 def tune_hparams(

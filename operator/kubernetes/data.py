@@ -22,9 +22,9 @@ import threading
 import time
 from typing import Any
 
+from kuberec.api.spec import RecommenderJob
+from kuberec.api.status import JobStatus
 from kuberec.operator.observations import DataObservation
-from kuberec.operator.spec import RecommenderJob
-from kuberec.operator.status import JobStatus
 
 TRAINED_DATA_ANNOTATION = "kuberec.io/trained-data"
 _STAMP_KEYS = ("size", "mtime", "ETag", "etag", "LastModified", "last_modified", "md5Hash",

@@ -18,9 +18,9 @@ from typing import Any
 
 import fsspec
 
+from kuberec.api.spec import RecommenderJob
 from kuberec.errors import KuberecError
 from kuberec.operator.observations import RunObservation
-from kuberec.operator.spec import RecommenderJob
 from kuberec.pipelines.compile import compile_pipeline
 from kuberec.pipelines.context import RunContext, job_json, run_result_uri
 

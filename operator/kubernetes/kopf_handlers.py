@@ -36,6 +36,8 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from kuberec.api.spec import GROUP, VERSION, RecommenderJob
+from kuberec.api.status import IN_FLIGHT, Condition, JobStatus
 from kuberec.errors import KuberecError
 from kuberec.operator.actions import Action, LaunchRun
 from kuberec.operator.conditions import condition, with_condition, with_phase
@@ -51,8 +53,6 @@ from kuberec.operator.kubernetes.prometheus import PrometheusUnavailable
 from kuberec.operator.kubernetes.settings import ClusterSettings
 from kuberec.operator.kubernetes.status_writer import StatusWriter
 from kuberec.operator.reconcile_pass import AVAILABLE, at_rest, run_pass
-from kuberec.operator.spec import GROUP, VERSION, RecommenderJob
-from kuberec.operator.status import IN_FLIGHT, Condition, JobStatus
 
 FINALIZER = "kuberec.io/finalizer"
 WARNING_PHASES = ("Failed", "Rejected")
@@ -213,7 +213,7 @@ class Operator:
 
     def _invalid(self, body: kopf.Body, exc: ValidationError) -> None:
         """A spec the CRD schema let through but the typed model refuses: Failed, with why."""
-        from kuberec.operator.spec import describe_errors
+        from kuberec.api.spec import describe_errors
 
         message = describe_errors(exc)
         log.error("%s/%s: invalid spec: %s", body.metadata.namespace, body.metadata.name,
@@ -325,7 +325,7 @@ def _job(body: kopf.Body, *, validate: bool = True) -> RecommenderJob:
 
 def _meta(body: Any) -> Any:
     """The metadata fields the platform reads, from a body the typed model may refuse."""
-    from kuberec.operator.spec import Metadata
+    from kuberec.api.spec import Metadata
 
     meta = body["metadata"]
     return Metadata.model_construct(

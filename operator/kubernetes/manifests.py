@@ -24,10 +24,10 @@ import math
 import re
 from typing import Any, Literal
 
+from kuberec.api.spec import API_VERSION, RecommenderJob
+from kuberec.api.status import ModelRecord
 from kuberec.operator.crd import KIND
 from kuberec.operator.kubernetes.settings import ClusterSettings
-from kuberec.operator.spec import API_VERSION, RecommenderJob
-from kuberec.operator.status import ModelRecord
 from kuberec.serving.feedback_settings import feedback_env
 
 Track = Literal["stable", "canary"]

@@ -22,6 +22,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kuberec.api.spec import GROUP, VERSION, RecommenderJob
+from kuberec.api.status import JobStatus, ModelRecord
 from kuberec.errors import KuberecError
 from kuberec.operator.actions import (
     Action,
@@ -42,8 +44,6 @@ from kuberec.operator.kubernetes.prometheus import Prometheus
 from kuberec.operator.kubernetes.ray_cluster import ray_address, ray_cluster_manifest
 from kuberec.operator.kubernetes.settings import ClusterSettings
 from kuberec.operator.observations import Observations, RunObservation, ServingObservation
-from kuberec.operator.spec import GROUP, VERSION, RecommenderJob
-from kuberec.operator.status import JobStatus, ModelRecord
 from kuberec.pipelines.context import RunContext
 from kuberec.pipelines.pipeline import IMAGE
 

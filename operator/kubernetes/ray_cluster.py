@@ -19,7 +19,7 @@ from typing import Any
 
 import ray
 
-from kuberec.operator.spec import RecommenderJob, TrainingSpec
+from kuberec.api.spec import RecommenderJob, TrainingSpec
 
 CLIENT_PORT = 10001
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from kuberec.api.spec import GROUP, VERSION, RecommenderJob
+from kuberec.api.status import JobStatus
 from kuberec.operator.crd import PLURAL
 from kuberec.operator.kubernetes.platform import KubernetesUnavailable, _translate
-from kuberec.operator.spec import GROUP, VERSION, RecommenderJob
-from kuberec.operator.status import JobStatus
 
 RETRIABLE = (409, 429, 500, 502, 503, 504)
 

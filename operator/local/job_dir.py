@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from kuberec.api.spec import RecommenderJob
 from kuberec.errors import ConfigError
 from kuberec.operator.local.store import stored_job
-from kuberec.operator.spec import RecommenderJob
 
 LOCK_FILE = ".lock"
 _WAIT_POLL_S = 0.5

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kuberec.api.spec import RecommenderJob
+from kuberec.api.status import JobStatus
 from kuberec.errors import KuberecError
 from kuberec.operator.local.job_dir import claim
 from kuberec.operator.local.store import load_status, save_status, with_generation
 from kuberec.operator.reconcile_pass import Platform, ReconcilePass, run_pass, settled
-from kuberec.operator.spec import RecommenderJob
-from kuberec.operator.status import JobStatus
 
 
 class LoopTimeout(KuberecError):

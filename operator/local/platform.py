@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kuberec.api.spec import RecommenderJob
+from kuberec.api.status import JobStatus
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.datasets.feedback import fingerprint, sink_uri, with_feedback
 from kuberec.components.datasets.sources import load_source
@@ -47,8 +49,6 @@ from kuberec.operator.observations import (
     RunObservation,
     ServingObservation,
 )
-from kuberec.operator.spec import RecommenderJob
-from kuberec.operator.status import JobStatus
 from kuberec.pipelines.context import RunContext, job_json, local_path, run_result_uri
 from kuberec.serving.canary.metrics import Counters
 from kuberec.serving.processes import pid_exists

@@ -19,10 +19,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kuberec.api.spec import RecommenderJob, describe_errors, spec_hash
+from kuberec.api.status import JobStatus
 from kuberec.components.datasets.atomic import atomic_path
 from kuberec.errors import ConfigError
-from kuberec.operator.spec import RecommenderJob, describe_errors, spec_hash
-from kuberec.operator.status import JobStatus
 
 STATUS_FILE = "status.json"
 BACKUP_FILE = STATUS_FILE + ".bak"

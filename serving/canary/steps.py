@@ -27,7 +27,7 @@ from kuberec.serving.canary.analysis import (
 
 #: What one interval's decision does to the canary.
 StepAction = Literal["advance", "promote", "hold", "extend", "rollback"]
-#: Where a rollout stands (the job's phase is :data:`kuberec.operator.status.Phase`).
+#: Where a rollout stands (the job's phase is :data:`kuberec.api.status.Phase`).
 RolloutPhase = Literal["Progressing", "Promoted", "RolledBack"]
 
 

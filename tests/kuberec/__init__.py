@@ -1,1 +1,1 @@
-"""Specifications of the kuberec command (kuberec/cli*.py) as users run it."""
+"""Specifications of the kuberec command (kuberec/cli/) as users run it."""

@@ -217,9 +217,9 @@ def test_a_corrupt_status_file_is_reported_in_one_line(
 def test_a_run_into_another_jobs_directory_is_refused_with_its_name(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from kuberec.api.spec import load_job
+    from kuberec.api.status import JobStatus
     from kuberec.operator.local.store import save_status
-    from kuberec.operator.spec import load_job
-    from kuberec.operator.status import JobStatus
 
     other = load_job(EXAMPLE)
     race = tmp_path / "race.yaml"
@@ -240,8 +240,8 @@ def test_a_second_run_on_a_held_directory_exits_2_naming_the_holder(
 ) -> None:
     import os
 
+    from kuberec.api.spec import load_job
     from kuberec.operator.local.job_dir import claim
-    from kuberec.operator.spec import load_job
 
     with claim(tmp_path, load_job(EXAMPLE)):
         code, err = _main(capsys, "run", str(EXAMPLE), "--workdir", str(tmp_path), "--no-serve")
@@ -253,10 +253,10 @@ def test_a_second_run_on_a_held_directory_exits_2_naming_the_holder(
 
 
 def test_a_damaged_status_can_be_restored_from_the_previous_good_copy(tmp_path: Path) -> None:
+    from kuberec.api.spec import load_job
+    from kuberec.api.status import JobStatus
     from kuberec.errors import ConfigError
     from kuberec.operator.local.store import load_status, save_status
-    from kuberec.operator.spec import load_job
-    from kuberec.operator.status import JobStatus
 
     job = load_job(EXAMPLE)
     save_status(tmp_path, job, JobStatus(phase="Training"))
@@ -271,8 +271,8 @@ def test_a_damaged_status_can_be_restored_from_the_previous_good_copy(tmp_path: 
 def test_wait_queues_behind_the_holder_of_the_directory(tmp_path: Path) -> None:
     import threading
 
+    from kuberec.api.spec import load_job
     from kuberec.operator.local.job_dir import claim
-    from kuberec.operator.spec import load_job
 
     job = load_job(EXAMPLE)
     held, release = threading.Event(), threading.Event()

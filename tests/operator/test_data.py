@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from kuberec.api.spec import RecommenderJob
+from kuberec.api.status import JobStatus, Lineage, ModelRecord
 from kuberec.operator.kubernetes.data import DataWatcher
 from kuberec.operator.observations import DataObservation, Observations
 from kuberec.operator.reconcile import training_trigger
-from kuberec.operator.spec import RecommenderJob
-from kuberec.operator.status import JobStatus, Lineage, ModelRecord
 from tests.support.jobs import recommender_job
 
 
@@ -22,7 +22,7 @@ def job(uri: str, min_new: int | None = None) -> RecommenderJob:
 
 
 def trained(j: RecommenderJob, interactions: int) -> JobStatus:
-    from kuberec.operator.spec import spec_hash
+    from kuberec.api.spec import spec_hash
 
     lineage = Lineage(spec_hash=spec_hash(j.spec), dataset_digest="sha-of-content",
                       interactions=interactions, pipeline_run="r", code_version="0",

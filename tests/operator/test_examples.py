@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kuberec.operator.spec import RecommenderJob, load_job
+from kuberec.api.spec import RecommenderJob, load_job
 from tests.support.paths import ROOT
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

@@ -11,14 +11,14 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
+from kuberec.api.spec import RecommenderJob, load_job
+from kuberec.api.status import JobStatus
 from kuberec.components.datasets.feedback import read_sink
 from kuberec.components.evaluation import split
 from kuberec.operator.local.loop import run_until_settled
 from kuberec.operator.local.platform import LocalPlatform
 from kuberec.operator.local.store import load_status
 from kuberec.operator.reconcile_pass import ReconcilePass
-from kuberec.operator.spec import RecommenderJob, load_job
-from kuberec.operator.status import JobStatus
 from kuberec.serving.canary.replay import replay
 from kuberec.serving.online_features import OnlineHistory
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from kuberec.api.spec import load_job
 from kuberec.errors import ConfigError
-from kuberec.operator.spec import load_job
 from tests.support.jobs import job_yaml
 from tests.support.paths import ROOT
 
@@ -108,17 +108,17 @@ def test_camel_case_fields_map_to_the_python_names(tmp_path: Path) -> None:
 
 
 def test_the_averaging_period_reaches_the_training_settings(tmp_path: Path) -> None:
-    from kuberec.components.train.settings import TrainSettings, training_fields
+    from kuberec.components.train.settings import TrainSettings
 
     path = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
                           "  training: {workers: 2, averagingPeriod: 8}\n")  # fmt: skip
     training = load_job(path).spec.training
-    assert TrainSettings(**training_fields(training.model_dump())).averaging_period == 8
+    assert TrainSettings.from_spec(training).averaging_period == 8
 
 
 def test_spelling_out_a_default_does_not_change_the_spec_hash(tmp_path: Path) -> None:
     """A release that adds a field with a default must not retrain every job."""
-    from kuberec.operator.spec import spec_hash
+    from kuberec.api.spec import spec_hash
 
     bare = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n")
     first = spec_hash(load_job(bare).spec)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from kuberec.api.spec import load_job
 from kuberec.operator.kubernetes.kfp_client import KfpRuns, KfpUnavailable, experiment_name
-from kuberec.operator.spec import load_job
 from kuberec.pipelines.context import RunContext, run_result_uri
 from tests.support.kfp_standin import KfpStandIn
 from tests.support.paths import ROOT

@@ -8,10 +8,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from kuberec.api.spec import RecommenderJob
+from kuberec.api.status import Lineage, ModelRecord
 from kuberec.operator.kubernetes import manifests
 from kuberec.operator.kubernetes.settings import ClusterSettings
-from kuberec.operator.spec import RecommenderJob
-from kuberec.operator.status import Lineage, ModelRecord
 from tests.support.jobs import recommender_job
 
 KUBE_VERSION = "1.30"

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from kuberec.api.spec import RecommenderJob
+from kuberec.api.status import JobStatus, Lineage, ModelRecord
 from kuberec.operator.actions import DeployStable, Promote, Rollback, SetWeight, StartCanary
 from kuberec.operator.kubernetes.platform import KubernetesPlatform, KubernetesUnavailable
 from kuberec.operator.kubernetes.settings import ClusterSettings
-from kuberec.operator.spec import RecommenderJob
-from kuberec.operator.status import JobStatus, Lineage, ModelRecord
 from tests.k8s_emulator import KubeEmulator
 from tests.k8s_emulator.fixtures import (  # noqa: F401
     k8s_client,

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from kuberec.api.spec import RecommenderJob
 from kuberec.errors import KuberecError
 from kuberec.operator.actions import LaunchRun
 from kuberec.operator.kubernetes.platform import KubernetesPlatform
 from kuberec.operator.kubernetes.settings import ClusterSettings
-from kuberec.operator.spec import RecommenderJob
 from tests.k8s_emulator import KubeEmulator
 from tests.k8s_emulator.fixtures import (  # noqa: F401
     k8s_client,

@@ -6,8 +6,8 @@ from typing import Any
 
 import kubernetes_validate
 
+from kuberec.api.spec import RecommenderJob
 from kuberec.operator.kubernetes.ray_cluster import pod_templates, ray_address, ray_cluster_manifest
-from kuberec.operator.spec import RecommenderJob
 from tests.support.jobs import recommender_job
 
 

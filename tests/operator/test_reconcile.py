@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kuberec.api.spec import RecommenderJob, spec_hash
+from kuberec.api.status import JobStatus
 from kuberec.operator.actions import (
     DeployStable,
     LaunchRun,
@@ -20,8 +22,6 @@ from kuberec.operator.observations import (
     ServingObservation,
 )
 from kuberec.operator.reconcile import reconcile
-from kuberec.operator.spec import RecommenderJob, spec_hash
-from kuberec.operator.status import JobStatus
 from kuberec.serving.canary.analysis import VersionMetrics
 from tests.support.jobs import recommender_job
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kuberec.api.spec import RecommenderJob
+from kuberec.api.status import JobStatus
 from kuberec.operator.actions import Action, LaunchRun
 from kuberec.operator.conditions import condition, with_condition
 from kuberec.operator.local.loop import LocalStatusStore
 from kuberec.operator.local.store import load_status
 from kuberec.operator.observations import DataObservation, Observations
 from kuberec.operator.reconcile_pass import AVAILABLE, run_pass, settled
-from kuberec.operator.spec import RecommenderJob
-from kuberec.operator.status import JobStatus
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 

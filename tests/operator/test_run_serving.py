@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from kuberec.api.spec import RecommenderJob, load_job
+from kuberec.api.status import JobStatus
 from kuberec.operator.local.loop import run_until_settled
 from kuberec.operator.local.platform import LocalPlatform
-from kuberec.operator.spec import RecommenderJob, load_job
-from kuberec.operator.status import JobStatus
 from tests.support.jobs import job_document, write_job
 
 SPEC = {

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from kuberec.api.spec import load_job
 from kuberec.cli import main
-from kuberec.operator.spec import load_job
 from kuberec.pipelines.compile import compile_pipeline
 from tests.support.paths import ROOT
 

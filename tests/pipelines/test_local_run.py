@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from kuberec.api.spec import RecommenderJob, load_job
+from kuberec.api.status import JobStatus
 from kuberec.cli import main
 from kuberec.operator.local.loop import run_until_settled
 from kuberec.operator.local.platform import LocalPlatform
 from kuberec.operator.local.store import load_status
-from kuberec.operator.spec import RecommenderJob, load_job
-from kuberec.operator.status import JobStatus
 from tests.support.jobs import job_document, write_job
 
 SPEC = {
@@ -121,7 +121,7 @@ def test_kuberec_run_prints_the_failed_step_and_exits_2(
 def test_the_summary_names_the_report_of_the_run_it_shows(first: JobStatus, workdir: Path) -> None:
     from rich.console import Console
 
-    from kuberec.run_summary import summary_table
+    from kuberec.cli.run_summary import summary_table
 
     console = Console(width=400, record=True)
     console.print(summary_table("tiny", first, workdir))

@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from kuberec.api.spec import RankingSpec
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.datasets.generic import load_files
 from kuberec.components.features.embeddings import embed_items
 from kuberec.components.train.run import train_run
 from kuberec.components.train.settings import TrainSettings
-from kuberec.operator.spec import RankingSpec
 from kuberec.serving.cold_items import ITEMS_ENV, similar_refusal
 from kuberec.serving.engine import Engine, Query
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from kuberec.api.spec import RankingSpec
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.train.run import train_run
 from kuberec.components.train.settings import TrainSettings
-from kuberec.operator.spec import RankingSpec
 from kuberec.serving.engine import Engine, Query, RequestError
 
 

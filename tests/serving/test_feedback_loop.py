@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from kuberec.api.spec import FeedbackSpec
 from kuberec.components.datasets.feedback import read_sink
 from kuberec.errors import ConfigError
-from kuberec.operator.spec import FeedbackSpec
 from kuberec.serving.feedback_loop import FeedbackLoop, Rejected
 from kuberec.serving.feedback_settings import QUEUE_ENV, SINK_ENV, feedback_env
 from kuberec.serving.feedback_sink import Event, ParquetSink

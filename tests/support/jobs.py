@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from kuberec.operator.spec import RecommenderJob
+from kuberec.api.spec import RecommenderJob
 
 API_VERSION = "kuberec.io/v1alpha1"
 KIND = "RecommenderJob"

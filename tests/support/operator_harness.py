@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from kuberec.operator.spec import RecommenderJob, spec_hash
+from kuberec.api.spec import RecommenderJob, spec_hash
 from kuberec.pipelines.context import local_path, run_result_uri
 from tests.k8s_emulator import KubeEmulator
 from tests.support.jobs import JOBS, job_document

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
+from kuberec.api.spec import RecommenderJob, load_job
+from kuberec.api.status import JobStatus
 from kuberec.components.datasets.feedback import with_feedback
 from kuberec.components.datasets.sources import load_source
 from kuberec.errors import ConfigError
 from kuberec.operator.local.platform import LocalPlatform
 from kuberec.operator.reconcile import training_trigger
-from kuberec.operator.spec import RecommenderJob, load_job
-from kuberec.operator.status import JobStatus
 from kuberec.serving.feedback_sink import Event, ParquetSink
 
 SYNTHETIC = {"users": 30, "items": 40, "interactions": 600, "seed": 3}
@@ -109,7 +109,7 @@ def test_the_job_retrains_once_its_own_traffic_reaches_min_new_interactions(
 
 
 def _spec_hash(job: RecommenderJob) -> str:
-    from kuberec.operator.spec import spec_hash
+    from kuberec.api.spec import spec_hash
 
     return spec_hash(job.spec)
 

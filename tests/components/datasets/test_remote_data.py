@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from kuberec.api.spec import DataSpec, FileSpec
 from kuberec.components.datasets.sources import load_source
 from kuberec.errors import DataError
-from kuberec.operator.spec import DataSpec, FileSpec
 
 CSV = "customer,sku,rating\n1,10,5\n1,11,3\n2,10,4\n"
 

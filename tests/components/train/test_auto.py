@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kuberec.api.spec import ModelSpec
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.datasets.synthetic import SyntheticSpec, generate
 from kuberec.components.train import auto as auto_module
@@ -15,7 +16,6 @@ from kuberec.components.train.auto import AutoSpec, select
 from kuberec.components.train.run import train_run
 from kuberec.components.train.settings import TrainSettings
 from kuberec.errors import ConfigError
-from kuberec.operator.spec import ModelSpec
 from tests.support.cli import kuberec
 
 SETTINGS = TrainSettings(backend="local", seed=3)

@@ -1,4 +1,4 @@
-"""CLI commands of the operator side (``crd``, ``operator run``), registered by ``kuberec.cli``."""
+"""The cluster side of the CLI (``crd``, ``operator run``), a group of kuberec/cli/main.py."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from kuberec.operator.camel import CamelModel
+from kuberec.api.camel import CamelModel
 
 Phase = Literal[
     "Pending", "Training", "Evaluating", "Rejected", "RollingOut", "Serving", "Failed",

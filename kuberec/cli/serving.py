@@ -1,4 +1,4 @@
-"""CLI commands of the serving side (``serve``, ``replay``), registered by ``kuberec.cli``."""
+"""The serving side of the CLI (``serve``, ``replay``): one of the groups of kuberec/cli/main.py."""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@
 This is the contract: the CLI validates job files with it, the CRD's OpenAPI
 schema is generated from it (``operator/crd.py``), and the pipeline takes its
 parameters from it. Field names are snake_case in Python and camelCase in YAML.
+The model types are checked through :mod:`kuberec.api.model_types` (they live
+above the contract, beside the models).
 """
 
 from __future__ import annotations
@@ -23,14 +25,18 @@ from pydantic import (
     model_validator,
 )
 
-from kuberec.components.train.settings import (
+from kuberec.api import model_types
+from kuberec.api.camel import CamelModel
+from kuberec.api.names import (
     AUTO_BUDGET_SECONDS,
     AUTO_CANDIDATES,
     AUTO_MEMORY_GIB,
+    AUTO_MODEL,
+    METRICS,
+    Metric,
 )
+from kuberec.api.status import JobStatus
 from kuberec.errors import ConfigError
-from kuberec.operator.camel import CamelModel
-from kuberec.operator.status import JobStatus
 
 GROUP = "kuberec.io"
 VERSION = "v1alpha1"
@@ -124,18 +130,8 @@ class TuningSpec(CamelModel):
     trials: int = Field(0, ge=0, le=200)
 
 
-AUTO_MODEL = "auto"
-
-
-def model_type_names() -> list[str]:
-    """The values ``model.type`` accepts: ``auto`` and the registry's types (the CRD's enum)."""
-    from kuberec.components.models.registry import MODEL_TYPES
-
-    return [AUTO_MODEL, *sorted(MODEL_TYPES)]
-
-
 def _model_type_enum(schema: dict[str, Any]) -> None:
-    schema["enum"] = model_type_names()  # called only when the schema is generated (the CRD)
+    schema["enum"] = model_types.catalogue().names()  # called only when the CRD is generated
 
 
 class AutoModelSpec(CamelModel):
@@ -166,17 +162,12 @@ class ModelSpec(CamelModel):
         The registry (and torch with it) is imported only when there is something to check:
         a named type, hyperparameters, or candidates other than the default ones.
         """
+        auto = self.auto.settings()
+        if self.type == AUTO_MODEL and not self.hyperparameters \
+                and auto["candidates"] == AUTO_CANDIDATES:
+            return self
         try:
-            if self.type == AUTO_MODEL:
-                if self.hyperparameters or tuple(self.auto.candidates) != AUTO_CANDIDATES:
-                    from kuberec.components.train.auto import AutoSpec, require_no_hparams
-
-                    require_no_hparams(self.hyperparameters)
-                    AutoSpec(**self.auto.settings())
-                return self
-            from kuberec.components.models.registry import resolve_hparams
-
-            resolve_hparams(self.type, self.hyperparameters)
+            model_types.catalogue().check(self.type, self.hyperparameters, auto)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return self
@@ -202,6 +193,9 @@ DURATION = r"^[0-9]+(ms|s|m|h)$"
 
 class TrainingSpec(CamelModel):
     """Ray placement, schedule and stopping; mirrors ``components.train.TrainSettings``."""
+
+    # The docstring is the CRD's description (kept as generated). TrainSettings takes its
+    # defaults from these fields, and TrainSettings.from_spec builds the loop's part.
 
     model_config = _cel(
         ("self.backend != 'local' || self.workers == 1",
@@ -265,22 +259,18 @@ class GatesSpec(CamelModel):
         return self
 
 
-METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "mrr")
-
-
 class EvaluationSpec(CamelModel):
     """The holdout both champion and challenger are scored on, and the gate."""
 
     protocol: Literal["temporal", "stratified", "random-811", "leave-one-out"] = "temporal"
     k: int = Field(10, ge=1, le=1000)
-    metric: Literal["ndcg", "precision", "recall", "map", "hit_rate", "mrr"] = "ndcg"
+    metric: Metric = "ndcg"
     seed: int = 42
     gates: GatesSpec = Field(default_factory=GatesSpec)
 
     model_config = _cel(
         ("!has(self.gates) || !has(self.gates.minMetrics) || "
-         "self.gates.minMetrics.all(m, m.matches('^(ndcg|precision|recall|map|hit_rate|mrr)"
-         "(@[0-9]+)?$'))",
+         f"self.gates.minMetrics.all(m, m.matches('^({'|'.join(METRICS)})(@[0-9]+)?$'))",
          "gates.minMetrics keys are metrics like ndcg@10"),
     )  # fmt: skip
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from rich.table import Table
 
+from kuberec.api.spec import RecommenderJob
+from kuberec.api.status import JobStatus
 from kuberec.operator.reconcile_pass import ReconcilePass
-from kuberec.operator.spec import RecommenderJob
-from kuberec.operator.status import JobStatus
 
 
 def describe_pass(job: RecommenderJob, result: ReconcilePass) -> str:

@@ -1,0 +1,1 @@
+"""Specifications of the job contract (kuberec/api/): its place below every layer, its names."""
