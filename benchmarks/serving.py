@@ -186,11 +186,27 @@ def start_helper(flag: str, port: int, *args: str) -> subprocess.Popen[bytes]:
         os.close(handle)
 
 
-SERVERS = ("bentoml", "fastapi", "floor")
+SERVERS = ("bentoml", "noop-bentoml", "fastapi", "floor")
 
 
-def measure(name: str, run_dir: Path, users: list[Any], seconds: float) -> list[dict[str, Any]]:
-    """All three servers up at once; each concurrency is measured on each in turn.
+def start_noop(port: int) -> subprocess.Popen[bytes]:
+    """``benchmarks/serving_noop.py``'s no-op BentoML service (its own session)."""
+    handle, _log = tempfile.mkstemp(prefix="kuberec-bench-noop-", suffix=".log")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", "serving_noop:NoopRecommender",
+             "--working-dir", str(Path(__file__).parent), "--port", str(port),
+             "--host", "127.0.0.1"],
+            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+    finally:
+        os.close(handle)
+
+
+def measure(name: str, run_dir: Path, users: list[Any], seconds: float,
+            concurrencies: tuple[int, ...] = CONCURRENCY) -> list[dict[str, Any]]:
+    """All four servers up at once; each concurrency is measured on each in turn.
 
     Interleaving keeps the columns of a row close in time, so load from other
     processes on a shared machine falls on all alike; the load average is
@@ -206,11 +222,12 @@ def measure(name: str, run_dir: Path, users: list[Any], seconds: float) -> list[
         for server in SERVERS:
             port = free_port()
             process = (start_server(run_dir, port) if server == "bentoml"
+                       else start_noop(port) if server == "noop-bentoml"
                        else start_helper("--baseline-server", port, str(run_dir))
                        if server == "fastapi" else start_helper("--floor-server", port))
             servers[server] = (process, f"http://127.0.0.1:{port}")
             wait_ready(servers[server][1], timeout=600, process=process)
-        for concurrency in CONCURRENCY:
+        for concurrency in concurrencies:
             for server, (process, url) in servers.items():
                 pids = process_tree(process.pid)
                 before = _cpu_seconds(pids)
@@ -267,24 +284,32 @@ def ann_versus_exact(run_dir: Path, n_queries: int = 500) -> dict[str, float]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """One line per catalogue and concurrency: each server's p50, p99, req/s; share of the floor."""
-    cells = " | ".join(f"{server + ' p50':>12} {'p99':>7} {'req/s':>7}" for server in SERVERS)
-    head = (f"{'catalogue':<13} {'conc':>4} | {cells} | {'bento/floor':>11} "
-            f"{'fastapi/floor':>13} | {'bento p99/p50':>13} {'load':>5}")
+    """One line per catalogue and concurrency: each server's p50, p99, req/s; shares of the floor.
+
+    Then each server's CPU per request (ms) and the service's p99/p50, with the load average.
+    """
+    cells = " | ".join(f"{server + ' p50':>16} {'p99':>7} {'req/s':>7}" for server in SERVERS)
+    shares = " ".join(f"{server + '/floor':>13}" for server in SERVERS[:-1])
+    cpu = " ".join(f"{server[:5]:>6}" for server in SERVERS)
+    head = (f"{'catalogue':<13} {'conc':>4} | {cells} | {shares} | CPU ms/req {cpu} | "
+            f"{'bento p99/p50':>13} {'load':>5}")
     lines = [head, "-" * len(head)]
     keyed = {(r["catalogue"], r["server"], r["concurrency"]): r for r in rows}
     for catalogue in dict.fromkeys(r["catalogue"] for r in rows):
-        for c in CONCURRENCY:
+        for c in sorted({r["concurrency"] for r in rows if r["catalogue"] == catalogue}):
             found = [keyed.get((catalogue, server, c)) for server in SERVERS]
             if any(r is None for r in found):
                 continue
-            bento, fastapi, floor = found
-            assert bento is not None and fastapi is not None and floor is not None
-            cells = " | ".join(f"{r['p50_ms']:>10.1f}ms {r['p99_ms']:>5.1f}ms {r['rps']:>7.0f}"
-                               for r in (bento, fastapi, floor))
+            cells = " | ".join(f"{r['p50_ms']:>14.1f}ms {r['p99_ms']:>5.1f}ms {r['rps']:>7.0f}"
+                               for r in found if r is not None)
+            floor = found[-1]
+            bento = found[0]
+            assert floor is not None and bento is not None
+            shares = " ".join(f"{r['rps'] / floor['rps']:>13.0%}" for r in found[:-1]
+                              if r is not None)
+            cpu = " ".join(f"{r['cpu_ms_per_request']:>6.2f}" for r in found if r is not None)
             lines.append(
-                f"{catalogue:<13} {c:>4} | {cells} | {bento['rps'] / floor['rps']:>10.0%} "
-                f"{fastapi['rps'] / floor['rps']:>13.0%} | "
+                f"{catalogue:<13} {c:>4} | {cells} | {shares} | {'':>10} {cpu} | "
                 f"{bento['p99_ms'] / bento['p50_ms']:>12.1f}x {bento['load_1m']:>5.2f}")
     return "\n".join(lines)
 
@@ -293,6 +318,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="load per cell")
     parser.add_argument("--skip-1m", action="store_true", help="only ml-100k")
+    parser.add_argument("--skip-100k", action="store_true", help="only the 1M catalogue")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY),
+                        help="concurrent clients per cell on ml-100k")
+    parser.add_argument("--concurrency-1m", type=int, nargs="+", default=[32],
+                        help="concurrent clients per cell on the 1M catalogue")
     parser.add_argument("--workdir", type=Path,
                         help="keep the trained runs here and reuse them next time")
     parser.add_argument("--baseline-server", help=argparse.SUPPRESS)
@@ -313,15 +343,18 @@ def main() -> int:
     from kuberec.components.models import load_model
 
     rows: list[dict[str, Any]] = []
-    catalogues = [("ml-100k", reused(workdir / "ml100k-ease_t", ml100k_run))]
+    catalogues = []
+    if not args.skip_100k:
+        catalogues.append(("ml-100k", reused(workdir / "ml100k-ease_t", ml100k_run),
+                           tuple(args.concurrency)))
     if not args.skip_1m:
         catalogues.append(("synthetic-1M", reused(workdir / "synthetic-1m-mf",
-                                                  synthetic_1m_run)))
+                                                  synthetic_1m_run), tuple(args.concurrency_1m)))
     ann: dict[str, float] | None = None
-    for name, run in catalogues:
+    for name, run, concurrencies in catalogues:
         ids = load_model(run / "model").user_index.ids.tolist()
         users = [int(u) if isinstance(u, int | np.integer) else str(u) for u in ids]
-        rows += measure(name, run, users, args.seconds)
+        rows += measure(name, run, users, args.seconds, concurrencies)
         if name == "synthetic-1M":
             ann = ann_versus_exact(run)
     print()
