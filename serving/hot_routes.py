@@ -22,6 +22,7 @@ the OpenAPI schema.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -66,16 +67,18 @@ class HotRoutes:
     """ASGI middleware: JSON ``POST`` s to ``routes`` answered directly, the rest passed on.
 
     ``routes`` maps each path to its request model; ``service`` names the
-    service in the ``server`` header, as BentoML's answers do.
+    service in the ``server`` header, as BentoML's answers do; an answer that
+    takes longer than ``timeout_s`` is a 504, as BentoML's traffic timeout gives.
     """
 
     #: Put first in BentoML's middleware stack (:func:`.bentoml_fixes.apply`).
     outermost = True
 
     def __init__(self, app: ASGIApp, routes: dict[str, type[BaseModel]],
-                 service: str = "kuberec") -> None:
+                 service: str = "kuberec", timeout_s: float = 60.0) -> None:
         self.app = app
         self.routes = routes
+        self.timeout_s = timeout_s
         self._headers = [(b"content-type", b"application/json"),
                          (b"server", f"BentoML Service/{service}".encode())]
         self._direct = RequestMetrics(BodyLimit(self._respond), tuple(routes))
@@ -103,7 +106,12 @@ class HotRoutes:
             })
         else:
             try:
-                status, encoded = await target.answer(path, request)
+                async with asyncio.timeout(self.timeout_s):
+                    status, encoded = await target.answer(path, request)
+            except TimeoutError:
+                log.warning("POST %s: 504 no answer within %s s", path, self.timeout_s)
+                status, encoded = 504, pydantic_core.to_json(
+                    {"error": f"Not able to process the request in {self.timeout_s} seconds"})
             except Exception:  # as BentoML answers an endpoint's failure
                 log.exception("POST %s: 500", path)
                 status, encoded = 500, _SERVER_ERROR

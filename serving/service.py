@@ -102,8 +102,12 @@ def model_reference() -> str:
     return reference
 
 
+#: Seconds a request may take before it is answered 504 (BentoML's and the hot routes').
+TIMEOUT_S = 60
+
+
 @bentoml.service(
-    name="kuberec", workers=1, traffic={"timeout": 60},
+    name="kuberec", workers=1, traffic={"timeout": TIMEOUT_S},
     logging={"access": {"enabled": _flag(ACCESS_LOG_ENV)}},
     tracing={"excluded_urls": [] if _flag(TRACING_ENV) else list(metrics.ENDPOINTS)},
 )
@@ -272,7 +276,8 @@ class Recommender:
 
 
 Recommender.add_asgi_middleware(  # type: ignore[attr-defined]  # first in the stack: see .hot_routes
-    HotRoutes, routes={"/recommend": RecommendRequest, "/score": ScoreRequest})
+    HotRoutes, routes={"/recommend": RecommendRequest, "/score": ScoreRequest},
+    timeout_s=TIMEOUT_S)
 Recommender.add_asgi_middleware(metrics.RequestMetrics)  # type: ignore[attr-defined]
 Recommender.add_asgi_middleware(BodyLimit)  # type: ignore[attr-defined]  # inside: 413s counted
 bentoml_fixes.apply()

@@ -25,8 +25,8 @@ from kuberec.serving.schemas import RecommendRequest, ScoreRequest
 class Echo:
     """A target answering with the request's fields; ``fail``: raise instead."""
 
-    def __init__(self, ready: bool = True, fail: bool = False) -> None:
-        self.is_ready, self.fail = ready, fail
+    def __init__(self, ready: bool = True, fail: bool = False, delay_s: float = 0.0) -> None:
+        self.is_ready, self.fail, self.delay_s = ready, fail, delay_s
 
     def ready(self) -> bool:
         return self.is_ready
@@ -34,6 +34,7 @@ class Echo:
     async def answer(self, route: str, request: BaseModel) -> tuple[int, bytes]:
         if self.fail:
             raise RuntimeError("the model broke")
+        await asyncio.sleep(self.delay_s)
         return 200, json.dumps({"route": route, **request.model_dump()}).encode()
 
 
@@ -55,7 +56,8 @@ async def _call(target: Echo | None, body: bytes, *, path: str = "/recommend",
         await send({"type": "http.response.start", "status": 299, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    app = HotRoutes(inner, routes={"/recommend": RecommendRequest, "/score": ScoreRequest})
+    app = HotRoutes(inner, routes={"/recommend": RecommendRequest, "/score": ScoreRequest},
+                    timeout_s=0.2)
     headers = [(b"content-type", content_type)] if content_type is not None else []
     chunks = [{"type": "http.request", "body": body[:5], "more_body": True},
               {"type": "http.request", "body": body[5:], "more_body": False}]
@@ -108,6 +110,13 @@ def test_a_failing_service_gets_bentomls_500_body() -> None:
     status, body, _ = _run(Echo(fail=True), b'{"user_id": 1}')
     assert status == 500
     assert body == {"error": "An unexpected error has occurred, please check the server log."}
+
+
+@pytest.mark.usefixtures("bound")
+def test_an_answer_slower_than_the_timeout_gets_bentomls_504() -> None:
+    status, body, _ = _run(Echo(delay_s=5.0), b'{"user_id": 1}')
+    assert status == 504
+    assert body == {"error": "Not able to process the request in 0.2 seconds"}
 
 
 @pytest.mark.usefixtures("bound")
