@@ -7,7 +7,10 @@ in one model call without leaving the process. (BentoML's own batching works
 only for calls that reach a ``batchable`` API over HTTP, which took a second
 service and a hop whose pooled connections reset under bursts,
 bentoml/BentoML#4971, and cost more than batching saved on small catalogues.)
-``KUBEREC_MAX_BATCH_SIZE`` and ``KUBEREC_MAX_LATENCY_MS`` tune it. The model is
+``KUBEREC_MAX_BATCH_SIZE`` and ``KUBEREC_MAX_LATENCY_MS`` tune it. Once the
+model is loaded, JSON ``POST`` s to ``/recommend`` and ``/score`` are answered
+by :mod:`.hot_routes` ahead of BentoML's per-request middlewares (the same
+validation, handler and metrics; BentoML's own path cost ~6x a bare ASGI request). The model is
 the one named by ``$KUBEREC_MODEL`` (a run directory or a BentoML tag;
 :func:`kuberec.serving.server.start_server` resolves artifact URIs before
 launching); ``$KUBEREC_RANKING`` (JSON of the job's ``spec.serving.ranking``)
