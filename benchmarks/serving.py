@@ -1,4 +1,4 @@
-"""Serving benchmark: /recommend through BentoML, plain FastAPI + torch, and the HTTP floor.
+"""Serving benchmark: /recommend through kuberec, no-op BentoML, FastAPI + torch, the HTTP floor.
 
 Two catalogues, measured in the same run:
 
@@ -8,17 +8,20 @@ Two catalogues, measured in the same run:
   cluster; users from the synthetic generator). Its weights are not trained: a
   latency benchmark needs the shapes, not the quality.
 
-For each, three servers take closed-loop load from 1, 8 and 32 concurrent
-clients for a few seconds per cell, one after the other in each row: the
-kuberec BentoML service (one process; in-process adaptive batching;
-explanations; re-ranking; a faiss index at 1M items since that is above
-``KUBEREC_ANN_MIN_ITEMS``), a minimal FastAPI + torch server of the same model
-(one request at a time through ``model.score``, seen items masked,
-``torch.topk``; no batching, no index, no explanations), and the floor:
-uvicorn + starlette answering the same request with an answer of the same
-shape and no model. Each server's requests/s are also given as a share of the
-floor's, with the load average. Then ANN against exact top-10 at 1M items,
-in-process: speed per query and recall@10.
+For each, four servers take closed-loop load from concurrent clients (1, 8
+and 32 on ml-100k, 32 at 1M) for a few seconds per cell, one after the other
+in each row: the kuberec BentoML service (one process; in-process adaptive
+batching; explanations; re-ranking, the job default unless ``--ranking``; a
+faiss index at 1M items since that is above ``KUBEREC_ANN_MIN_ITEMS``); the
+same BentoML service shape with a no-op ``/recommend`` (``serving_noop.py``:
+the ceiling BentoML's own ``@bentoml.api`` path allows); a minimal FastAPI +
+torch server of the same model (one request at a time through
+``model.score``, seen items masked, ``torch.topk``; no batching, no index, no
+explanations); and the floor: uvicorn + starlette answering the same request
+with an answer of the same shape and no model. Each server's requests/s are
+also given as a share of the floor's, with its CPU per request and the load
+average. Then ANN against exact top-10 at 1M items, in-process: speed per
+query and recall@10.
 
 The load generator shares the machine with the servers, so it is kept cheap
 (raw keep-alive HTTP/1.1 on asyncio streams, ~0.05 ms of CPU per request; an
@@ -27,7 +30,7 @@ figures on a shared 2-core machine are noisy; the side-by-side ratios, and the
 servers' CPU per request (also printed), are the point. Run from the
 repository root::
 
-    python benchmarks/serving.py                 # ~5 minutes on 2 cores
+    python benchmarks/serving.py                 # ~6 minutes on 2 cores
     python benchmarks/serving.py --seconds 2 --skip-1m --workdir /tmp/kuberec-bench
 """
 
@@ -205,7 +208,8 @@ def start_noop(port: int) -> subprocess.Popen[bytes]:
 
 
 def measure(name: str, run_dir: Path, users: list[Any], seconds: float,
-            concurrencies: tuple[int, ...] = CONCURRENCY) -> list[dict[str, Any]]:
+            concurrencies: tuple[int, ...] = CONCURRENCY,
+            env: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """All four servers up at once; each concurrency is measured on each in turn.
 
     Interleaving keeps the columns of a row close in time, so load from other
@@ -221,7 +225,7 @@ def measure(name: str, run_dir: Path, users: list[Any], seconds: float,
     try:
         for server in SERVERS:
             port = free_port()
-            process = (start_server(run_dir, port) if server == "bentoml"
+            process = (start_server(run_dir, port, env=env) if server == "bentoml"
                        else start_noop(port) if server == "noop-bentoml"
                        else start_helper("--baseline-server", port, str(run_dir))
                        if server == "fastapi" else start_helper("--floor-server", port))
@@ -323,6 +327,8 @@ def main() -> int:
                         help="concurrent clients per cell on ml-100k")
     parser.add_argument("--concurrency-1m", type=int, nargs="+", default=[32],
                         help="concurrent clients per cell on the 1M catalogue")
+    parser.add_argument("--ranking", help="the service's re-ranking as JSON (like "
+                        "spec.serving.ranking; default: the job default, diversity 0.3)")
     parser.add_argument("--workdir", type=Path,
                         help="keep the trained runs here and reuse them next time")
     parser.add_argument("--baseline-server", help=argparse.SUPPRESS)
@@ -341,6 +347,7 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("BENTOML_HOME", str(workdir / "bentoml"))
     from kuberec.components.models import load_model
+    from kuberec.serving.server import RANKING_ENV
 
     rows: list[dict[str, Any]] = []
     catalogues = []
@@ -354,7 +361,8 @@ def main() -> int:
     for name, run, concurrencies in catalogues:
         ids = load_model(run / "model").user_index.ids.tolist()
         users = [int(u) if isinstance(u, int | np.integer) else str(u) for u in ids]
-        rows += measure(name, run, users, args.seconds, concurrencies)
+        rows += measure(name, run, users, args.seconds, concurrencies,
+                        {RANKING_ENV: args.ranking} if args.ranking else None)
         if name == "synthetic-1M":
             ann = ann_versus_exact(run)
     print()
