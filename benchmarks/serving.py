@@ -234,17 +234,36 @@ def measure(name: str, run_dir: Path, users: list[Any], seconds: float,
         for concurrency in concurrencies:
             for server, (process, url) in servers.items():
                 pids = process_tree(process.pid)
-                before = _cpu_seconds(pids)
+                before, batches = _cpu_seconds(pids), _batches(url, server)
                 result = asyncio.run(closed_loop(url, bodies, concurrency, seconds))
                 cpu_ms = (_cpu_seconds(pids) - before) / max(1, result["requests"]) * 1e3
+                after = _batches(url, server)
+                extra = {"mean_batch": (after[0] - batches[0]) / max(1, after[1] - batches[1])
+                         } if server == "bentoml" else {}
                 rows.append({"catalogue": name, "server": server, "concurrency": concurrency,
-                             **result, "cpu_ms_per_request": cpu_ms,
+                             **result, "cpu_ms_per_request": cpu_ms, **extra,
                              "load_1m": os.getloadavg()[0]})
                 print(json.dumps(rows[-1]), flush=True)
     finally:
         for process, _ in servers.values():
             stop_server(process)
     return rows
+
+
+def _batches(url: str, server: str) -> tuple[float, float]:
+    """The service's ``/recommend`` batches so far: (requests in them, batches), from /metrics."""
+    if server != "bentoml":
+        return 0.0, 0.0
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=30) as response:
+        text = response.read().decode()
+    found = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        for part in found:
+            if line.startswith(f"kuberec_batch_size_{part}{{") and '"/recommend"' in line:
+                found[part] += float(line.rsplit(" ", 1)[1])
+    return found["sum"], found["count"]
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -290,13 +309,14 @@ def ann_versus_exact(run_dir: Path, n_queries: int = 500) -> dict[str, float]:
 def table(rows: list[dict[str, Any]]) -> str:
     """One line per catalogue and concurrency: each server's p50, p99, req/s; shares of the floor.
 
-    Then each server's CPU per request (ms) and the service's p99/p50, with the load average.
+    Then each server's CPU per request (ms), the service's p99/p50 and mean batch size
+    (requests per model call), with the load average.
     """
     cells = " | ".join(f"{server + ' p50':>16} {'p99':>7} {'req/s':>7}" for server in SERVERS)
     shares = " ".join(f"{server + '/floor':>13}" for server in SERVERS[:-1])
     cpu = " ".join(f"{server[:5]:>6}" for server in SERVERS)
     head = (f"{'catalogue':<13} {'conc':>4} | {cells} | {shares} | CPU ms/req {cpu} | "
-            f"{'bento p99/p50':>13} {'load':>5}")
+            f"{'bento p99/p50':>13} {'batch':>5} {'load':>5}")
     lines = [head, "-" * len(head)]
     keyed = {(r["catalogue"], r["server"], r["concurrency"]): r for r in rows}
     for catalogue in dict.fromkeys(r["catalogue"] for r in rows):
@@ -314,7 +334,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             cpu = " ".join(f"{r['cpu_ms_per_request']:>6.2f}" for r in found if r is not None)
             lines.append(
                 f"{catalogue:<13} {c:>4} | {cells} | {shares} | {'':>10} {cpu} | "
-                f"{bento['p99_ms'] / bento['p50_ms']:>12.1f}x {bento['load_1m']:>5.2f}")
+                f"{bento['p99_ms'] / bento['p50_ms']:>12.1f}x {bento.get('mean_batch', 0):>5.1f} "
+                f"{bento['load_1m']:>5.2f}")
     return "\n".join(lines)
 
 
