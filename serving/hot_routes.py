@@ -17,7 +17,8 @@ kuberec's request metrics and the body limit by running through the same
 Everything else goes down BentoML's path unchanged, and so does a hot route
 while the model is still loading (BentoML's 503) or a body that is not JSON
 (BentoML's content negotiation): the ``@bentoml.api`` endpoints stay, and give
-the OpenAPI schema.
+the OpenAPI schema. So does a request from a browser (an ``Origin`` header),
+for BentoML's CORS headers.
 """
 
 from __future__ import annotations
@@ -121,11 +122,18 @@ class HotRoutes:
 
 
 def _is_json(scope: Scope) -> bool:
-    """No content type (BentoML reads JSON then too) or ``application/json``."""
+    """JSON (no content type: BentoML reads JSON then too), and no ``Origin``.
+
+    A request with an ``Origin`` header takes BentoML's path, whose CORS
+    middleware (when configured) adds the headers a browser needs.
+    """
+    found = True
     for name, value in scope["headers"]:
         if name == b"content-type":
-            return value.split(b";", 1)[0].strip().lower() == b"application/json"
-    return True
+            found = value.split(b";", 1)[0].strip().lower() == b"application/json"
+        elif name == b"origin":
+            return False
+    return found
 
 
 async def _read(receive: Receive) -> bytes:

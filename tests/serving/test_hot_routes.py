@@ -46,7 +46,7 @@ def bound() -> Iterator[None]:
 
 async def _call(target: Echo | None, body: bytes, *, path: str = "/recommend",
                 method: str = "POST", content_type: bytes | None = b"application/json",
-                ) -> tuple[int | None, Any, bool]:
+                origin: bytes | None = None) -> tuple[int | None, Any, bool]:
     """(status, decoded body, whether the inner app got the request)."""
     hot_routes._Bound.target = target
     passed: list[bool] = []
@@ -59,6 +59,8 @@ async def _call(target: Echo | None, body: bytes, *, path: str = "/recommend",
     app = HotRoutes(inner, routes={"/recommend": RecommendRequest, "/score": ScoreRequest},
                     timeout_s=0.2)
     headers = [(b"content-type", content_type)] if content_type is not None else []
+    if origin is not None:
+        headers.append((b"origin", origin))
     chunks = [{"type": "http.request", "body": body[:5], "more_body": True},
               {"type": "http.request", "body": body[5:], "more_body": False}]
     sent: list[dict[str, Any]] = []
@@ -124,6 +126,7 @@ def test_an_answer_slower_than_the_timeout_gets_bentomls_504() -> None:
     {"target": Echo(ready=False)},  # BentoML answers 503 while the model loads
     {"target": None},  # no service bound in this process
     {"content_type": b"text/csv"},  # BentoML's content negotiation
+    {"origin": b"https://shop.example"},  # BentoML's CORS headers, when configured
     {"path": "/similar"},
     {"method": "GET"},
 ])
