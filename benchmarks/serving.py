@@ -1,4 +1,4 @@
-"""Serving benchmark: /recommend through BentoML, plain FastAPI + torch, and the HTTP floor.
+"""Serving benchmark: /recommend through kuberec, no-op BentoML, FastAPI + torch, the HTTP floor.
 
 Two catalogues, measured in the same run:
 
@@ -8,17 +8,20 @@ Two catalogues, measured in the same run:
   cluster; users from the synthetic generator). Its weights are not trained: a
   latency benchmark needs the shapes, not the quality.
 
-For each, three servers take closed-loop load from 1, 8 and 32 concurrent
-clients for a few seconds per cell, one after the other in each row: the
-kuberec BentoML service (one process; in-process adaptive batching;
-explanations; re-ranking; a faiss index at 1M items since that is above
-``KUBEREC_ANN_MIN_ITEMS``), a minimal FastAPI + torch server of the same model
-(one request at a time through ``model.score``, seen items masked,
-``torch.topk``; no batching, no index, no explanations), and the floor:
-uvicorn + starlette answering the same request with an answer of the same
-shape and no model. Each server's requests/s are also given as a share of the
-floor's, with the load average. Then ANN against exact top-10 at 1M items,
-in-process: speed per query and recall@10.
+For each, four servers take closed-loop load from concurrent clients (1, 8
+and 32 on ml-100k, 32 at 1M) for a few seconds per cell, one after the other
+in each row: the kuberec BentoML service (one process; in-process adaptive
+batching; explanations; re-ranking, the job default unless ``--ranking``; a
+faiss index at 1M items since that is above ``KUBEREC_ANN_MIN_ITEMS``); the
+same BentoML service shape with a no-op ``/recommend`` (``serving_noop.py``:
+the ceiling BentoML's own ``@bentoml.api`` path allows); a minimal FastAPI +
+torch server of the same model (one request at a time through
+``model.score``, seen items masked, ``torch.topk``; no batching, no index, no
+explanations); and the floor: uvicorn + starlette answering the same request
+with an answer of the same shape and no model. Each server's requests/s are
+also given as a share of the floor's, with its CPU per request and the load
+average. Then ANN against exact top-10 at 1M items, in-process: speed per
+query and recall@10.
 
 The load generator shares the machine with the servers, so it is kept cheap
 (raw keep-alive HTTP/1.1 on asyncio streams, ~0.05 ms of CPU per request; an
@@ -27,7 +30,7 @@ figures on a shared 2-core machine are noisy; the side-by-side ratios, and the
 servers' CPU per request (also printed), are the point. Run from the
 repository root::
 
-    python benchmarks/serving.py                 # ~5 minutes on 2 cores
+    python benchmarks/serving.py                 # ~6 minutes on 2 cores
     python benchmarks/serving.py --seconds 2 --skip-1m --workdir /tmp/kuberec-bench
 """
 
@@ -186,11 +189,28 @@ def start_helper(flag: str, port: int, *args: str) -> subprocess.Popen[bytes]:
         os.close(handle)
 
 
-SERVERS = ("bentoml", "fastapi", "floor")
+SERVERS = ("bentoml", "noop-bentoml", "fastapi", "floor")
 
 
-def measure(name: str, run_dir: Path, users: list[Any], seconds: float) -> list[dict[str, Any]]:
-    """All three servers up at once; each concurrency is measured on each in turn.
+def start_noop(port: int) -> subprocess.Popen[bytes]:
+    """``benchmarks/serving_noop.py``'s no-op BentoML service (its own session)."""
+    handle, _log = tempfile.mkstemp(prefix="kuberec-bench-noop-", suffix=".log")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", "serving_noop:NoopRecommender",
+             "--working-dir", str(Path(__file__).parent), "--port", str(port),
+             "--host", "127.0.0.1"],
+            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+    finally:
+        os.close(handle)
+
+
+def measure(name: str, run_dir: Path, users: list[Any], seconds: float,
+            concurrencies: tuple[int, ...] = CONCURRENCY,
+            env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """All four servers up at once; each concurrency is measured on each in turn.
 
     Interleaving keeps the columns of a row close in time, so load from other
     processes on a shared machine falls on all alike; the load average is
@@ -205,25 +225,45 @@ def measure(name: str, run_dir: Path, users: list[Any], seconds: float) -> list[
     try:
         for server in SERVERS:
             port = free_port()
-            process = (start_server(run_dir, port) if server == "bentoml"
+            process = (start_server(run_dir, port, env=env) if server == "bentoml"
+                       else start_noop(port) if server == "noop-bentoml"
                        else start_helper("--baseline-server", port, str(run_dir))
                        if server == "fastapi" else start_helper("--floor-server", port))
             servers[server] = (process, f"http://127.0.0.1:{port}")
             wait_ready(servers[server][1], timeout=600, process=process)
-        for concurrency in CONCURRENCY:
+        for concurrency in concurrencies:
             for server, (process, url) in servers.items():
                 pids = process_tree(process.pid)
-                before = _cpu_seconds(pids)
+                before, batches = _cpu_seconds(pids), _batches(url, server)
                 result = asyncio.run(closed_loop(url, bodies, concurrency, seconds))
                 cpu_ms = (_cpu_seconds(pids) - before) / max(1, result["requests"]) * 1e3
+                after = _batches(url, server)
+                extra = {"mean_batch": (after[0] - batches[0]) / max(1, after[1] - batches[1])
+                         } if server == "bentoml" else {}
                 rows.append({"catalogue": name, "server": server, "concurrency": concurrency,
-                             **result, "cpu_ms_per_request": cpu_ms,
+                             **result, "cpu_ms_per_request": cpu_ms, **extra,
                              "load_1m": os.getloadavg()[0]})
                 print(json.dumps(rows[-1]), flush=True)
     finally:
         for process, _ in servers.values():
             stop_server(process)
     return rows
+
+
+def _batches(url: str, server: str) -> tuple[float, float]:
+    """The service's ``/recommend`` batches so far: (requests in them, batches), from /metrics."""
+    if server != "bentoml":
+        return 0.0, 0.0
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=30) as response:
+        text = response.read().decode()
+    found = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        for part in found:
+            if line.startswith(f"kuberec_batch_size_{part}{{") and '"/recommend"' in line:
+                found[part] += float(line.rsplit(" ", 1)[1])
+    return found["sum"], found["count"]
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -267,25 +307,35 @@ def ann_versus_exact(run_dir: Path, n_queries: int = 500) -> dict[str, float]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """One line per catalogue and concurrency: each server's p50, p99, req/s; share of the floor."""
-    cells = " | ".join(f"{server + ' p50':>12} {'p99':>7} {'req/s':>7}" for server in SERVERS)
-    head = (f"{'catalogue':<13} {'conc':>4} | {cells} | {'bento/floor':>11} "
-            f"{'fastapi/floor':>13} | {'bento p99/p50':>13} {'load':>5}")
+    """One line per catalogue and concurrency: each server's p50, p99, req/s; shares of the floor.
+
+    Then each server's CPU per request (ms), the service's p99/p50 and mean batch size
+    (requests per model call), with the load average.
+    """
+    cells = " | ".join(f"{server + ' p50':>16} {'p99':>7} {'req/s':>7}" for server in SERVERS)
+    shares = " ".join(f"{server + '/floor':>13}" for server in SERVERS[:-1])
+    cpu = " ".join(f"{server[:5]:>6}" for server in SERVERS)
+    head = (f"{'catalogue':<13} {'conc':>4} | {cells} | {shares} | CPU ms/req {cpu} | "
+            f"{'bento p99/p50':>13} {'batch':>5} {'load':>5}")
     lines = [head, "-" * len(head)]
     keyed = {(r["catalogue"], r["server"], r["concurrency"]): r for r in rows}
     for catalogue in dict.fromkeys(r["catalogue"] for r in rows):
-        for c in CONCURRENCY:
+        for c in sorted({r["concurrency"] for r in rows if r["catalogue"] == catalogue}):
             found = [keyed.get((catalogue, server, c)) for server in SERVERS]
             if any(r is None for r in found):
                 continue
-            bento, fastapi, floor = found
-            assert bento is not None and fastapi is not None and floor is not None
-            cells = " | ".join(f"{r['p50_ms']:>10.1f}ms {r['p99_ms']:>5.1f}ms {r['rps']:>7.0f}"
-                               for r in (bento, fastapi, floor))
+            cells = " | ".join(f"{r['p50_ms']:>14.1f}ms {r['p99_ms']:>5.1f}ms {r['rps']:>7.0f}"
+                               for r in found if r is not None)
+            floor = found[-1]
+            bento = found[0]
+            assert floor is not None and bento is not None
+            shares = " ".join(f"{r['rps'] / floor['rps']:>13.0%}" for r in found[:-1]
+                              if r is not None)
+            cpu = " ".join(f"{r['cpu_ms_per_request']:>6.2f}" for r in found if r is not None)
             lines.append(
-                f"{catalogue:<13} {c:>4} | {cells} | {bento['rps'] / floor['rps']:>10.0%} "
-                f"{fastapi['rps'] / floor['rps']:>13.0%} | "
-                f"{bento['p99_ms'] / bento['p50_ms']:>12.1f}x {bento['load_1m']:>5.2f}")
+                f"{catalogue:<13} {c:>4} | {cells} | {shares} | {'':>10} {cpu} | "
+                f"{bento['p99_ms'] / bento['p50_ms']:>12.1f}x {bento.get('mean_batch', 0):>5.1f} "
+                f"{bento['load_1m']:>5.2f}")
     return "\n".join(lines)
 
 
@@ -293,6 +343,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="load per cell")
     parser.add_argument("--skip-1m", action="store_true", help="only ml-100k")
+    parser.add_argument("--skip-100k", action="store_true", help="only the 1M catalogue")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY),
+                        help="concurrent clients per cell on ml-100k")
+    parser.add_argument("--concurrency-1m", type=int, nargs="+", default=[32],
+                        help="concurrent clients per cell on the 1M catalogue")
+    parser.add_argument("--ranking", help="the service's re-ranking as JSON (like "
+                        "spec.serving.ranking; default: the job default, diversity 0.3)")
     parser.add_argument("--workdir", type=Path,
                         help="keep the trained runs here and reuse them next time")
     parser.add_argument("--baseline-server", help=argparse.SUPPRESS)
@@ -311,17 +368,22 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("BENTOML_HOME", str(workdir / "bentoml"))
     from kuberec.components.models import load_model
+    from kuberec.serving.server import RANKING_ENV
 
     rows: list[dict[str, Any]] = []
-    catalogues = [("ml-100k", reused(workdir / "ml100k-ease_t", ml100k_run))]
+    catalogues = []
+    if not args.skip_100k:
+        catalogues.append(("ml-100k", reused(workdir / "ml100k-ease_t", ml100k_run),
+                           tuple(args.concurrency)))
     if not args.skip_1m:
         catalogues.append(("synthetic-1M", reused(workdir / "synthetic-1m-mf",
-                                                  synthetic_1m_run)))
+                                                  synthetic_1m_run), tuple(args.concurrency_1m)))
     ann: dict[str, float] | None = None
-    for name, run in catalogues:
+    for name, run, concurrencies in catalogues:
         ids = load_model(run / "model").user_index.ids.tolist()
         users = [int(u) if isinstance(u, int | np.integer) else str(u) for u in ids]
-        rows += measure(name, run, users, args.seconds)
+        rows += measure(name, run, users, args.seconds, concurrencies,
+                        {RANKING_ENV: args.ranking} if args.ranking else None)
         if name == "synthetic-1M":
             ann = ann_versus_exact(run)
     print()

@@ -16,6 +16,12 @@
   It is built once per service instance and endpoint now; it holds nothing
   request-specific (the method's parameters and their defaults).
 
+- Outermost middlewares first: BentoML appends a service's ASGI middlewares
+  after its own (traffic metrics, OpenTelemetry, timeout, concurrency), so
+  every request paid for those before reaching them. A middleware class with
+  ``outermost = True`` (:class:`~.hot_routes.HotRoutes`) now goes first in the
+  stack, so the requests it answers skip BentoML's per-request middlewares.
+
 All patch a class or module attribute that BentoML looks up at call time;
 :func:`apply` is idempotent.
 """
@@ -38,6 +44,7 @@ def apply() -> None:
     _bound_request_metrics()
     _one_line_client_errors()
     _one_local_caller_per_endpoint()
+    _outermost_first()
     _APPLIED.append(True)
 
 
@@ -53,6 +60,19 @@ def _bound_request_metrics() -> None:
         await original(self, scope, receive, send)
 
     RunnerTrafficMetricsMiddleware.__call__ = only_endpoints  # type: ignore[method-assign]
+
+
+def _outermost_first() -> None:
+    from _bentoml_impl.server.app import ServiceAppFactory
+
+    original = ServiceAppFactory.middlewares
+
+    def middlewares(self: Any) -> list[Any]:
+        found = original.fget(self)  # type: ignore[attr-defined]
+        first = [m for m in found if getattr(m.cls, "outermost", False)]
+        return first + [m for m in found if m not in first]
+
+    ServiceAppFactory.middlewares = property(middlewares)  # type: ignore[assignment,method-assign]
 
 
 def _one_local_caller_per_endpoint() -> None:

@@ -229,12 +229,10 @@ class Engine:
         """The scores of ``items`` as the pool has them; pins from outside it are scored."""
         values = np.zeros(len(items), dtype=np.float32)
         inside = np.zeros(len(items), dtype=bool)
-        if len(pool.items):
-            order = np.argsort(pool.items, kind="stable")
-            at = order[np.minimum(np.searchsorted(pool.items, items, sorter=order),
-                                  len(order) - 1)]
-            inside = pool.items[at] == items
-            values[inside] = pool.scores[at[inside]]
+        if len(pool.items):  # K x pool comparisons: cheaper than sorting the pool per query
+            matches = items[:, None] == pool.items[None, :]
+            inside = matches.any(axis=1)
+            values[inside] = pool.scores[matches[inside].argmax(axis=1)]
         if not inside.all():
             [(found, _)] = self.score([(query, items[~inside])])
             values[~inside] = found

@@ -7,7 +7,10 @@ in one model call without leaving the process. (BentoML's own batching works
 only for calls that reach a ``batchable`` API over HTTP, which took a second
 service and a hop whose pooled connections reset under bursts,
 bentoml/BentoML#4971, and cost more than batching saved on small catalogues.)
-``KUBEREC_MAX_BATCH_SIZE`` and ``KUBEREC_MAX_LATENCY_MS`` tune it. The model is
+``KUBEREC_MAX_BATCH_SIZE`` and ``KUBEREC_MAX_LATENCY_MS`` tune it. Once the
+model is loaded, JSON ``POST`` s to ``/recommend`` and ``/score`` are answered
+by :mod:`.hot_routes` ahead of BentoML's per-request middlewares (the same
+validation, handler and metrics; BentoML's own path cost ~6x a bare ASGI request). The model is
 the one named by ``$KUBEREC_MODEL`` (a run directory or a BentoML tag;
 :func:`kuberec.serving.server.start_server` resolves artifact URIs before
 launching); ``$KUBEREC_RANKING`` (JSON of the job's ``spec.serving.ranking``)
@@ -38,7 +41,7 @@ import numpy as np
 import pydantic_core
 from bentoml.exceptions import ServiceUnavailable
 from pydantic import BaseModel
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from kuberec.api.spec import RankingSpec
 from kuberec.components.models.ranking import parse_ranking
@@ -48,6 +51,7 @@ from kuberec.serving.batching import BatchSettings, MicroBatcher, ModelLane
 from kuberec.serving.cold_items import similar_refusal
 from kuberec.serving.engine import Engine, Query, Ranked, RequestError
 from kuberec.serving.feedback_loop import FeedbackLoop, Rejected
+from kuberec.serving.hot_routes import HotRoutes, bind
 from kuberec.serving.limits import BodyLimit
 from kuberec.serving.online_features import OnlineHistory
 from kuberec.serving.schemas import (
@@ -101,8 +105,12 @@ def model_reference() -> str:
     return reference
 
 
+#: Seconds a request may take before it is answered 504 (BentoML's and the hot routes').
+TIMEOUT_S = 60
+
+
 @bentoml.service(
-    name="kuberec", workers=1, traffic={"timeout": 60},
+    name="kuberec", workers=1, traffic={"timeout": TIMEOUT_S},
     logging={"access": {"enabled": _flag(ACCESS_LOG_ENV)}},
     tracing={"excluded_urls": [] if _flag(TRACING_ENV) else list(metrics.ENDPOINTS)},
 )
@@ -127,6 +135,7 @@ class Recommender:
         # Load off the event loop so /healthz answers at once and /readyz tells the truth.
         threading.Thread(target=self._load, args=(model_reference(), job_ranking()),
                          daemon=True).start()
+        bind(self)
 
     def _load(self, reference: str, ranking: RankingSpec | None) -> None:
         try:
@@ -151,11 +160,27 @@ class Recommender:
             raise ServiceUnavailable(self._failure or "the model is still loading")
         return self._engine
 
+    def ready(self) -> bool:
+        return self._engine is not None
+
+    async def answer(self, route: str, request: BaseModel) -> tuple[int, bytes]:
+        """A hot route's status and JSON body, whichever path the request came by
+        (:mod:`.hot_routes` ahead of BentoML's middlewares, or the ``@bentoml.api`` method)."""
+        if route == "/recommend":
+            assert isinstance(request, RecommendRequest)
+            return await self._recommend(request)
+        assert isinstance(request, ScoreRequest)
+        return await self._score(request)
+
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
     async def recommend(self, **fields: Any) -> RecommendResponse:
         """Top-K items for a user, explained; a popularity fallback for cold users."""
+        self._ready()
+        status, body = await self._recommend(RecommendRequest.model_construct(**fields))
+        return _response(status, body)
+
+    async def _recommend(self, request: RecommendRequest) -> tuple[int, bytes]:
         engine = self._ready()
-        request = RecommendRequest.model_construct(**fields)
         recent = request.recent_items
         if not recent and self._online is not None:
             found = await asyncio.to_thread(self._online.recent_items, [request.user_id])
@@ -166,7 +191,7 @@ class Recommender:
             if request.ranking is not None:
                 query = replace(query, ranking=engine.ranking_for(request.ranking))
         except RequestError as exc:
-            return _unprocessable(exc)  # type: ignore[return-value]
+            return _unprocessable(exc)
         ranked, reasons = await self._ranker.submit(query)
         if ranked.fallback:
             metrics.count_fallback("/recommend")
@@ -175,7 +200,7 @@ class Recommender:
         request_id = _request_id()
         if self._loop is not None:
             self._loop.served(request_id, request.user_id, shown, engine.version)
-        return _json({  # RecommendResponse, as plain values (test_serving_http validates it)
+        return 200, _json({  # RecommendResponse, as plain values (test_serving_http validates it)
             "items": [{"item_id": item, "score": s, "explanation": why} for item, s, why in
                       zip(shown, ranked.scores.tolist(), reasons, strict=True)],
             "model_version": engine.version, "request_id": request_id,
@@ -189,7 +214,7 @@ class Recommender:
         request = SimilarRequest.model_construct(**fields)
         refusal = similar_refusal(engine, request.item_id)
         if refusal is not None:
-            return _unprocessable(RequestError("item_id", refusal))  # type: ignore[return-value]
+            return _response(*_unprocessable(RequestError("item_id", refusal)))
         found, _ = engine.items([request.item_id])
         items, scores = engine.similar(int(found[0]), request.k)
         return _rendered(SimilarResponse(
@@ -201,8 +226,12 @@ class Recommender:
     @bentoml.api(route="/score", input_spec=ScoreRequest)
     async def score(self, **fields: Any) -> ScoreResponse:
         """Scores of given items for a user; unknown item ids are listed, not fatal."""
+        self._ready()
+        status, body = await self._score(ScoreRequest.model_construct(**fields))
+        return _response(status, body)
+
+    async def _score(self, request: ScoreRequest) -> tuple[int, bytes]:
         engine = self._ready()
-        request = ScoreRequest.model_construct(**fields)
         query = Query(engine.user(request.user_id))
         items, unknown = engine.items(request.item_ids)
         known_ids = [i for i in request.item_ids if i not in unknown]
@@ -213,7 +242,7 @@ class Recommender:
             scores = found.tolist()
         if fallback:
             metrics.count_fallback("/score")
-        return _json({  # ScoreResponse, as plain values (test_serving_http validates it)
+        return 200, _json({  # ScoreResponse, as plain values (test_serving_http validates it)
             "scores": [{"item_id": i, "score": s} for i, s in zip(known_ids, scores, strict=True)],
             "unknown_items": unknown, "model_version": engine.version,
             "request_id": _request_id(), "fallback": fallback,
@@ -232,7 +261,7 @@ class Recommender:
                     engine.version, known_user=engine.user(request.user_id) >= 0,
                     known_item=len(engine.items([request.item_id])[0]) > 0)
             except Rejected as exc:
-                return _unprocessable(RequestError(exc.field, exc.reason))  # type: ignore[return-value]
+                return _response(*_unprocessable(RequestError(exc.field, exc.reason)))
         metrics.count_feedback(request.event)
         if self._feedback_log:
             line = json.dumps({"request_id": request.request_id, "user_id": request.user_id,
@@ -249,6 +278,9 @@ class Recommender:
             self._loop.close()
 
 
+Recommender.add_asgi_middleware(  # type: ignore[attr-defined]  # first in the stack: see .hot_routes
+    HotRoutes, routes={"/recommend": RecommendRequest, "/score": ScoreRequest},
+    timeout_s=TIMEOUT_S)
 Recommender.add_asgi_middleware(metrics.RequestMetrics)  # type: ignore[attr-defined]
 Recommender.add_asgi_middleware(BodyLimit)  # type: ignore[attr-defined]  # inside: 413s counted
 bentoml_fixes.apply()
@@ -270,15 +302,18 @@ def _request_id() -> str:
     return str(uuid.uuid4())
 
 
-def _json(body: dict[str, Any]) -> Any:
+def _json(body: dict[str, Any]) -> bytes:
     """A response body of plain values as JSON, encoded as pydantic encodes its models.
 
     The endpoints' annotations (the response models) still give the OpenAPI
     schema; building the models only to dump them again cost more than the
     encoding itself.
     """
-    return Response(pydantic_core.to_json(body, inf_nan_mode="null"),
-                    media_type="application/json")
+    return pydantic_core.to_json(body, inf_nan_mode="null")
+
+
+def _response(status: int, body: bytes) -> Any:
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def _rendered(body: BaseModel) -> Any:
@@ -291,10 +326,10 @@ def _rendered(body: BaseModel) -> Any:
     return Response(body.model_dump_json(), media_type="application/json")
 
 
-def _unprocessable(error: RequestError) -> JSONResponse:
+def _unprocessable(error: RequestError) -> tuple[int, bytes]:
     """The same shape as a validation error: ``detail[].loc`` names the field; one log line."""
     log.warning("422 %s: %s", error.field, error.reason)
-    return JSONResponse(status_code=422, content={
+    return 422, _json({
         "error": str(error),
         "detail": [{"loc": error.field.split("."), "msg": error.reason,
                     "type": "value_error"}],

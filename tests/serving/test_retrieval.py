@@ -65,6 +65,18 @@ def test_masked_top_k_drops_excluded_and_disallowed_items_and_pads_short_rows() 
     assert values[0, 2] == -np.inf
 
 
+@pytest.mark.parametrize(("n_items", "k"), [(1_682, 1_000), (5_000, 1_000), (300, 65)])
+def test_a_deep_top_k_is_the_best_k_best_first_as_torch_topk_gives_it(n_items: int, k: int) -> None:
+    scores = torch.randn(4, n_items, generator=torch.Generator().manual_seed(n_items))
+    items, values = masked_top_k(scores, k, exclude=[[0, 1], [], [5], []])
+    masked = scores.clone()
+    masked[0, [0, 1]] = -np.inf
+    masked[2, 5] = -np.inf
+    expected_values, expected_items = torch.topk(masked, k, dim=1)
+    assert items.tolist() == expected_items.tolist()  # random scores: no ties
+    assert np.array_equal(values, expected_values.numpy())
+
+
 def test_matrix_factorisation_scores_are_the_dot_product_of_its_factors() -> None:
     model = create_model("mf", DataSchema(n_users=5, n_items=7), {"dim": 4}).eval()
     factors = factorize(model)
