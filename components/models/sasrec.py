@@ -1,12 +1,19 @@
 """SASRec: causal self-attention over the user's item sequence (Kang & McAuley 2018).
 
-Pre-norm Transformer blocks with learned positions counted from the most recent
-item; each position attends to itself and earlier real (non-pad) items only.
-As in the paper (and its code), item embeddings are scaled by sqrt(dim) before the
-positions are added, and padded positions are zeroed after every block.
+Pre-norm blocks with learned positions counted from the most recent item; each
+position attends to itself and earlier real (non-pad) items only. As in the paper's
+code (and pmixer/SASRec.pytorch, its PyTorch port): item embeddings are scaled by
+sqrt(dim) before the positions are added, dropout sits on the embeddings, the
+attention weights and inside the feed-forward (not on the attention output), and
+every matrix, embeddings included, starts xavier-normal. That init makes the item
+vectors start small (std ~ sqrt(2 / n_items)) beside the positions; with the old
+N(0, 0.1) items, validation HR@10 on a Games slice was 0.11 after one epoch, 0.32
+with it (the reference: 0.36). Padded positions are zeroed after every block.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +30,25 @@ from kuberec.components.models.sequential import (
     SequenceRecommender,
 )
 from kuberec.errors import ConfigError
+
+
+class _Block(nn.Module):
+    """x + attention(LN(x)), then x + FFN(LN(x)): the reference's pre-LN block."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(dim, eps=1e-8)
+        self.attention = nn.MultiheadAttention(dim, n_heads, dropout=dropout, batch_first=True)
+        self.forward_norm = nn.LayerNorm(dim, eps=1e-8)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(dim, dim), nn.Dropout(dropout), nn.ReLU(), nn.Linear(dim, dim),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        h = self.attention_norm(x)
+        x = x + self.attention(h, h, h, attn_mask=mask, need_weights=False)[0]
+        return x + self.feed_forward(self.forward_norm(x))
 
 
 class SASRec(SequenceRecommender):
@@ -43,16 +69,14 @@ class SASRec(SequenceRecommender):
                          n_negatives=n_negatives, gbce_t=gbce_t)
         self.n_heads, self.scale = n_heads, float(dim) ** 0.5
         self.positions = nn.Embedding(history_length, dim)
-        nn.init.normal_(self.positions.weight, std=0.1)
         self.dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(
-                d_model=dim, nhead=n_heads, dim_feedforward=dim, dropout=dropout,
-                batch_first=True, norm_first=True,
-            )
-            for _ in range(n_layers)
-        )
-        self.norm = nn.LayerNorm(dim)
+        self.blocks = nn.ModuleList(_Block(dim, n_heads, dropout) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(dim, eps=1e-8)
+        for parameter in self.parameters():
+            with contextlib.suppress(ValueError):  # vectors (biases, norms) keep theirs
+                nn.init.xavier_normal_(parameter)
+        with torch.no_grad():
+            self.item_embeddings.weight[self.pad].zero_()
 
     def _attention_mask(self, pad: Tensor) -> Tensor:
         """(B * heads, L, L), True where attention is forbidden: the future and other pads."""
@@ -71,7 +95,7 @@ class SASRec(SequenceRecommender):
         x = self.dropout(items + self.positions(positions)[None]) * keep
         mask = self._attention_mask(pad)
         for block in self.blocks:
-            x = block(x, src_mask=mask) * keep
+            x = block(x, mask) * keep
         return self.norm(x)
 
 
