@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -103,8 +102,24 @@ def _server(workdir: Path) -> tuple[str, int, Path]:
     status = json.loads((workdir / "status.json").read_text())
     status = status.get("status", status)
     serving = json.loads((workdir / "serving" / "serving.json").read_text())
-    stable = serving["records"]["stable"]
-    return status["url"], int(stable["pid"]), workdir / "serving" / f"{stable['port']}.log"
+    stable = serving["processes"]["stable"]
+    return status["url"], int(stable["pid"]), workdir / "serving" / f"server-{stable['port']}.log"
+
+
+def _served_by(model_type: str, n_items: int) -> str:
+    """What the server searches with, by its rule (``serving/retrieval.build_index``): a faiss
+    index for a model with item vectors from ``KUBEREC_ANN_MIN_ITEMS`` items, else exact."""
+    from kuberec.components.datasets.synthetic import SyntheticSpec, generate
+    from kuberec.components.models import EncodedData, build_model
+    from kuberec.components.models.factors import factorize
+    from kuberec.serving.retrieval import ANN_MIN_ITEMS_ENV, DEFAULT_ANN_MIN_ITEMS
+
+    probe = build_model(model_type, EncodedData.from_dataset(generate(SyntheticSpec(60, 40, 600))),
+                        {})
+    if factorize(probe) is None:
+        return "exact scoring by the model (no item vectors: no faiss index)"
+    threshold = int(os.environ.get(ANN_MIN_ITEMS_ENV, DEFAULT_ANN_MIN_ITEMS))
+    return "faiss index" if n_items >= threshold else f"exact top-K (< {threshold} items)"
 
 
 def _tree_rss_mb(pid: int) -> float:
@@ -133,6 +148,13 @@ def _users(workdir: Path, n: int, seed: int) -> list[object]:
     table = pq.read_table(files[-1], columns=["user_id"])
     ids = sorted(set(table.column("user_id").to_pylist()))
     return random.Random(seed).sample(ids, min(n, len(ids)))
+
+
+def _items(workdir: Path) -> int:
+    import pyarrow.parquet as pq
+
+    files = sorted(workdir.glob("pipeline-root/*/ingest/dataset/items.parquet"))
+    return pq.ParquetFile(files[-1]).metadata.num_rows
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -169,9 +191,7 @@ def main(argv: list[str]) -> int:
     package_done = datetime.fromisoformat(steps["package"]["time"])
     status_time = datetime.fromtimestamp((args.workdir / "status.json").stat().st_mtime,
                                          package_done.tzinfo)
-    url, pid, log = _server(args.workdir)
-    log_text = log.read_text(errors="replace") if log.exists() else ""
-    loaded = re.findall(r"loaded (\S+) \((\w+), (\d+) items, index (\w+)\)", log_text)
+    url, pid, _ = _server(args.workdir)
 
     users = _users(args.workdir, args.requests + 1, seed=0)
     first_ms, first = _post(url, {"user_id": users[0], "k": 10})
@@ -183,14 +203,17 @@ def main(argv: list[str]) -> int:
         fallbacks += bool(answer.get("fallback"))
     server_mb = _tree_rss_mb(pid)
 
-    train = steps["train"]
-    selection = train.get("selection") or {}
+    champion = json.loads((args.workdir / "status.json").read_text())["status"]["champion"]
+    selection = champion.get("selection") or {}
     print(f"# {args.job.name} in {args.workdir} (load average now "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; {os.cpu_count()} CPUs)")
     print(f"kuberec run: {wall:.0f} s wall, peak RSS of its process tree {tree_peak:.0f} MiB")
     print("\n| step | wall s | peak RSS MiB |\n|---|---:|---:|")
     for step in STEPS:
         print(f"| {step} | {steps[step]['seconds']:.1f} | {steps[step].get('peak_rss_mb', '-')} |")
+    first_start = datetime.fromisoformat(next(e["time"] for e in events if e["state"] == "started"))
+    print(f"| pipeline (ingest start -> package done; kfp.local starts a process per step) | "
+          f"{(package_done - first_start).total_seconds():.1f} | |")
     serve_s = (status_time - package_done).total_seconds()
     print(f"| serve (package done -> servers up, status written) | {serve_s:.1f} | "
           f"{server_mb:.0f} (server tree, after the requests) |")
@@ -199,13 +222,14 @@ def main(argv: list[str]) -> int:
           f"{_percentile(latencies, 0.5):.1f} ms, p95 {_percentile(latencies, 0.95):.1f} ms, "
           f"p99 {_percentile(latencies, 0.99):.1f} ms; fallbacks {fallbacks}; "
           f"first answer {len(first.get('items', []))} items")
-    if loaded:
-        version, model_type, n_items, index = loaded[-1]
-        print(f"served: {version} ({model_type}, {n_items} items, index {index})")
-    print(f"auto chose {selection.get('chosen', train.get('model_type'))}:")
+    served_type = champion["modelType"]
+    n_items = _items(args.workdir)
+    print(f"served: {champion['version']} ({served_type}, {n_items:,} items): "
+          f"{_served_by(served_type, n_items)}")
+    print(f"auto chose {selection.get('chosen', served_type)}:")
     for row in selection.get("candidates", []):
-        print(f"  {row['model_type']:12} {row['status']:8} est {row.get('estimated_seconds')} s"
-              f" fit {row.get('fit_seconds')} s peak {row.get('peak_memory_mb')} MB "
+        print(f"  {row['modelType']:12} {row['status']:8} est {row.get('estimatedSeconds')} s"
+              f" fit {row.get('fitSeconds')} s peak {row.get('peakMemoryMb')} MB "
               f"{row.get('reason') or ''}")
     if not args.keep:
         name = json.loads(sorted((args.workdir / "runs").glob("*/job.json"))[-1].read_text())
