@@ -9,6 +9,7 @@ ships as text) makes each step importable, testable and identical in
 from __future__ import annotations
 
 import json
+import resource
 import time
 import traceback
 from collections.abc import Iterator
@@ -57,7 +58,19 @@ def recorded(step: str, context: RunContext) -> Iterator[dict[str, object]]:
         reason = f"{type(exc).__name__}: {exc}".strip()
         _event(context, step, "failed", reason=reason, traceback=traceback.format_exc())
         raise
-    _event(context, step, "succeeded", seconds=round(time.perf_counter() - started, 2), **extra)
+    _event(context, step, "succeeded", seconds=round(time.perf_counter() - started, 2),
+           peak_rss_mb=peak_rss_mb(), **extra)
+
+
+def peak_rss_mb() -> float:
+    """The largest resident set of this process or any child it waited for, in MiB.
+
+    Each step runs in a process of its own (kfp.local and on a cluster), so this is
+    the step's peak memory: what decides whether a step fits the machine.
+    """
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) / 1024, 1)  # Linux reports KiB
 
 
 def ingest_step(job_text: str, context_text: str, out_dir: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ import psutil
 from kuberec.api.names import AUTO_BUDGET_SECONDS, AUTO_CANDIDATES, AUTO_MEMORY_GIB
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.models import EncodedData, build_model, resolve_hparams
+from kuberec.components.models.item_knn import DENSE_ITEMS as KNN_DENSE_ITEMS
 from kuberec.components.models.item_knn import neighbour_count
 from kuberec.components.models.registry import MODEL_TYPES, model_type
 from kuberec.components.train.local_runner import fit_local
@@ -133,6 +134,9 @@ def estimate(name: str, hparams: dict[str, Any], size: DataSize,
         return seconds, base_mb + memory / 2**20
     if name == "item_knn":
         memory = 4e6 * 8 + n * hparams["neighbours"] * 12  # a block of similarities, the table
+        if size.n_items > KNN_DENSE_ITEMS:  # sparse blocks: the co-occurring pairs' work
+            memory = 4e6 * 40 + n * hparams["neighbours"] * 24  # a block's pairs, two tables
+            return size.pairs * 4e-7 + nnz * 1e-6, base_mb + memory / 2**20
         return n**2 * 2e-8 + nnz * 1e-6, base_mb + memory / 2**20
     if name == "sparse_ease":
         k = np.minimum(size.partners, neighbour_count(size.n_items, hparams["neighbours"]))

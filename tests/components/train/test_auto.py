@@ -167,3 +167,15 @@ def test_kuberec_train_prints_the_selection_table(dataset: Dataset, tmp_path: Pa
                      "sparse_ease,popularity", "--out", str(tmp_path / "run"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "model auto: chose" in result.stdout and "sparse_ease" in result.stdout
+
+
+def test_item_knn_on_a_million_items_is_estimated_by_its_pairs_not_the_catalogue_squared() -> None:
+    import numpy as np
+
+    from kuberec.components.models import resolve_hparams
+    from kuberec.components.train.auto import DataSize, estimate
+
+    hparams = resolve_hparams("item_knn")
+    million = DataSize(200_000, 1_000_000, 3_000_000, 1.5e8, np.zeros(1), True)
+    seconds, memory_mb = estimate("item_knn", hparams, million, SETTINGS)
+    assert seconds < 300 and memory_mb < 4096  # measured: 55 CPU-s, 1.8 GB peak
