@@ -48,6 +48,7 @@ from kuberec.serving.batching import BatchSettings, MicroBatcher, ModelLane
 from kuberec.serving.cold_items import similar_refusal
 from kuberec.serving.engine import Engine, Query, Ranked, RequestError
 from kuberec.serving.feedback_loop import FeedbackLoop, Rejected
+from kuberec.serving.feedback_settings import SYNTHETIC, TRAFFIC_HEADER
 from kuberec.serving.limits import BodyLimit
 from kuberec.serving.online_features import OnlineHistory
 from kuberec.serving.schemas import (
@@ -152,7 +153,7 @@ class Recommender:
         return self._engine
 
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
-    async def recommend(self, **fields: Any) -> RecommendResponse:
+    async def recommend(self, ctx: bentoml.Context, **fields: Any) -> RecommendResponse:
         """Top-K items for a user, explained; a popularity fallback for cold users."""
         engine = self._ready()
         request = RecommendRequest.model_construct(**fields)
@@ -174,7 +175,8 @@ class Recommender:
         shown = [ids[i] for i in ranked.items.tolist()]
         request_id = _request_id()
         if self._loop is not None:
-            self._loop.served(request_id, request.user_id, shown, engine.version)
+            self._loop.served(request_id, request.user_id, shown, engine.version,
+                              synthetic=_synthetic(ctx))
         return _json({  # RecommendResponse, as plain values (test_serving_http validates it)
             "items": [{"item_id": item, "score": s, "explanation": why} for item, s, why in
                       zip(shown, ranked.scores.tolist(), reasons, strict=True)],
@@ -220,7 +222,7 @@ class Recommender:
         })
 
     @bentoml.api(route="/feedback", input_spec=FeedbackRequest)
-    async def feedback(self, **fields: Any) -> FeedbackResponse:
+    async def feedback(self, ctx: bentoml.Context, **fields: Any) -> FeedbackResponse:
         """Impressions, clicks and purchases: counted by type, pushed to Feast and stored
         when configured (:mod:`.feedback_loop` has the rule for unknown ids)."""
         engine = self._ready()
@@ -230,7 +232,8 @@ class Recommender:
                 self._loop.accept(
                     request.request_id, request.user_id, request.item_id, request.event,
                     engine.version, known_user=engine.user(request.user_id) >= 0,
-                    known_item=len(engine.items([request.item_id])[0]) > 0)
+                    known_item=len(engine.items([request.item_id])[0]) > 0,
+                    synthetic=_synthetic(ctx))
             except Rejected as exc:
                 return _unprocessable(RequestError(exc.field, exc.reason))  # type: ignore[return-value]
         metrics.count_feedback(request.event)
@@ -252,6 +255,11 @@ class Recommender:
 Recommender.add_asgi_middleware(metrics.RequestMetrics)  # type: ignore[attr-defined]
 Recommender.add_asgi_middleware(BodyLimit)  # type: ignore[attr-defined]  # inside: 413s counted
 bentoml_fixes.apply()
+
+
+def _synthetic(ctx: bentoml.Context) -> bool:
+    """Canary analysis traffic (:data:`~.feedback_settings.TRAFFIC_HEADER`): never kept."""
+    return ctx.request.headers.get(TRAFFIC_HEADER, "").strip().lower() == SYNTHETIC
 
 
 def _query(engine: Engine, user_id: object, recent_ids: list[Any] | None, k: int,
