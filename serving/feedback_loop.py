@@ -48,6 +48,7 @@ from kuberec.components.datasets.feedback import INTERACTIONS
 from kuberec.errors import ConfigError
 from kuberec.serving import feedback_metrics
 from kuberec.serving.batching import _read as read_number
+from kuberec.serving.feast_repo import FEAST_REPO_ENV, feast_repo
 from kuberec.serving.feedback_settings import (
     FLUSH_ENV,
     IMPRESSIONS_ENV,
@@ -56,7 +57,6 @@ from kuberec.serving.feedback_settings import (
     SINK_ENV,
 )
 from kuberec.serving.feedback_sink import Event, ParquetSink
-from kuberec.serving.online_features import FEAST_REPO_ENV
 
 if TYPE_CHECKING:  # imported on the pusher thread: Feast stays out of the server's startup
     from kuberec.serving.feedback_push import OnlinePusher
@@ -96,8 +96,8 @@ class FeedbackLoop:
     @classmethod
     def from_env(cls) -> FeedbackLoop | None:
         """None when there is nowhere to send feedback (no Feast repo to push to, no sink)."""
-        found = os.environ.get(FEAST_REPO_ENV)
-        repo = Path(found) if found and os.environ.get(PUSH_ENV, "1").strip() != "0" else None
+        push = os.environ.get(PUSH_ENV, "1").strip() != "0"
+        repo = feast_repo() if push and os.environ.get(FEAST_REPO_ENV) else None
         uri = os.environ.get(SINK_ENV, "").strip()
         flush_s = read_number(FLUSH_ENV, 5.0, float)
         size = int(read_number(QUEUE_ENV, DEFAULT_QUEUE, int))

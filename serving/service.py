@@ -167,6 +167,7 @@ class Recommender:
             if request.ranking is not None:
                 query = replace(query, ranking=engine.ranking_for(request.ranking))
         except RequestError as exc:
+            ctx.response.status_code = 422  # BentoML sets a ctx handler's status from ctx
             return _unprocessable(exc)  # type: ignore[return-value]
         ranked, reasons = await self._ranker.submit(query)
         if ranked.fallback:
@@ -235,6 +236,7 @@ class Recommender:
                     known_item=len(engine.items([request.item_id])[0]) > 0,
                     synthetic=_synthetic(ctx))
             except Rejected as exc:
+                ctx.response.status_code = 422
                 return _unprocessable(RequestError(exc.field, exc.reason))  # type: ignore[return-value]
         metrics.count_feedback(request.event)
         if self._feedback_log:
