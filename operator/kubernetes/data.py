@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ from kuberec.operator.status import JobStatus
 
 TRAINED_DATA_ANNOTATION = "kuberec.io/trained-data"
 SINK_PREFIX = "sink:"
+log = logging.getLogger(__name__)
 _STAMP_KEYS = ("size", "mtime", "ETag", "etag", "LastModified", "last_modified", "md5Hash",
                "generation", "created")  # fmt: skip
 
@@ -149,8 +151,12 @@ def _count_events(fs: Any, path: str, events: Sequence[str]) -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    with fs.open(path, "rb") as handle:
-        column = pq.read_table(handle, columns=["event"]).column("event")
+    try:
+        with fs.open(path, "rb") as handle:
+            column = pq.read_table(handle, columns=["event"]).column("event")
+    except (OSError, pa.ArrowException, KeyError) as exc:  # one bad file must not stop the pass
+        log.warning("feedback sink file %s unreadable, counted as 0 events: %s", path, exc)
+        return 0
     wanted = pa.array(list(events), type=pa.string())
     return int(pc.sum(pc.is_in(column, value_set=wanted)).as_py() or 0)
 

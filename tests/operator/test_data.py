@@ -140,3 +140,12 @@ def test_a_sink_beside_an_interactions_file_adds_its_events_to_the_files_rows(
 def test_a_sink_path_that_is_not_a_uri_is_not_watched(tmp_path: Path) -> None:
     j = feedback_job("feedback", {"movielens": "ml-100k"}, min_new=1)
     assert DataWatcher().observe(j, JobStatus(), None) is None
+
+
+def test_an_unreadable_sink_file_counts_no_events_and_stops_nothing(tmp_path: Path) -> None:
+    sink = tmp_path / "sink"
+    store(sink.as_uri(), 5)
+    (sink / "date=2026-01-01").mkdir(parents=True)
+    (sink / "date=2026-01-01" / "part-broken.parquet").write_bytes(b"not parquet")
+    _, events = DataWatcher(poll_s=0).sink_fingerprint(sink.as_uri(), ["click"])
+    assert events == 5
