@@ -14,6 +14,8 @@ profile (SQLite) and the production one (Redis + PostgreSQL registry), one
   events/s the server pushed (``kuberec_feedback_pushed_total``) and those
   dropped (``kuberec_feedback_dropped_total``); with ``--push-off-baseline``
   also a server that answers and stores the same feedback without pushing it.
+  ``--repeats N`` alternates the two loads N times and shows medians, so one
+  load spike on the shared machine skews a pair, not a column.
 
 Load comes from this process on loopback (raw HTTP/1.1, ``benchmarks/serving.py``'s
 client). The machine is shared: compare the columns of one run. Run from the
@@ -154,21 +156,32 @@ def measure(profile: str, run_dir: Path, workdir: Path, users: list[Any], items:
         lag = (asyncio.run(latency(url, users[::7], args.trials)) if push
                else dict.fromkeys(("p50_ms", "p99_ms"), float("nan")))
         print(json.dumps({"profile": profile, "push": push, "latency": lag}), flush=True)
-        plain = asyncio.run(load(url, users, items, args.concurrency, 0, args.seconds))
-        pushed_before = counter(url, "kuberec_feedback_pushed_total")
-        dropped_before = counter(url, "kuberec_feedback_dropped_total")
-        mixed = asyncio.run(load(url, users, items, args.concurrency, args.feedback_clients,
-                                 args.seconds))
-        time.sleep(2)  # what was queued is pushed
-        pushed = counter(url, "kuberec_feedback_pushed_total") - pushed_before
-        dropped = counter(url, "kuberec_feedback_dropped_total") - dropped_before
+        plains, mixes, pushed_rates, dropped = [], [], [], 0.0
+        for _ in range(args.repeats):  # alternated: a load spike hits one pair, not a column
+            plains.append(asyncio.run(load(url, users, items, args.concurrency, 0,
+                                           args.seconds)))
+            pushed_before = counter(url, "kuberec_feedback_pushed_total")
+            dropped_before = counter(url, "kuberec_feedback_dropped_total")
+            mixes.append(asyncio.run(load(url, users, items, args.concurrency,
+                                          args.feedback_clients, args.seconds)))
+            time.sleep(2)  # what was queued is pushed
+            pushed = counter(url, "kuberec_feedback_pushed_total") - pushed_before
+            pushed_rates.append(pushed / mixes[-1]["seconds"])
+            dropped += counter(url, "kuberec_feedback_dropped_total") - dropped_before
+        plain, mixed = _median(plains), _median(mixes)
         row = {"profile": profile if push else f"{profile}, push off", "latency": lag,
-               "serving_only": plain, "with_feedback": mixed,
-               "pushed_per_s": pushed / mixed["seconds"], "dropped": dropped}
+               "serving_only": plain, "with_feedback": mixed, "repeats": args.repeats,
+               "pushed_per_s": float(np.median(pushed_rates)), "dropped": dropped,
+               "ratios": [m["recommend_rps"] / p["recommend_rps"]
+                          for p, m in zip(plains, mixes, strict=True)]}
         print(json.dumps(row), flush=True)
         return row
     finally:
         stop_server(process)
+
+
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: float(np.median([r[key] for r in runs])) for key in runs[0]}
 
 
 def main() -> int:
@@ -177,6 +190,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="load per measurement")
     parser.add_argument("--concurrency", type=int, default=8, help="/recommend clients")
     parser.add_argument("--feedback-clients", type=int, default=4, help="/feedback clients")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="alternated serving-only / with-feedback pairs (medians shown)")
     parser.add_argument("--profiles", default="default,production")
     parser.add_argument("--push-off-baseline", action="store_true",
                         help="also the first profile with the push off (sink only)")

@@ -19,6 +19,13 @@ The rule for bad input (each reason counted in ``kuberec_feedback_flagged_total`
   a restart, or a made-up one) is **accepted** and stored with
   ``request_known: false``, so training can tell them apart.
 
+Traffic marked synthetic (``X-Kuberec-Traffic: synthetic``, what the local
+platform's canary analysis replay sends) is checked the same way and counted
+(``kuberec_feedback_synthetic_total``), but neither pushed nor stored: it is a
+measurement, and a job that trains on its feedback would otherwise retrain on
+its own canary's clicks forever. ``kuberec replay`` without ``--synthetic`` is
+traffic sent on purpose and counts like real users.
+
 Configured from the environment the platforms set from ``spec.feedback``
 (:mod:`.feedback_settings`).
 """
@@ -41,6 +48,7 @@ from kuberec.components.datasets.feedback import INTERACTIONS
 from kuberec.errors import ConfigError
 from kuberec.serving import feedback_metrics
 from kuberec.serving.batching import _read as read_number
+from kuberec.serving.feast_repo import FEAST_REPO_ENV, feast_repo
 from kuberec.serving.feedback_settings import (
     FLUSH_ENV,
     IMPRESSIONS_ENV,
@@ -49,7 +57,6 @@ from kuberec.serving.feedback_settings import (
     SINK_ENV,
 )
 from kuberec.serving.feedback_sink import Event, ParquetSink
-from kuberec.serving.online_features import FEAST_REPO_ENV
 
 if TYPE_CHECKING:  # imported on the pusher thread: Feast stays out of the server's startup
     from kuberec.serving.feedback_push import OnlinePusher
@@ -89,8 +96,8 @@ class FeedbackLoop:
     @classmethod
     def from_env(cls) -> FeedbackLoop | None:
         """None when there is nowhere to send feedback (no Feast repo to push to, no sink)."""
-        found = os.environ.get(FEAST_REPO_ENV)
-        repo = Path(found) if found and os.environ.get(PUSH_ENV, "1").strip() != "0" else None
+        push = os.environ.get(PUSH_ENV, "1").strip() != "0"
+        repo = feast_repo() if push and os.environ.get(FEAST_REPO_ENV) else None
         uri = os.environ.get(SINK_ENV, "").strip()
         flush_s = read_number(FLUSH_ENV, 5.0, float)
         size = int(read_number(QUEUE_ENV, DEFAULT_QUEUE, int))
@@ -106,26 +113,31 @@ class FeedbackLoop:
     # --- the request side (event loop thread) ------------------------------------------------
 
     def served(self, request_id: str, user_id: object, item_ids: Sequence[object],
-               model_version: str) -> None:
+               model_version: str, *, synthetic: bool = False) -> None:
         """Remember an answer (for the request-id check) and, if configured, its impressions."""
         self._requests[request_id] = str(user_id)
         if len(self._requests) > REMEMBERED_REQUESTS:
             self._requests.popitem(last=False)
-        if self.impressions:
+        if self.impressions and not synthetic:
             now = datetime.now(UTC)
             for item in item_ids:
                 self._put(Event(request_id, str(user_id), str(item), "impression",
                                 model_version, now))
 
     def accept(self, request_id: str, user_id: object, item_id: object, event: str,
-               model_version: str, *, known_user: bool, known_item: bool) -> None:
-        """Check and queue one event; :class:`Rejected` says why it was refused."""
+               model_version: str, *, known_user: bool, known_item: bool,
+               synthetic: bool = False) -> None:
+        """Check and queue one event (a synthetic one is only counted); :class:`Rejected`
+        says why it was refused."""
         if not known_item:
             feedback_metrics.flag("unknown_item", "rejected")
             raise Rejected("item_id", f"unknown item {item_id!r}: the serving model "
                            f"({model_version}) has no such item; send ids it recommended")
         if not known_user:
             feedback_metrics.flag("unknown_user", "accepted")
+        if synthetic:
+            feedback_metrics.metrics()["synthetic"].inc()
+            return
         known_request = request_id in self._requests
         if not known_request:
             feedback_metrics.flag("unknown_request", "accepted")

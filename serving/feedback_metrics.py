@@ -33,6 +33,9 @@ def metrics() -> dict[str, Any]:
             "Accepted feedback events lost before reaching the store or the sink",
             ["reason"],
         ),
+        "synthetic": Counter(
+            "kuberec_feedback_synthetic_total",
+            "Feedback events marked synthetic (canary analysis traffic): counted, not kept"),
         "pushed": Counter(
             "kuberec_feedback_pushed_total", "Events written to the Feast online store"),
         "push_errors": Counter(

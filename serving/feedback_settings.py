@@ -13,6 +13,12 @@ PUSH_ENV = "KUBEREC_FEEDBACK_PUSH"  # "0": do not push (default: push when a Fea
 IMPRESSIONS_ENV = "KUBEREC_FEEDBACK_IMPRESSIONS"  # "1": store every served item as impression
 QUEUE_ENV = "KUBEREC_FEEDBACK_QUEUE"  # queue bound (events)
 FLUSH_ENV = "KUBEREC_FEEDBACK_FLUSH_S"  # the sink writes at least this often (seconds)
+#: Traffic a platform makes up to measure a canary (``kuberec replay --synthetic``) carries
+#: ``X-Kuberec-Traffic: synthetic`` on /recommend and /feedback: served and counted like any
+#: other, but never pushed to the online store nor stored in the sink, so a job that trains
+#: on its own traffic does not retrain on the traffic its canary analysis generated.
+TRAFFIC_HEADER = "X-Kuberec-Traffic"
+SYNTHETIC = "synthetic"
 
 
 def feedback_env(spec: FeedbackSpec | None, sink: str | None) -> dict[str, str]:

@@ -32,6 +32,7 @@ import pydantic_core
 from pydantic import BaseModel, ValidationError
 
 from kuberec.serving.bentoml_fixes import describe
+from kuberec.serving.feedback_settings import SYNTHETIC, TRAFFIC_HEADER
 from kuberec.serving.limits import BodyLimit
 from kuberec.serving.metrics import ASGIApp, Message, Receive, RequestMetrics, Scope, Send
 
@@ -39,7 +40,7 @@ log = logging.getLogger("kuberec.serving.service")
 
 #: An answer: HTTP status and the encoded JSON body.
 Answer = tuple[int, bytes]
-Handler = Callable[[str, BaseModel], Awaitable[Answer]]
+Handler = Callable[[str, BaseModel, bool], Awaitable[Answer]]
 
 
 class Target(Protocol):
@@ -47,7 +48,8 @@ class Target(Protocol):
 
     def ready(self) -> bool: ...
 
-    async def answer(self, route: str, request: BaseModel) -> Answer: ...
+    async def answer(self, route: str, request: BaseModel, synthetic: bool = False
+                     ) -> Answer: ...
 
 
 class _Bound:
@@ -61,6 +63,8 @@ def bind(target: Target) -> None:
     _Bound.target = target
 
 
+_TRAFFIC_HEADER = TRAFFIC_HEADER.lower().encode()  # ASGI header names are lower case
+_SYNTHETIC = SYNTHETIC.encode()
 _SERVER_ERROR = b'{"error":"An unexpected error has occurred, please check the server log."}'
 
 
@@ -108,7 +112,7 @@ class HotRoutes:
         else:
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    status, encoded = await target.answer(path, request)
+                    status, encoded = await target.answer(path, request, _synthetic(scope))
             except TimeoutError:
                 log.warning("POST %s: 504 no answer within %s s", path, self.timeout_s)
                 status, encoded = 504, pydantic_core.to_json(
@@ -134,6 +138,14 @@ def _is_json(scope: Scope) -> bool:
         elif name == b"origin":
             return False
     return found
+
+
+def _synthetic(scope: Scope) -> bool:
+    """Marked canary analysis traffic (:data:`~.feedback_settings.TRAFFIC_HEADER`)."""
+    for name, value in scope["headers"]:
+        if name == _TRAFFIC_HEADER:
+            return value.strip().lower() == _SYNTHETIC
+    return False
 
 
 async def _read(receive: Receive) -> bytes:

@@ -5,7 +5,8 @@ knows it as of the last materialization. The service uses the fresher one for
 two things: users the model never saw get personal recommendations from their
 recent items instead of the popularity fallback, and items consumed after
 training are excluded like the ones before. ``KUBEREC_FEAST_REPO`` names the
-rendered Feast repo (``<job dir>/data/feature_repo``); unset, nothing is read.
+rendered Feast repo (``<job dir>/data/feature_repo``, or one a cluster pod renders:
+:mod:`.feast_repo`); unset, nothing is read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-FEAST_REPO_ENV = "KUBEREC_FEAST_REPO"
+from kuberec.serving.feast_repo import FEAST_REPO_ENV, feast_repo
+
 RECENT_ITEMS = "user_profile:recent_items"
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ class OnlineHistory:
         if not repo:
             return None
         try:
-            return cls(Path(repo))
+            return cls(feast_repo() or Path(repo))
         except Exception as exc:  # a broken store must not stop serving; the model still answers
             log.warning("online features off: cannot open the Feast repo at %s: %s", repo, exc)
             return None

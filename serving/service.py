@@ -51,6 +51,7 @@ from kuberec.serving.batching import BatchSettings, MicroBatcher, ModelLane
 from kuberec.serving.cold_items import similar_refusal
 from kuberec.serving.engine import Engine, Query, Ranked, RequestError
 from kuberec.serving.feedback_loop import FeedbackLoop, Rejected
+from kuberec.serving.feedback_settings import SYNTHETIC, TRAFFIC_HEADER
 from kuberec.serving.hot_routes import HotRoutes, bind
 from kuberec.serving.limits import BodyLimit
 from kuberec.serving.online_features import OnlineHistory
@@ -163,23 +164,30 @@ class Recommender:
     def ready(self) -> bool:
         return self._engine is not None
 
-    async def answer(self, route: str, request: BaseModel) -> tuple[int, bytes]:
+    async def answer(self, route: str, request: BaseModel, synthetic: bool = False
+                     ) -> tuple[int, bytes]:
         """A hot route's status and JSON body, whichever path the request came by
-        (:mod:`.hot_routes` ahead of BentoML's middlewares, or the ``@bentoml.api`` method)."""
+        (:mod:`.hot_routes` ahead of BentoML's middlewares, or the ``@bentoml.api`` method).
+
+        ``synthetic``: canary analysis traffic (:data:`~.feedback_settings.TRAFFIC_HEADER`),
+        whose impressions are never kept."""
         if route == "/recommend":
             assert isinstance(request, RecommendRequest)
-            return await self._recommend(request)
+            return await self._recommend(request, synthetic)
         assert isinstance(request, ScoreRequest)
         return await self._score(request)
 
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
-    async def recommend(self, **fields: Any) -> RecommendResponse:
+    async def recommend(self, ctx: bentoml.Context, **fields: Any) -> RecommendResponse:
         """Top-K items for a user, explained; a popularity fallback for cold users."""
         self._ready()
-        status, body = await self._recommend(RecommendRequest.model_construct(**fields))
+        status, body = await self._recommend(RecommendRequest.model_construct(**fields),
+                                             _synthetic(ctx))
+        ctx.response.status_code = status  # BentoML sets a ctx handler's status from ctx
         return _response(status, body)
 
-    async def _recommend(self, request: RecommendRequest) -> tuple[int, bytes]:
+    async def _recommend(self, request: RecommendRequest, synthetic: bool
+                         ) -> tuple[int, bytes]:
         engine = self._ready()
         recent = request.recent_items
         if not recent and self._online is not None:
@@ -199,7 +207,8 @@ class Recommender:
         shown = [ids[i] for i in ranked.items.tolist()]
         request_id = _request_id()
         if self._loop is not None:
-            self._loop.served(request_id, request.user_id, shown, engine.version)
+            self._loop.served(request_id, request.user_id, shown, engine.version,
+                              synthetic=synthetic)
         return 200, _json({  # RecommendResponse, as plain values (test_serving_http validates it)
             "items": [{"item_id": item, "score": s, "explanation": why} for item, s, why in
                       zip(shown, ranked.scores.tolist(), reasons, strict=True)],
@@ -249,7 +258,7 @@ class Recommender:
         })
 
     @bentoml.api(route="/feedback", input_spec=FeedbackRequest)
-    async def feedback(self, **fields: Any) -> FeedbackResponse:
+    async def feedback(self, ctx: bentoml.Context, **fields: Any) -> FeedbackResponse:
         """Impressions, clicks and purchases: counted by type, pushed to Feast and stored
         when configured (:mod:`.feedback_loop` has the rule for unknown ids)."""
         engine = self._ready()
@@ -259,8 +268,10 @@ class Recommender:
                 self._loop.accept(
                     request.request_id, request.user_id, request.item_id, request.event,
                     engine.version, known_user=engine.user(request.user_id) >= 0,
-                    known_item=len(engine.items([request.item_id])[0]) > 0)
+                    known_item=len(engine.items([request.item_id])[0]) > 0,
+                    synthetic=_synthetic(ctx))
             except Rejected as exc:
+                ctx.response.status_code = 422  # BentoML sets a ctx handler's status from ctx
                 return _response(*_unprocessable(RequestError(exc.field, exc.reason)))
         metrics.count_feedback(request.event)
         if self._feedback_log:
@@ -284,6 +295,11 @@ Recommender.add_asgi_middleware(  # type: ignore[attr-defined]  # first in the s
 Recommender.add_asgi_middleware(metrics.RequestMetrics)  # type: ignore[attr-defined]
 Recommender.add_asgi_middleware(BodyLimit)  # type: ignore[attr-defined]  # inside: 413s counted
 bentoml_fixes.apply()
+
+
+def _synthetic(ctx: bentoml.Context) -> bool:
+    """Canary analysis traffic (:data:`~.feedback_settings.TRAFFIC_HEADER`): never kept."""
+    return ctx.request.headers.get(TRAFFIC_HEADER, "").strip().lower() == SYNTHETIC
 
 
 def _query(engine: Engine, user_id: object, recent_ids: list[Any] | None, k: int,

@@ -68,6 +68,9 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     replay.add_argument("--impressions", choices=["item", "list"], default="item",
                         help="item: an impression per shown item (default); list: one per "
                              "answer and at most one click")  # fmt: skip
+    replay.add_argument("--synthetic", action="store_true",
+                        help="mark the traffic synthetic (canary analysis): served and "
+                             "counted, never pushed to features nor stored for training")
 
     def run(args: argparse.Namespace) -> int:
         import json
@@ -80,7 +83,7 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
             raise ConfigError(f"--limit: must be >= 1, got {args.limit}")
         held_out = read_held_out(args.interactions)
         report = send(args.url, held_out, rate=args.rate, k=args.k, limit=args.limit,
-                      impressions=args.impressions)  # fmt: skip
+                      impressions=args.impressions, synthetic=args.synthetic)  # fmt: skip
         print(json.dumps(report.to_dict(), indent=2))
         return 0 if report.requests > report.errors else 1
 

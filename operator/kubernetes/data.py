@@ -12,14 +12,26 @@ hundreds of jobs cannot load ml-25m every few seconds. Here:
   the observation *is* the model's lineage (no retrain), and once it moves the
   observation is the new fingerprint with the row count Parquet footers give
   (other formats: any change counts as enough new data).
+* ``spec.data.feedback.include`` with a ``feedback.sink`` URI (the one the
+  serving pods write): the sink is watched too, whatever the base source. Its
+  part of the fingerprint is ``sink:<events>:<digest of file names and sizes>``
+  where ``<events>`` counts the stored events of the listed types (the
+  ``event`` column of each file, read once: sink files are only ever added).
+  New interactions are the sink's events since the fingerprint the model was
+  launched with (a MovieLens or synthetic base is fixed by the spec), plus the
+  base file's Parquet rows when it has them. Synthetic traffic is never stored
+  (:mod:`kuberec.serving.feedback_loop`), so it cannot move this.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
+from collections.abc import Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
 from kuberec.api.spec import RecommenderJob
@@ -27,6 +39,8 @@ from kuberec.api.status import JobStatus
 from kuberec.operator.observations import DataObservation
 
 TRAINED_DATA_ANNOTATION = "kuberec.io/trained-data"
+SINK_PREFIX = "sink:"
+log = logging.getLogger(__name__)
 _STAMP_KEYS = ("size", "mtime", "ETag", "etag", "LastModified", "last_modified", "md5Hash",
                "generation", "created")  # fmt: skip
 
@@ -35,22 +49,63 @@ class DataWatcher:
     def __init__(self, poll_s: float = 60.0) -> None:
         self.poll_s = poll_s
         self._cache: dict[str, tuple[float, str, int | None]] = {}
+        self._sink_cache: dict[str, tuple[float, str, int]] = {}
+        self._file_events: dict[tuple[str, int, str], int] = {}
         self._lock = threading.Lock()
 
     def observe(self, job: RecommenderJob, status: JobStatus, trained: str | None
                 ) -> DataObservation | None:  # fmt: skip
         """What reconcile compares with the latest model's lineage (see the module doc)."""
         source = job.spec.data.interactions
-        if source is None:
+        sink = watched_sink(job)
+        if source is None and sink is None:
             return None
-        fingerprint, rows = self.fingerprint(source.uri)
+        parts: list[str] = []
+        rows: int | None = None
+        if source is not None:
+            base, rows = self.fingerprint(source.uri)
+            parts.append(base)
+        events = 0
+        if sink is not None:
+            digest, events = self.sink_fingerprint(sink, job.spec.data.feedback.events)
+            parts.append(f"{SINK_PREFIX}{events}:{digest}")
+        fingerprint = "+".join(parts)
         latest = status.challenger or status.champion
         if latest is not None and (trained is None or trained == fingerprint):
             return DataObservation(latest.lineage.dataset_digest, latest.lineage.interactions)
+        before = _sink_events(trained)
+        if rows is not None:
+            rows += events
+        elif source is None and latest is not None and before is not None:
+            rows = latest.lineage.interactions + events - before
         if rows is None:
             minimum = job.spec.training.retrain_on.min_new_interactions or 1
             rows = (latest.lineage.interactions if latest else 0) + minimum
         return DataObservation(f"fp:{fingerprint}", rows)
+
+    def sink_fingerprint(self, uri: str, events: Sequence[str]) -> tuple[str, int]:
+        """``(digest of the sink's file names and sizes, stored events of those types)``,
+        cached for ``poll_s``; each file's events are read once."""
+        key = f"{uri}|{','.join(sorted(events))}"
+        with self._lock:
+            cached = self._sink_cache.get(key)
+            if cached is not None and time.monotonic() - cached[0] < self.poll_s:
+                return cached[1], cached[2]
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(uri)
+        files = _sink_files(fs, root)
+        total = 0
+        for path, size in files:
+            counted = self._file_events.get((path, size, key))
+            if counted is None:
+                counted = _count_events(fs, path, events)
+                self._file_events[(path, size, key)] = counted
+            total += counted
+        digest = hashlib.sha256(repr(files).encode()).hexdigest()[:16] if files else "empty"
+        with self._lock:
+            self._sink_cache[key] = (time.monotonic(), digest, total)
+        return digest, total
 
     def fingerprint(self, uri: str) -> tuple[str, int | None]:
         """``(fingerprint, parquet rows or None)``, cached for ``poll_s``."""
@@ -62,6 +117,48 @@ class DataWatcher:
         with self._lock:
             self._cache[uri] = (time.monotonic(), fingerprint, rows)
         return fingerprint, rows
+
+
+def watched_sink(job: RecommenderJob) -> str | None:
+    """The sink the job trains on, when it is a URI the operator can read (``s3://``,
+    ``gs://``, ``file://``); a plain path is relative to pods the operator cannot see."""
+    sink = job.spec.feedback.sink
+    if not job.spec.data.feedback.include or not sink or "://" not in sink:
+        return None
+    return sink
+
+
+def _sink_events(fingerprint: str | None) -> int | None:
+    """The sink's event count in a fingerprint written by :meth:`DataWatcher.observe`."""
+    for part in (fingerprint or "").split("+"):
+        if part.startswith(SINK_PREFIX):
+            count = part[len(SINK_PREFIX):].split(":", 1)[0]
+            return int(count) if count.isdigit() else None
+    return None
+
+
+def _sink_files(fs: Any, root: str) -> list[tuple[str, int]]:
+    """The sink's Parquet files (written under dot names and renamed: those are skipped)."""
+    if not fs.exists(root):
+        return []
+    found = fs.find(root, detail=True)
+    return sorted((str(p), int(i.get("size") or 0)) for p, i in found.items()
+                  if str(p).endswith(".parquet") and not PurePosixPath(str(p)).name.startswith("."))
+
+
+def _count_events(fs: Any, path: str, events: Sequence[str]) -> int:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        with fs.open(path, "rb") as handle:
+            column = pq.read_table(handle, columns=["event"]).column("event")
+    except (OSError, pa.ArrowException, KeyError) as exc:  # one bad file must not stop the pass
+        log.warning("feedback sink file %s unreadable, counted as 0 events: %s", path, exc)
+        return 0
+    wanted = pa.array(list(events), type=pa.string())
+    return int(pc.sum(pc.is_in(column, value_set=wanted)).as_py() or 0)
 
 
 def _read(uri: str) -> tuple[str, int | None]:

@@ -28,6 +28,7 @@ from kuberec.api.spec import API_VERSION, RecommenderJob
 from kuberec.api.status import ModelRecord
 from kuberec.operator.crd import KIND
 from kuberec.operator.kubernetes.settings import ClusterSettings
+from kuberec.serving.feast_repo import FEAST_REPO_ENV, PROFILE_ENV, PROJECT_ENV, REPO_FOLDER
 from kuberec.serving.feedback_settings import feedback_env
 
 Track = Literal["stable", "canary"]
@@ -41,6 +42,9 @@ URI_ANNOTATION = "kuberec.io/model-uri"
 WEIGHT_ANNOTATION = "kuberec.io/weight"
 HASH_ANNOTATION = "kuberec.io/manifest-hash"
 MANAGED_BY = "kuberec-operator"
+FEAST_REPO_PATH = f"/tmp/kuberec/{REPO_FOLDER}"  # on the pod's writable emptyDir
+REDIS_ENV = "KUBEREC_FEAST_REDIS"  # components/features/store.py reads it (kept out of the
+# operator's imports: that module imports Feast)
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 
 
@@ -120,6 +124,23 @@ def replicas_for(job: RecommenderJob, weight: int, gateway: bool) -> dict[Track,
     return {"stable": max(1, total - canary), "canary": canary}
 
 
+def feast_env(job: RecommenderJob, settings: ClusterSettings) -> dict[str, str]:
+    """What a pod renders the job's Feast repo from (:mod:`kuberec.serving.feast_repo`): the
+    recent items it reads and the feedback it pushes go to the stores the pipeline filled.
+
+    Only with ``spec.features.profile: production`` (Redis and a registry service both
+    reach): the default profile's registry and online store are SQLite files in the
+    pipeline's pod, which no serving pod can open, so then nothing is set.
+    """
+    if job.spec.features.profile != "production":
+        return {}
+    env = {FEAST_REPO_ENV: FEAST_REPO_PATH, PROJECT_ENV: job.metadata.name,
+           PROFILE_ENV: job.spec.features.profile}
+    if settings.feast_redis:
+        env[REDIS_ENV] = settings.feast_redis
+    return env
+
+
 def deployment(
     job: RecommenderJob, track: Track, model: ModelRecord, replicas: int, weight: int,
     settings: ClusterSettings,
@@ -142,6 +163,7 @@ def deployment(
             {"name": "KUBEREC_RANKING", "value": job.spec.serving.ranking.to_json()},
             *({"name": k, "value": v} for k, v in feedback_env(
                 job.spec.feedback, job.spec.feedback.sink).items()),  # a URI the pods share
+            *({"name": k, "value": v} for k, v in feast_env(job, settings).items()),
             {"name": "HOME", "value": "/tmp"},
         ],
         # Object-store credentials, when the artifact store needs them (optional).

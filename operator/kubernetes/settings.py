@@ -22,6 +22,7 @@ class ClusterSettings:
     prometheus_url: str = ""
     artifact_store: str = ""  # s3://..., gs://..., file:///... (run results, exported models)
     feast_registry: str = ""
+    feast_redis: str = ""  # host:port of the Redis online store the pipeline and pods share
     serving_image: str = DEFAULT_SERVING_IMAGE
     gateway: str = ""  # "namespace/name" of the parent Gateway; "" = replica-ratio weighting
     kfp_namespace: str | None = None  # multi-user KFP: the profile namespace
@@ -53,6 +54,7 @@ class ClusterSettings:
             prometheus_url=env.get("KUBEREC_PROMETHEUS_URL", ""),
             artifact_store=env.get("KUBEREC_ARTIFACT_STORE", ""),
             feast_registry=env.get("KUBEREC_FEAST_REGISTRY", ""),
+            feast_redis=env.get("KUBEREC_FEAST_REDIS", ""),
             serving_image=env.get("KUBEREC_SERVING_IMAGE") or DEFAULT_SERVING_IMAGE,
             gateway=env.get("KUBEREC_GATEWAY", ""),
             kfp_namespace=env.get("KUBEREC_KFP_NAMESPACE") or None,

@@ -217,6 +217,9 @@ class LocalPlatform:
         On a cluster real users provide it; on one machine nobody would, and a
         canary would hold forever. The holdout is the newest part of the data
         neither model trained on, so its clicks are an honest signal.
+        It is marked synthetic: the servers count it but neither push nor store
+        it, so a job that trains on its feedback settles instead of retraining
+        on its own canary's clicks.
         """
         if self.replay_rate <= 0 or _alive_pid(self._replay_pid_file):
             return
@@ -228,7 +231,7 @@ class LocalPlatform:
         command = [
             sys.executable, "-m", "kuberec", "replay", str(self._serving().url),
             "--interactions", str(folder / "holdout.parquet"), "--rate", str(self.replay_rate),
-            "--k", str(evaluation.k), "--limit", "100000000",
+            "--k", str(evaluation.k), "--limit", "100000000", "--synthetic",
         ]  # fmt: skip
         env = {**os.environ, **self._serving().marker_env("replay")}  # `kuberec stop` ends it
         with (folder / "replay.log").open("ab") as log:

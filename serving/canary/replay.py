@@ -9,7 +9,8 @@ is an ``impression`` and every such hit a ``click`` (click-through =
 precision@K); with ``"list"`` each answer is one impression (its top item)
 and at most one click (click-through = hit rate@K), a tenth of the feedback
 traffic. Feedback carries the answer's ``request_id``, so a router credits it
-to the version that served the list.
+to the version that served the list. ``synthetic`` traffic (the canary
+analysis's) is served and counted but never becomes features or training data.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import aiohttp
 import pandas as pd
 
 from kuberec.errors import ConfigError, DataError
+from kuberec.serving.feedback_settings import SYNTHETIC, TRAFFIC_HEADER
 
 ImpressionMode = Literal["item", "list"]
 
@@ -129,8 +131,14 @@ def replay(
     stop: threading.Event | None = None,
     timeout_s: float = 30.0,
     report: ReplayReport | None = None,
+    synthetic: bool = False,
 ) -> ReplayReport:
     """Send the visits at ``rate`` requests/s to ``url`` and their feedback; blocks until done.
+
+    ``synthetic`` marks every request (``X-Kuberec-Traffic: synthetic``): the
+    servers answer and count it but neither push nor store its feedback. The
+    canary analysis's own traffic is marked; traffic a user replays on purpose
+    (held-out clicks meant to become features and training data) is not.
 
     ``stop`` (set from another thread) ends the replay early; with ``limit`` None
     and a ``stop`` event the visits cycle until it is set (background traffic).
@@ -145,7 +153,8 @@ def replay(
     users = visits(held_out, limit)
     if limit is None and stop is not None:
         users = _cycle(users)  # type: ignore[assignment]
-    player = _Player(url.rstrip("/"), truth(held_out), k, impressions, timeout_s, report)
+    player = _Player(url.rstrip("/"), truth(held_out), k, impressions, timeout_s, report,
+                     {TRAFFIC_HEADER: SYNTHETIC} if synthetic else {})
     return asyncio.run(player.run(users, rate, stop))
 
 
@@ -158,8 +167,10 @@ class _Player:
         mode: ImpressionMode,
         timeout_s: float,
         report: ReplayReport | None,
+        headers: dict[str, str],
     ) -> None:
         self.url, self.truth, self.k, self.mode = url, truth, k, mode
+        self.headers = headers
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.report = report if report is not None else ReplayReport()
 
@@ -169,7 +180,8 @@ class _Player:
         started = time.perf_counter()
         tasks: set[asyncio.Task[None]] = set()
         connector = aiohttp.TCPConnector(limit=64)
-        async with aiohttp.ClientSession(timeout=self.timeout, connector=connector) as session:
+        async with aiohttp.ClientSession(timeout=self.timeout, connector=connector,
+                                         headers=self.headers) as session:
             for i, user in enumerate(users):
                 if stop is not None and stop.is_set():
                     break

@@ -53,6 +53,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from kuberec.errors import ConfigError
 from kuberec.serving.canary.admin import is_bearer, read_token
 from kuberec.serving.canary.split import Track, assign, check_weight
+from kuberec.serving.feedback_settings import SYNTHETIC, TRAFFIC_HEADER
 from kuberec.serving.limits import (
     MAX_BODY_BYTES,
     NestingError,
@@ -305,7 +306,7 @@ class Router:
         return "stable"
 
     async def _forward(
-        self, track: Track, request: web.Request, body: bytes
+        self, track: Track, request: web.Request, body: bytes, *, synthetic: bool = False
     ) -> tuple[int, dict[str, str], bytes]:
         base = self.backends[track]
         if base is None:  # feedback for a canary that has been removed
@@ -322,6 +323,8 @@ class Router:
             if k.lower() not in _HOP_HEADERS and k.lower() != TRACK_HEADER.lower()
             and not (k.lower() == "authorization" and is_bearer(v, self.token))
         }  # fmt: skip
+        if synthetic:
+            headers[TRAFFIC_HEADER] = SYNTHETIC
         assert self._session is not None
         try:
             async with self._session.request(
@@ -397,7 +400,8 @@ class Router:
         self, request: web.Request, body: bytes, served: dict, served_s: float
     ) -> None:
         started = time.perf_counter()
-        status, _, content = await self._forward("canary", request, body)
+        # never shown to anyone: marked synthetic, so its impressions are not stored
+        status, _, content = await self._forward("canary", request, body, synthetic=True)
         seconds = time.perf_counter() - started
         stats = self._shadow_stats
         stats["requests"] += 1

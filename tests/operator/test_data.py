@@ -1,4 +1,5 @@
-"""Cheap data observation in a cluster: a fingerprint of the interactions file, not a digest."""
+"""Cheap data observation in a cluster: a fingerprint of the interactions file and of the
+feedback sink the serving pods write, not a digest."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from kuberec.api.status import JobStatus, Lineage, ModelRecord
 from kuberec.operator.kubernetes.data import DataWatcher
 from kuberec.operator.observations import DataObservation, Observations
 from kuberec.operator.reconcile import training_trigger
+from kuberec.serving.feedback_sink import Event, ParquetSink
 from tests.support.jobs import recommender_job
 
 
@@ -83,3 +85,67 @@ def test_a_fingerprint_is_read_at_most_once_per_poll_interval(tmp_path: Path) ->
     first = watcher.fingerprint(path.as_uri())
     write(path, 20)
     assert watcher.fingerprint(path.as_uri()) == first
+
+
+def feedback_job(sink: str, data: dict, min_new: int) -> RecommenderJob:
+    return recommender_job("shop", {
+        "data": {**data, "feedback": {"include": True, "events": ["click"]}},
+        "feedback": {"sink": sink}, "training": {"retrainOn": {"minNewInteractions": min_new}}})
+
+
+def store(sink: str, clicks: int, impressions: int = 0) -> None:
+    """Events as the serving pods write them (one flush: one new file)."""
+    now = datetime.now(UTC)
+    events = [Event(f"r{i}", "1", "2", "click", "shop:v1", now) for i in range(clicks)]
+    events += [Event(f"i{i}", "1", "2", "impression", "shop:v1", now) for i in range(impressions)]
+    written = ParquetSink(sink)
+    written.add(events)
+    assert written.flush()
+
+
+def test_the_feedback_sink_is_watched_for_a_job_trained_on_a_fixed_release(tmp_path: Path) -> None:
+    sink = (tmp_path / "sink").as_uri()
+    j = feedback_job(sink, {"movielens": "ml-100k"}, min_new=30)
+    watcher = DataWatcher(poll_s=0)
+    store(sink, 10)
+    launched = watcher.observe(j, JobStatus(), None)
+    assert launched is not None
+    fingerprint = launched.digest[3:]  # what the platform annotates the job with at launch
+    data, trigger = observe(j, trained(j, 1000), watcher, fingerprint)
+    assert data is not None and data.digest == "sha-of-content" and trigger is None
+    store(sink, 20, impressions=500)  # impressions are no interactions
+    _, trigger = observe(j, trained(j, 1000), watcher, fingerprint)
+    assert trigger is None  # 20 new clicks < 30
+    store(sink, 15)
+    data, trigger = observe(j, trained(j, 1000), watcher, fingerprint)
+    assert data is not None and data.interactions == 1035
+    assert trigger == "new data (+35 interactions)"
+
+
+def test_a_sink_beside_an_interactions_file_adds_its_events_to_the_files_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "events.parquet"
+    write(path, 100)
+    sink = (tmp_path / "sink").as_uri()
+    j = feedback_job(sink, {"interactions": {"uri": path.as_uri()}}, min_new=10)
+    watcher = DataWatcher(poll_s=0)
+    fingerprint = watcher.observe(j, JobStatus(), None).digest[3:]  # type: ignore[union-attr]
+    store(sink, 12)
+    data, trigger = observe(j, trained(j, 100), watcher, fingerprint)
+    assert data is not None and data.interactions == 112
+    assert trigger == "new data (+12 interactions)"
+
+
+def test_a_sink_path_that_is_not_a_uri_is_not_watched(tmp_path: Path) -> None:
+    j = feedback_job("feedback", {"movielens": "ml-100k"}, min_new=1)
+    assert DataWatcher().observe(j, JobStatus(), None) is None
+
+
+def test_an_unreadable_sink_file_counts_no_events_and_stops_nothing(tmp_path: Path) -> None:
+    sink = tmp_path / "sink"
+    store(sink.as_uri(), 5)
+    (sink / "date=2026-01-01").mkdir(parents=True)
+    (sink / "date=2026-01-01" / "part-broken.parquet").write_bytes(b"not parquet")
+    _, events = DataWatcher(poll_s=0).sink_fingerprint(sink.as_uri(), ["click"])
+    assert events == 5

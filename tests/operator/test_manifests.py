@@ -156,3 +156,25 @@ def test_the_content_hash_changes_only_with_the_content() -> None:
     other = manifests.deployment(job(), "stable", model("movies:v2"), 3, 0, SETTINGS)
     hashes = [m["metadata"]["annotations"][manifests.HASH_ANNOTATION] for m in [*same, other]]
     assert hashes[0] == hashes[1] != hashes[2]
+
+
+def test_a_production_profile_pod_gets_what_it_renders_the_pipelines_feast_repo_from() -> None:
+    document = job().model_dump(mode="json", by_alias=True, exclude_none=True)
+    document["spec"]["features"] = {"profile": "production"}
+    settings = ClusterSettings(feast_registry="postgresql+psycopg://feast@pg/feast",
+                               feast_redis="redis.feast:6379")
+    deployment = manifests.deployment(RecommenderJob.model_validate(document), "stable",
+                                      model(), 1, 0, settings)
+    kubernetes_validate.validate(deployment, KUBE_VERSION, strict=True)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KUBEREC_FEAST_REPO"].startswith("/tmp/")  # the pod's writable emptyDir
+    assert (env["KUBEREC_FEAST_PROJECT"], env["KUBEREC_FEAST_PROFILE"]) == ("movies", "production")
+    assert env["KUBEREC_FEAST_REDIS"] == "redis.feast:6379"
+    assert env["KUBEREC_FEAST_REGISTRY"] == "postgresql+psycopg://feast@pg/feast"
+
+
+def test_a_default_profile_pod_gets_no_feast_repo() -> None:
+    deployment = manifests.deployment(job(), "stable", model(), 1, 0, SETTINGS)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "KUBEREC_FEAST_REPO" not in {e["name"] for e in container["env"]}

@@ -18,7 +18,7 @@ from kuberec.components.features.store import StoreSettings
 from kuberec.components.train.run import train_run
 from kuberec.components.train.settings import TrainSettings
 from kuberec.pipelines.features_step import run_features
-from kuberec.serving.feedback_settings import FLUSH_ENV, SINK_ENV
+from kuberec.serving.feedback_settings import FLUSH_ENV, SINK_ENV, SYNTHETIC, TRAFFIC_HEADER
 from kuberec.serving.online_features import FEAST_REPO_ENV
 from kuberec.serving.server import free_port, start_server, stop_server, wait_ready
 
@@ -52,9 +52,10 @@ def url(dataset: Dataset, sink: Path, tmp_path_factory: pytest.TempPathFactory) 
         stop_server(process)
 
 
-def _post(url: str, path: str, body: dict) -> tuple[int, dict]:
+def _post(url: str, path: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
     request = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+                                     headers={"Content-Type": "application/json",
+                                              **(headers or {})})  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.load(response)
@@ -116,3 +117,21 @@ def test_accepted_events_land_in_the_sink_with_the_serving_model_version(
     rows = read_sink(str(sink)).set_index("request_id").loc[answer["request_id"]]
     assert rows["model_version"] == answer["model_version"]
     assert bool(rows["request_known"]) is True
+
+
+def test_synthetic_feedback_is_answered_but_moves_no_feature_and_is_not_stored(
+    url: str, sink: Path
+) -> None:
+    marked = {TRAFFIC_HEADER: SYNTHETIC}
+    status, answer = _post(url, "/recommend", {"user_id": 11, "k": 5}, marked)
+    top = answer["items"][0]["item_id"]
+    status, accepted = _post(url, "/feedback", {"request_id": answer["request_id"],
+                                                "user_id": 11, "item_id": top,
+                                                "event": "click"}, marked)
+    assert (status, accepted["accepted"]) == (200, True)
+    later = _post(url, "/recommend", {"user_id": 12, "k": 3})[1]  # a real click, queued after
+    _post(url, "/feedback", {"request_id": later["request_id"], "user_id": 12,
+                             "item_id": later["items"][0]["item_id"], "event": "click"})
+    assert _until(lambda: later["request_id"] in set(read_sink(str(sink))["request_id"]))
+    assert answer["request_id"] not in set(read_sink(str(sink))["request_id"])
+    assert top in _items(url, 11)  # the synthetic click was not pushed

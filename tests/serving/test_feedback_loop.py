@@ -97,6 +97,29 @@ def test_served_items_are_stored_as_impressions_when_asked(tmp_path: Path) -> No
     assert set(stored["event"]) == {"impression"}
 
 
+def test_synthetic_traffic_is_counted_but_neither_pushed_nor_stored(tmp_path: Path) -> None:
+    store = StuckStore()
+    store.release.set()
+    loop = FeedbackLoop(store, ParquetSink(str(tmp_path)), impressions=True)  # type: ignore[arg-type]
+    before = _metric("kuberec_feedback_synthetic_total")
+    loop.served("r-canary", "3", [5, 6], "run-a", synthetic=True)
+    loop.accept("r-canary", "3", "5", "click", "run-a", known_user=True, known_item=True,
+                synthetic=True)
+    _accept(loop, request="r-user")
+    loop.close()
+    assert _metric("kuberec_feedback_synthetic_total") == before + 1
+    assert [e.request_id for e in store.pushed] == ["r-user"]
+    assert list(read_sink(str(tmp_path))["request_id"]) == ["r-user"]
+
+
+def test_synthetic_feedback_on_an_unknown_item_is_still_refused(tmp_path: Path) -> None:
+    loop = FeedbackLoop(None, ParquetSink(str(tmp_path)))
+    with pytest.raises(Rejected):
+        loop.accept("r-1", "3", "nope", "click", "run-a", known_user=True, known_item=False,
+                    synthetic=True)
+    loop.close()
+
+
 def test_a_sink_that_cannot_be_written_never_reaches_the_request_side(tmp_path: Path) -> None:
     blocked = tmp_path / "volume"
     blocked.write_text("a file where the sink's folder should be")

@@ -31,11 +31,13 @@ class Echo:
     def ready(self) -> bool:
         return self.is_ready
 
-    async def answer(self, route: str, request: BaseModel) -> tuple[int, bytes]:
+    async def answer(self, route: str, request: BaseModel, synthetic: bool = False
+                     ) -> tuple[int, bytes]:
         if self.fail:
             raise RuntimeError("the model broke")
         await asyncio.sleep(self.delay_s)
-        return 200, json.dumps({"route": route, **request.model_dump()}).encode()
+        return 200, json.dumps({"route": route, "synthetic": synthetic,
+                                **request.model_dump()}).encode()
 
 
 @pytest.fixture
@@ -46,7 +48,8 @@ def bound() -> Iterator[None]:
 
 async def _call(target: Echo | None, body: bytes, *, path: str = "/recommend",
                 method: str = "POST", content_type: bytes | None = b"application/json",
-                origin: bytes | None = None) -> tuple[int | None, Any, bool]:
+                origin: bytes | None = None, extra: list[tuple[bytes, bytes]] | None = None,
+                ) -> tuple[int | None, Any, bool]:
     """(status, decoded body, whether the inner app got the request)."""
     hot_routes._Bound.target = target
     passed: list[bool] = []
@@ -61,6 +64,7 @@ async def _call(target: Echo | None, body: bytes, *, path: str = "/recommend",
     headers = [(b"content-type", content_type)] if content_type is not None else []
     if origin is not None:
         headers.append((b"origin", origin))
+    headers.extend(extra or [])
     chunks = [{"type": "http.request", "body": body[:5], "more_body": True},
               {"type": "http.request", "body": body[5:], "more_body": False}]
     sent: list[dict[str, Any]] = []
@@ -88,6 +92,14 @@ def test_a_json_post_to_a_hot_route_is_validated_and_answered_by_the_service() -
     assert (status, passed) == (200, False)
     assert body["route"] == "/recommend" and body["user_id"] == 7 and body["k"] == 3
     assert body["exclude_seen"] is True  # the request model's defaults filled in
+    assert body["synthetic"] is False
+
+
+@pytest.mark.usefixtures("bound")
+def test_canary_analysis_traffic_reaches_the_service_marked_synthetic() -> None:
+    status, body, passed = _run(Echo(), b'{"user_id": 7}',
+                                extra=[(b"x-kuberec-traffic", b"Synthetic")])
+    assert (status, passed, body["synthetic"]) == (200, False, True)
 
 
 @pytest.mark.usefixtures("bound")

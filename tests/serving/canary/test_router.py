@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -32,6 +33,7 @@ from kuberec.serving.canary.local import free_port
 from kuberec.serving.canary.metrics import ROUTER, interval, parse
 from kuberec.serving.canary.router import Router
 from kuberec.serving.canary.split import assign
+from kuberec.serving.feedback_settings import SYNTHETIC, TRAFFIC_HEADER
 from tests.support import raw_http
 
 TOKEN = "test-admin-token"
@@ -44,6 +46,7 @@ class Backend:
     def __init__(self, version: str, items: list[int]) -> None:
         self.version, self.items = version, items
         self.feedback: list[dict[str, Any]] = []
+        self.marks: list[str | None] = []  # the traffic header of each /recommend
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -54,6 +57,7 @@ class Backend:
 
     async def _recommend(self, request: web.Request) -> web.Response:
         body = await request.json()
+        self.marks.append(request.headers.get(TRAFFIC_HEADER))
         items = [{"item_id": i, "score": 1.0, "explanation": ""} for i in self.items[: body["k"]]]
         return web.json_response({"items": items, "model_version": self.version,
                                   "request_id": str(uuid.uuid4()), "fallback": False})  # fmt: skip
@@ -194,6 +198,18 @@ def test_shadow_mode_serves_stable_and_compares_the_candidates_lists(setup) -> N
     assert report["requests"] >= 25  # mirrored in the background
     assert report["overlap_at_k"] == 0.0  # [1, 2] vs [3, 4]
     assert report["shadow_p95_ms"] is not None and report["serving_p95_ms"] is not None
+
+
+def test_shadow_copies_are_marked_synthetic_so_their_impressions_are_not_stored(setup) -> None:
+    router, url, stable, canary = setup
+    router.configure(shadow=True)
+    for user in range(10):
+        _recommend(url, user)
+    deadline = time.monotonic() + 10
+    while len(canary.marks) < 10 and time.monotonic() < deadline:  # mirrored in the background
+        time.sleep(0.05)
+    assert set(canary.marks) == {SYNTHETIC}
+    assert set(stable.marks) == {None}
 
 
 def test_kuberec_replay_sends_visits_and_clicks_on_held_out_items(
