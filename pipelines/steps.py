@@ -126,7 +126,7 @@ def train_step(job_text: str, context_text: str, dataset_dir: str, run_dir: str)
         if model_type == AUTO:  # chosen on validation carved from the training part
             require_no_hparams(hparams)
             selection = select(train_set, AutoSpec(**job.spec.model.auto.settings()), settings,
-                               text_embeddings=embeddings)
+                               protocol=job.spec.evaluation.protocol, text_embeddings=embeddings)
             model_type = selection.chosen
         tuned: dict[str, Any] = {}
         if job.spec.model.tuning.trials > 0:

@@ -1,10 +1,12 @@
 """``model.type: auto``: try the model types that fit the data, keep the best on validation.
 
-Every candidate is fitted on the training part minus a per-user validation holdout
-(:func:`~kuberec.components.train.validation.carve_holdout`, carved from the
-training part only: the gate's holdout is never seen) and scored on it; the best
-by the validation metric wins and is then refitted on the whole training part by
-the caller. Which candidates run is decided *before* fitting, from the data:
+Every candidate is fitted on the training part minus a validation holdout carved
+from it the way the evaluation protocol splits
+(:func:`~kuberec.components.train.validation.carve_validation`: a time cut for
+``temporal``, each user's latest item for leave-one-out, else a random share; the
+gate's holdout is never seen) and scored on it; the best by the validation metric
+wins and is then refitted on the whole training part by the caller. Which candidates
+run is decided *before* fitting, from the data:
 
 * catalogue size against a type's ``max_items`` (EASE's dense inverse) and a
   memory estimate against ``memory_gib``;
@@ -42,7 +44,13 @@ from kuberec.components.train.settings import (
     AUTO_MEMORY_GIB,
     TrainSettings,
 )
-from kuberec.components.train.validation import Holdout, carve_holdout, encode_holdout, validate
+from kuberec.components.train.validation import (
+    Holdout,
+    carve_validation,
+    encode_holdout,
+    validate,
+    validation_rule,
+)
 from kuberec.errors import ConfigError, KuberecError
 
 AUTO = "auto"
@@ -52,6 +60,10 @@ SEQUENCE_TYPES = ("sasrec", "gru4rec")
 #: Seconds per (training example x epoch) of the trained types on one CPU core (measured here).
 _SECONDS_PER_SAMPLE = {"mf": 5e-6, "ncf": 3e-5, "two_tower": 3e-5, "sasrec": 1e-4,
                        "gru4rec": 1e-4, "dcn": 5e-5}
+
+
+_RULES = {"temporal": "its latest interactions by a time cut",
+          "latest": "each user's latest interaction", "random": "a random share per user"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,9 @@ class Selection:
     chosen: str
     metric: str
     candidates: list[Candidate]
+    #: How validation was held out (``validation_rule``): "temporal", "latest" or "random".
+    #: Not in ``to_dict``: the job status's selection record has no field for it yet.
+    validation: str = "random"
 
     def to_dict(self) -> dict[str, Any]:
         return {"chosen": self.chosen, "metric": self.metric,
@@ -164,12 +179,19 @@ def select(
     spec: AutoSpec,
     settings: TrainSettings,
     *,
+    protocol: str | None = None,
     text_embeddings: np.ndarray | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Selection:
-    """Fit the candidates that fit on the training part minus a holdout; the best wins."""
+    """Fit the candidates that fit on the training part minus a holdout; the best wins.
+
+    ``protocol``: the evaluation protocol ``dataset`` is the training part of; the
+    holdout mirrors it (None, as for ``kuberec train`` on all the data: random).
+    """
     fraction = settings.validation_fraction or 0.1
-    fit_set, held_out = carve_holdout(dataset, fraction, settings.seed)
+    rule = validation_rule(protocol, dataset.has_timestamps)
+    fit_set, held_out = carve_validation(dataset, protocol, fraction, settings.seed)
+    progress(f"auto: validation holds out {_RULES[rule]} of the training part")
     data = EncodedData.from_dataset(fit_set, text_embeddings=text_embeddings)
     holdout = _subsample(encode_holdout(data, held_out), VALIDATION_USERS, settings.seed)
     size = DataSize.of(data, dataset.has_timestamps)
@@ -215,7 +237,7 @@ def select(
             row.status, row.reason = "failed", f"validation {metric} is not finite (diverged)"
             continue
         row.status = "trained"
-    return _decide(rows, metric, spec)
+    return _decide(rows, metric, spec, rule)
 
 
 def _fit_and_validate(name: str, hparams: dict[str, Any], data: EncodedData, holdout: Holdout,
@@ -231,7 +253,7 @@ def _any_trained(rows: list[Candidate]) -> bool:
     return any(r.status == "trained" for r in rows)
 
 
-def _decide(rows: list[Candidate], metric: str, spec: AutoSpec) -> Selection:
+def _decide(rows: list[Candidate], metric: str, spec: AutoSpec, rule: str) -> Selection:
     trained = [r for r in rows if r.status == "trained"]
     if not trained:
         failures = "; ".join(f"{r.model_type}: {r.reason}" for r in rows)
@@ -242,7 +264,7 @@ def _decide(rows: list[Candidate], metric: str, spec: AutoSpec) -> Selection:
         )
     best = max(trained, key=lambda r: r.validation[metric])  # first in list order on ties
     best.status = "chosen"
-    return Selection(best.model_type, metric, rows)
+    return Selection(best.model_type, metric, rows, rule)
 
 
 def _subsample(holdout: Holdout, max_users: int, seed: int) -> Holdout:
