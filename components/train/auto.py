@@ -60,6 +60,8 @@ SEQUENCE_TYPES = ("sasrec", "gru4rec")
 #: Seconds per (training example x epoch) of the trained types on one CPU core (measured here).
 _SECONDS_PER_SAMPLE = {"mf": 5e-6, "ncf": 3e-5, "two_tower": 3e-5, "sasrec": 1e-4,
                        "gru4rec": 1e-4, "dcn": 5e-5}
+#: Dense float32 multiply-adds per second on 2 busy CPU cores (multvae's estimate).
+_FLOPS = 1e10
 
 
 _RULES = {"temporal": "its latest interactions by a time cut",
@@ -158,6 +160,13 @@ def estimate(name: str, hparams: dict[str, Any], size: DataSize,
         seconds = float((k**2).sum()) * 1e-7 + float((k**3).sum()) * 1e-9 + size.pairs * 1e-7
         memory = size.pairs * 36 + n * k.max(initial=1) * 16
         return seconds, base_mb + memory / 2**20
+    if name == "multvae":
+        # Two dense n_items-wide layers (weights, gradients, Adam's two moments) and a
+        # batch of dense n_items-wide rows; each epoch multiplies every user's row by them.
+        width = hparams["hidden"]
+        memory = 16 * 2 * n * width + 4 * 4 * hparams["batch_size"] * n
+        flops = 12.0 * size.n_users * n * width  # forward and backward, both wide layers
+        return settings.epochs * flops / _FLOPS, base_mb + memory / 2**20
     per_sample = _SECONDS_PER_SAMPLE.get(name, 1e-4)
     return settings.epochs * nnz * per_sample, base_mb + n * 256 * 4 / 2**20
 

@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kuberec.components.datasets.canonical import Dataset
@@ -167,3 +168,17 @@ def test_kuberec_train_prints_the_selection_table(dataset: Dataset, tmp_path: Pa
                      "sparse_ease,popularity", "--out", str(tmp_path / "run"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "model auto: chose" in result.stdout and "sparse_ease" in result.stdout
+
+
+def test_multvae_is_a_candidate_where_its_dense_layers_fit(dataset: Dataset) -> None:
+    from kuberec.components.models import resolve_hparams
+    from kuberec.components.train.auto import DataSize, estimate
+
+    def gib(n_items: int) -> float:
+        size = DataSize(200_000, n_items, 3_000_000, 1e8, np.zeros(n_items), True)
+        return estimate("multvae", resolve_hparams("multvae"), size, SETTINGS)[1] / 1024
+
+    assert gib(20_000) < AutoSpec().memory_gib < gib(1_000_000)
+    spec = AutoSpec(candidates=("multvae", "popularity"), budget_seconds=600)
+    row = select(dataset, spec, replace(SETTINGS, epochs=2)).candidates[0]
+    assert row.status in ("trained", "chosen") and row.validation["ndcg"] > 0
