@@ -31,9 +31,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import psutil
 
 from kuberec.components.datasets.canonical import Dataset
+from kuberec.components.evaluation.metrics import RANKING_METRICS
 from kuberec.components.models import EncodedData, build_model, resolve_hparams
 from kuberec.components.models.item_knn import neighbour_count
 from kuberec.components.models.registry import MODEL_TYPES, model_type
@@ -48,7 +50,7 @@ from kuberec.components.train.validation import (
     Holdout,
     carve_validation,
     encode_holdout,
-    validate,
+    validate_per_user,
     validation_rule,
 )
 from kuberec.errors import ConfigError, KuberecError
@@ -207,6 +209,7 @@ def select(
     metric = settings.validation_metric
     left = spec.budget_seconds
     rows: list[Candidate] = []
+    per_user: dict[str, np.ndarray] = {}  # each trained candidate's metric per holdout user
     clock = 0.0  # wall seconds the fitted candidates took: the backstop's measure
     for name in spec.candidates:
         hparams = resolve_hparams(name)
@@ -233,8 +236,10 @@ def select(
         started = time.perf_counter()
         try:
             with PeakMemory() as peak:
-                row.validation = _fit_and_validate(name, hparams, data, holdout, settings)
+                scores = _fit_and_validate(name, hparams, data, holdout, settings)
                 row.fit_seconds = round(time.perf_counter() - started, 2)
+            row.validation = {m: float(scores[m].mean()) for m in RANKING_METRICS
+                              if len(scores)}
             row.peak_memory_mb = peak.mb
         except (KuberecError, ArithmeticError, RuntimeError, ValueError, MemoryError) as exc:
             row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -246,23 +251,25 @@ def select(
             row.status, row.reason = "failed", f"validation {metric} is not finite (diverged)"
             continue
         row.status = "trained"
-    return _decide(rows, metric, spec, rule)
+        per_user[name] = scores[metric].to_numpy()
+    return _decide(rows, metric, per_user, rule)
 
 
 def _fit_and_validate(name: str, hparams: dict[str, Any], data: EncodedData, holdout: Holdout,
-                      settings: TrainSettings) -> dict[str, float]:
+                      settings: TrainSettings) -> pd.DataFrame:
     if MODEL_TYPES[name].trainable:
         model, _, _ = fit_local(name, data, hparams, holdout, settings)
     else:
         model = build_model(name, data, hparams).eval()
-    return validate(model, data, holdout, settings.validation_k)
+    return validate_per_user(model, data, holdout, settings.validation_k)
 
 
 def _any_trained(rows: list[Candidate]) -> bool:
     return any(r.status == "trained" for r in rows)
 
 
-def _decide(rows: list[Candidate], metric: str, spec: AutoSpec, rule: str) -> Selection:
+def _decide(rows: list[Candidate], metric: str, per_user: dict[str, np.ndarray],
+            rule: str) -> Selection:
     trained = [r for r in rows if r.status == "trained"]
     if not trained:
         failures = "; ".join(f"{r.model_type}: {r.reason}" for r in rows)
@@ -271,9 +278,31 @@ def _decide(rows: list[Candidate], metric: str, spec: AutoSpec, rule: str) -> Se
             "model.auto.budgetSeconds or memoryGiB, add a type to model.auto.candidates "
             "(sparse_ease fits any catalogue), or set model.type"
         )
-    best = max(trained, key=lambda r: r.validation[metric])  # first in list order on ties
-    best.status = "chosen"
-    return Selection(best.model_type, metric, rows, rule)
+    chosen, reason = one_standard_error_choice([r.model_type for r in trained], per_user)
+    row = next(r for r in trained if r.model_type == chosen)
+    row.status, row.reason = "chosen", reason
+    return Selection(chosen, metric, rows, rule)
+
+
+def one_standard_error_choice(
+    names: list[str], per_user: dict[str, np.ndarray]
+) -> tuple[str, str]:
+    """(the chosen name, why, when not simply the best): the one-standard-error rule.
+
+    The best mean wins unless a candidate listed before it is within one standard
+    error of the paired per-user difference (Hastie, Tibshirani & Friedman, ESL
+    §7.10; Breiman et al. 1984): on a small holdout (ml-100k's temporal one has 75
+    users) gaps below that are noise, and the list order is the preference. Every
+    array holds the same holdout users in the same order.
+    """
+    best = max(names, key=lambda n: per_user[n].mean())  # first in list order on ties
+    for name in names[: names.index(best)]:
+        gap = per_user[best] - per_user[name]
+        error = gap.std(ddof=1) / np.sqrt(len(gap)) if len(gap) > 1 else 0.0
+        if gap.mean() <= error:
+            return name, (f"within one standard error ({error:.4f}) of {best}'s "
+                          f"{per_user[best].mean():.4f}, and listed before it")
+    return best, ""
 
 
 def _subsample(holdout: Holdout, max_users: int, seed: int) -> Holdout:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from kuberec.components.datasets.canonical import Dataset
-from kuberec.components.evaluation import ranking_metrics, split
+from kuberec.components.evaluation import per_user_metrics, ranking_metrics, split
 from kuberec.components.models import EncodedData, Recommender, recommend
 from kuberec.errors import DataError
 
@@ -101,6 +101,20 @@ def validate(model: Recommender, data: EncodedData, holdout: Holdout, k: int) ->
     """Ranking metrics@k of ``model`` on the holdout, excluding the fit data's items."""
     if len(holdout) == 0:
         return {}
+    return ranking_metrics(*_ranked(model, data, holdout, k), k)
+
+
+def validate_per_user(
+    model: Recommender, data: EncodedData, holdout: Holdout, k: int
+) -> pd.DataFrame:
+    """:func:`validate`'s metrics per holdout user, one row each in user order."""
+    return per_user_metrics(*_ranked(model, data, holdout, k), k)
+
+
+def _ranked(
+    model: Recommender, data: EncodedData, holdout: Holdout, k: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the top-k lists of the holdout's users, the holdout as ground truth)."""
     users = np.unique(holdout.users)
     top = recommend(model, data.history, users, k)
     ranked = pd.DataFrame(
@@ -112,4 +126,4 @@ def validate(model: Recommender, data: EncodedData, holdout: Holdout, k: int) ->
     )
     ranked = ranked[ranked["item_id"] >= 0]
     truth = pd.DataFrame({"user_id": holdout.users, "item_id": holdout.items})
-    return ranking_metrics(ranked, truth, k)
+    return ranked, truth
