@@ -135,7 +135,8 @@ def train_step(job_text: str, context_text: str, dataset_dir: str, run_dir: str)
         selection = None
         if model_type == AUTO:  # chosen on validation carved from the training part
             require_no_hparams(hparams)
-            selection = select(train_set, run.auto(), settings, text_embeddings=embeddings)
+            selection = select(train_set, run.auto(), settings,
+                               protocol=job.spec.evaluation.protocol, text_embeddings=embeddings)
             model_type = selection.chosen
         tuned: dict[str, Any] = {}
         if job.spec.model.tuning.trials > 0:

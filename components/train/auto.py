@@ -1,10 +1,12 @@
 """``model.type: auto``: try the model types that fit the data, keep the best on validation.
 
-Every candidate is fitted on the training part minus a per-user validation holdout
-(:func:`~kuberec.components.train.validation.carve_holdout`, carved from the
-training part only: the gate's holdout is never seen) and scored on it; the best
-by the validation metric wins and is then refitted on the whole training part by
-the caller. Which candidates run is decided *before* fitting, from the data:
+Every candidate is fitted on the training part minus a validation holdout carved
+from it the way the evaluation protocol splits
+(:func:`~kuberec.components.train.validation.carve_validation`: a time cut for
+``temporal``, each user's latest item for leave-one-out, else a random share; the
+gate's holdout is never seen) and scored on it; the best by the validation metric
+wins and is then refitted on the whole training part by the caller. Which candidates
+run is decided *before* fitting, from the data:
 
 * catalogue size against a type's ``max_items`` (EASE's dense inverse) and a
   memory estimate against ``memory_gib``;
@@ -29,17 +31,25 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import psutil
 
 from kuberec.api.names import AUTO_BUDGET_SECONDS, AUTO_CANDIDATES, AUTO_MEMORY_GIB
 from kuberec.components.datasets.canonical import Dataset
+from kuberec.components.evaluation.metrics import RANKING_METRICS
 from kuberec.components.models import EncodedData, build_model, resolve_hparams
 from kuberec.components.models.item_knn import DENSE_ITEMS as KNN_DENSE_ITEMS
 from kuberec.components.models.item_knn import neighbour_count
 from kuberec.components.models.registry import MODEL_TYPES, model_type
 from kuberec.components.train.local_runner import fit_local
 from kuberec.components.train.settings import TrainSettings
-from kuberec.components.train.validation import Holdout, carve_holdout, encode_holdout, validate
+from kuberec.components.train.validation import (
+    Holdout,
+    carve_validation,
+    encode_holdout,
+    validate_per_user,
+    validation_rule,
+)
 from kuberec.errors import ConfigError, KuberecError
 
 AUTO = "auto"
@@ -49,6 +59,12 @@ SEQUENCE_TYPES = ("sasrec", "gru4rec")
 #: Seconds per (training example x epoch) of the trained types on one CPU core (measured here).
 _SECONDS_PER_SAMPLE = {"mf": 5e-6, "ncf": 3e-5, "two_tower": 3e-5, "sasrec": 1e-4,
                        "gru4rec": 1e-4, "dcn": 5e-5}
+#: Dense float32 multiply-adds per second on 2 busy CPU cores (multvae's estimate).
+_FLOPS = 1e10
+
+
+_RULES = {"temporal": "its latest interactions by a time cut",
+          "latest": "each user's latest interaction", "random": "a random share per user"}
 
 
 @dataclass(frozen=True)
@@ -92,6 +108,9 @@ class Selection:
     chosen: str
     metric: str
     candidates: list[Candidate]
+    #: How validation was held out (``validation_rule``): "temporal", "latest" or "random".
+    #: Not in ``to_dict``: the job status's selection record has no field for it yet.
+    validation: str = "random"
 
     def to_dict(self) -> dict[str, Any]:
         return {"chosen": self.chosen, "metric": self.metric,
@@ -143,6 +162,13 @@ def estimate(name: str, hparams: dict[str, Any], size: DataSize,
         seconds = float((k**2).sum()) * 1e-7 + float((k**3).sum()) * 1e-9 + size.pairs * 1e-7
         memory = size.pairs * 36 + n * k.max(initial=1) * 16
         return seconds, base_mb + memory / 2**20
+    if name == "multvae":
+        # Two dense n_items-wide layers (weights, gradients, Adam's two moments) and a
+        # batch of dense n_items-wide rows; each epoch multiplies every user's row by them.
+        width = hparams["hidden"]
+        memory = 16 * 2 * n * width + 4 * 4 * hparams["batch_size"] * n
+        flops = 12.0 * size.n_users * n * width  # forward and backward, both wide layers
+        return settings.epochs * flops / _FLOPS, base_mb + memory / 2**20
     per_sample = _SECONDS_PER_SAMPLE.get(name, 1e-4)
     return settings.epochs * nnz * per_sample, base_mb + n * 256 * 4 / 2**20
 
@@ -164,18 +190,26 @@ def select(
     spec: AutoSpec,
     settings: TrainSettings,
     *,
+    protocol: str | None = None,
     text_embeddings: np.ndarray | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Selection:
-    """Fit the candidates that fit on the training part minus a holdout; the best wins."""
+    """Fit the candidates that fit on the training part minus a holdout; the best wins.
+
+    ``protocol``: the evaluation protocol ``dataset`` is the training part of; the
+    holdout mirrors it (None, as for ``kuberec train`` on all the data: random).
+    """
     fraction = settings.validation_fraction or 0.1
-    fit_set, held_out = carve_holdout(dataset, fraction, settings.seed)
+    rule = validation_rule(protocol, dataset.has_timestamps)
+    fit_set, held_out = carve_validation(dataset, protocol, fraction, settings.seed)
+    progress(f"auto: validation holds out {_RULES[rule]} of the training part")
     data = EncodedData.from_dataset(fit_set, text_embeddings=text_embeddings)
     holdout = _subsample(encode_holdout(data, held_out), VALIDATION_USERS, settings.seed)
     size = DataSize.of(data, dataset.has_timestamps)
     metric = settings.validation_metric
     left = spec.budget_seconds
     rows: list[Candidate] = []
+    per_user: dict[str, np.ndarray] = {}  # each trained candidate's metric per holdout user
     clock = 0.0  # wall seconds the fitted candidates took: the backstop's measure
     for name in spec.candidates:
         hparams = resolve_hparams(name)
@@ -202,8 +236,10 @@ def select(
         started = time.perf_counter()
         try:
             with PeakMemory() as peak:
-                row.validation = _fit_and_validate(name, hparams, data, holdout, settings)
+                scores = _fit_and_validate(name, hparams, data, holdout, settings)
                 row.fit_seconds = round(time.perf_counter() - started, 2)
+            row.validation = {m: float(scores[m].mean()) for m in RANKING_METRICS
+                              if len(scores)}
             row.peak_memory_mb = peak.mb
         except (KuberecError, ArithmeticError, RuntimeError, ValueError, MemoryError) as exc:
             row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -215,23 +251,25 @@ def select(
             row.status, row.reason = "failed", f"validation {metric} is not finite (diverged)"
             continue
         row.status = "trained"
-    return _decide(rows, metric, spec)
+        per_user[name] = scores[metric].to_numpy()
+    return _decide(rows, metric, per_user, rule)
 
 
 def _fit_and_validate(name: str, hparams: dict[str, Any], data: EncodedData, holdout: Holdout,
-                      settings: TrainSettings) -> dict[str, float]:
+                      settings: TrainSettings) -> pd.DataFrame:
     if MODEL_TYPES[name].trainable:
         model, _, _ = fit_local(name, data, hparams, holdout, settings)
     else:
         model = build_model(name, data, hparams).eval()
-    return validate(model, data, holdout, settings.validation_k)
+    return validate_per_user(model, data, holdout, settings.validation_k)
 
 
 def _any_trained(rows: list[Candidate]) -> bool:
     return any(r.status == "trained" for r in rows)
 
 
-def _decide(rows: list[Candidate], metric: str, spec: AutoSpec) -> Selection:
+def _decide(rows: list[Candidate], metric: str, per_user: dict[str, np.ndarray],
+            rule: str) -> Selection:
     trained = [r for r in rows if r.status == "trained"]
     if not trained:
         failures = "; ".join(f"{r.model_type}: {r.reason}" for r in rows)
@@ -240,9 +278,31 @@ def _decide(rows: list[Candidate], metric: str, spec: AutoSpec) -> Selection:
             "model.auto.budgetSeconds or memoryGiB, add a type to model.auto.candidates "
             "(sparse_ease fits any catalogue), or set model.type"
         )
-    best = max(trained, key=lambda r: r.validation[metric])  # first in list order on ties
-    best.status = "chosen"
-    return Selection(best.model_type, metric, rows)
+    chosen, reason = one_standard_error_choice([r.model_type for r in trained], per_user)
+    row = next(r for r in trained if r.model_type == chosen)
+    row.status, row.reason = "chosen", reason
+    return Selection(chosen, metric, rows, rule)
+
+
+def one_standard_error_choice(
+    names: list[str], per_user: dict[str, np.ndarray]
+) -> tuple[str, str]:
+    """(the chosen name, why, when not simply the best): the one-standard-error rule.
+
+    The best mean wins unless a candidate listed before it is within one standard
+    error of the paired per-user difference (Hastie, Tibshirani & Friedman, ESL
+    §7.10; Breiman et al. 1984): on a small holdout (ml-100k's temporal one has 75
+    users) gaps below that are noise, and the list order is the preference. Every
+    array holds the same holdout users in the same order.
+    """
+    best = max(names, key=lambda n: per_user[n].mean())  # first in list order on ties
+    for name in names[: names.index(best)]:
+        gap = per_user[best] - per_user[name]
+        error = gap.std(ddof=1) / np.sqrt(len(gap)) if len(gap) > 1 else 0.0
+        if gap.mean() <= error:
+            return name, (f"within one standard error ({error:.4f}) of {best}'s "
+                          f"{per_user[best].mean():.4f}, and listed before it")
+    return best, ""
 
 
 def _subsample(holdout: Holdout, max_users: int, seed: int) -> Holdout:

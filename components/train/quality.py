@@ -105,7 +105,7 @@ def run_protocol(
             started = time.perf_counter()
             chosen = recipe.model_type
             if chosen == AUTO:  # selected on validation carved from the protocol's train split
-                chosen = select(train_set, AutoSpec(), settings).chosen
+                chosen = select(train_set, AutoSpec(), settings, protocol=protocol).chosen
             outcome = train(
                 chosen, train_set, recipe.hparams, settings,
                 storage_path=Path("."), run_name="quality",

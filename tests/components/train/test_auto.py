@@ -6,13 +6,14 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kuberec.api.spec import ModelSpec
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.datasets.synthetic import SyntheticSpec, generate
 from kuberec.components.train import auto as auto_module
-from kuberec.components.train.auto import AutoSpec, select
+from kuberec.components.train.auto import AutoSpec, one_standard_error_choice, select
 from kuberec.components.train.run import train_run
 from kuberec.components.train.settings import TrainSettings
 from kuberec.errors import ConfigError
@@ -27,11 +28,15 @@ def dataset() -> Dataset:
     return generate(SyntheticSpec(200, 90, 5000, seed=6))
 
 
-def test_the_chosen_type_has_the_best_validation_metric(dataset: Dataset) -> None:
+def test_the_chosen_type_is_the_best_or_listed_before_it_within_one_standard_error(
+    dataset: Dataset,
+) -> None:
     selection = select(dataset, FAST, SETTINGS)
     scored = {c.model_type: c.validation["ndcg"] for c in selection.candidates}
     assert set(scored) == set(FAST.candidates)
-    assert selection.chosen == max(scored, key=scored.__getitem__)
+    best = max(scored, key=scored.__getitem__)
+    order = list(FAST.candidates)
+    assert selection.chosen == best or order.index(selection.chosen) < order.index(best)
     chosen = [c for c in selection.candidates if c.status == "chosen"]
     assert [c.model_type for c in chosen] == [selection.chosen]
     assert all(c.fit_seconds is not None and c.peak_memory_mb for c in selection.candidates)
@@ -170,8 +175,6 @@ def test_kuberec_train_prints_the_selection_table(dataset: Dataset, tmp_path: Pa
 
 
 def test_item_knn_on_a_million_items_is_estimated_by_its_pairs_not_the_catalogue_squared() -> None:
-    import numpy as np
-
     from kuberec.components.models import resolve_hparams
     from kuberec.components.train.auto import DataSize, estimate
 
@@ -179,3 +182,33 @@ def test_item_knn_on_a_million_items_is_estimated_by_its_pairs_not_the_catalogue
     million = DataSize(200_000, 1_000_000, 3_000_000, 1.5e8, np.zeros(1), True)
     seconds, memory_mb = estimate("item_knn", hparams, million, SETTINGS)
     assert seconds < 300 and memory_mb < 4096  # measured: 55 CPU-s, 1.8 GB peak
+
+
+def test_multvae_is_a_candidate_where_its_dense_layers_fit(dataset: Dataset) -> None:
+    from kuberec.components.models import resolve_hparams
+    from kuberec.components.train.auto import DataSize, estimate
+
+    def gib(n_items: int) -> float:
+        size = DataSize(200_000, n_items, 3_000_000, 1e8, np.zeros(n_items), True)
+        return estimate("multvae", resolve_hparams("multvae"), size, SETTINGS)[1] / 1024
+
+    assert gib(20_000) < AutoSpec().memory_gib < gib(1_000_000)
+    spec = AutoSpec(candidates=("multvae", "popularity"), budget_seconds=600)
+    row = select(dataset, spec, replace(SETTINGS, epochs=2)).candidates[0]
+    assert row.status in ("trained", "chosen") and row.validation["ndcg"] > 0
+
+
+def test_a_later_candidate_that_is_clearly_better_wins() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.random(400)
+    chosen, reason = one_standard_error_choice(["a", "b"], {"a": base, "b": base + 0.05})
+    assert (chosen, reason) == ("b", "")
+
+
+def test_an_earlier_candidate_within_one_standard_error_of_the_best_is_chosen() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.random(400)
+    noisy = base + rng.normal(0.0, 0.1, 400) + 0.001  # better by far less than its spread
+    chosen, reason = one_standard_error_choice(["a", "b"], {"a": base, "b": noisy})
+    assert noisy.mean() > base.mean()
+    assert chosen == "a" and "within one standard error" in reason and "b's" in reason
