@@ -41,14 +41,20 @@ def main() -> None:
     parser.add_argument("--seeds", default="42")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--id-dropout", default="0,0.5", help="two_tower values to compare")
-    parser.add_argument("--dcn", action=argparse.BooleanOptionalAction, default=True,
-                        help="also dcn (slow on CPU: it scores every user-item pair)")
+    parser.add_argument(
+        "--dcn",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also dcn (slow on CPU: it scores every user-item pair)",
+    )
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     args = parser.parse_args()
     dataset = load_movielens("ml-100k", args.data_dir)
     contenders: list[tuple[str, str, dict[str, object]]] = [
         (f"two_tower id_dropout={p}", "two_tower", {"id_dropout": float(p)})
-        for p in args.id_dropout.split(",") if p]
+        for p in args.id_dropout.split(",")
+        if p
+    ]
     if args.dcn:
         contenders.append(("dcn", "dcn", {}))
     rows: dict[str, list[dict[str, float]]] = {}
@@ -57,11 +63,14 @@ def main() -> None:
         train = training_dataset(dataset, parts)
         data = EncodedData.from_dataset(train, text_embeddings=embed_items(train.items))
         content = new_item_content(dataset, parts, data)
-        print(f"seed {seed}: {data.n_items} trained items, {len(content)} withheld, "
-              f"{len(parts.test)} test interactions of {parts.test['user_id'].nunique()} users",
-              flush=True)
+        print(
+            f"seed {seed}: {data.n_items} trained items, {len(content)} withheld, "
+            f"{len(parts.test)} test interactions of {parts.test['user_id'].nunique()} users",
+            flush=True,
+        )
         scored: list[tuple[str, object, str, dict[str, object], float]] = [
-            (name, name, "", {}, 0.0) for name in BASELINES]
+            (name, name, "", {}, 0.0) for name in BASELINES
+        ]
         for label, model_type, hparams in contenders:
             started = time.perf_counter()
             model, _ = fit(model_type, data, hparams, seed=seed, epochs=args.epochs)
@@ -69,19 +78,31 @@ def main() -> None:
         for label, model, model_type, hparams, seconds in scored:
             row = {"train_s": seconds}
             for candidates in ("cold", "all"):
-                result = evaluate_cold(model, data, parts, content, model_type=model_type,
-                                       hparams=hparams, candidates=candidates, seed=seed)
+                result = evaluate_cold(
+                    model,
+                    data,
+                    parts,
+                    content,
+                    model_type=model_type,
+                    hparams=hparams,
+                    candidates=candidates,
+                    seed=seed,
+                )
                 row[f"hr_{candidates}"] = result["hit_rate"]
                 row[f"ndcg_{candidates}"] = result["ndcg"]
             rows.setdefault(label, []).append(row)
             print(f"  {label}: {row}", flush=True)
-    print(f"\nml-100k, cold-items share={args.share}, seeds {args.seeds}, "
-          f"{args.epochs} epochs (mean ± std over seeds)\n")
+    print(
+        f"\nml-100k, cold-items share={args.share}, seeds {args.seeds}, "
+        f"{args.epochs} epochs (mean ± std over seeds)\n"
+    )
     print("| model | HR@10 (cold) | NDCG@10 (cold) | HR@10 (all) | NDCG@10 (all) | train s |")
     print("|---|---|---|---|---|---|")
     for label, results in rows.items():
-        cells = [_cell([r[key] for r in results])
-                 for key in ("hr_cold", "ndcg_cold", "hr_all", "ndcg_all")]
+        cells = [
+            _cell([r[key] for r in results])
+            for key in ("hr_cold", "ndcg_cold", "hr_all", "ndcg_all")
+        ]
         train_s = np.mean([r["train_s"] for r in results])
         print(f"| {label} | {' | '.join(cells)} | {train_s:.0f} |")
 

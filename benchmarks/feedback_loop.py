@@ -54,8 +54,11 @@ def feature_repo(workdir: Path, profile: str) -> Path:
     from kuberec.components.features.store import StoreSettings
     from kuberec.pipelines.features_step import run_features
 
-    settings = StoreSettings(workdir / f"feast-{profile}", profile=profile,
-                             project=f"bench_{profile}_{uuid.uuid4().hex[:6]}")
+    settings = StoreSettings(
+        workdir / f"feast-{profile}",
+        profile=profile,
+        project=f"bench_{profile}_{uuid.uuid4().hex[:6]}",
+    )
     run_features(load_movielens("ml-100k"), settings, text_embeddings=False)
     return settings.repo_dir
 
@@ -65,8 +68,9 @@ async def _post(connection: Connection, path: str, body: dict[str, Any]) -> tupl
     return status, json.loads(payload)
 
 
-async def latency(url: str, users: list[Any], trials: int, timeout_s: float = 10.0
-                  ) -> dict[str, float]:
+async def latency(
+    url: str, users: list[Any], trials: int, timeout_s: float = 10.0
+) -> dict[str, float]:
     """Seconds from /feedback accepted to the first /recommend without the clicked item."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     connection = Connection(host, int(port))
@@ -75,9 +79,16 @@ async def latency(url: str, users: list[Any], trials: int, timeout_s: float = 10
     for user in users[:trials]:
         _, answer = await _post(connection, "/recommend", {"user_id": user, "k": 10})
         item = answer["items"][0]["item_id"]
-        status, _ = await _post(connection, "/feedback", {
-            "request_id": answer["request_id"], "user_id": user, "item_id": item,
-            "event": "click"})
+        status, _ = await _post(
+            connection,
+            "/feedback",
+            {
+                "request_id": answer["request_id"],
+                "user_id": user,
+                "item_id": item,
+                "event": "click",
+            },
+        )
         accepted = time.perf_counter()
         assert status == 200
         while True:
@@ -90,12 +101,23 @@ async def latency(url: str, users: list[Any], trials: int, timeout_s: float = 10
                 break
     connection.close()
     ms = np.asarray(found) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "max_ms": float(ms.max()), "trials": len(found), "missed": missed}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
+        "trials": len(found),
+        "missed": missed,
+    }
 
 
-async def load(url: str, users: list[Any], items: list[Any], concurrency: int,
-               feedback_clients: int, seconds: float) -> dict[str, float]:
+async def load(
+    url: str,
+    users: list[Any],
+    items: list[Any],
+    concurrency: int,
+    feedback_clients: int,
+    seconds: float,
+) -> dict[str, float]:
     """Closed-loop /recommend clients, and as many /feedback clients clicking meanwhile."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     counts = {"recommend": 0, "feedback": 0, "errors": 0}
@@ -115,20 +137,31 @@ async def load(url: str, users: list[Any], items: list[Any], concurrency: int,
         connection = Connection(host, int(port))
         i = offset
         while time.perf_counter() < stop:
-            body = json.dumps({"request_id": f"bench-{i}", "user_id": users[i % len(users)],
-                               "item_id": items[i % len(items)], "event": "click"}).encode()
+            body = json.dumps(
+                {
+                    "request_id": f"bench-{i}",
+                    "user_id": users[i % len(users)],
+                    "item_id": items[i % len(items)],
+                    "event": "click",
+                }
+            ).encode()
             status, _ = await connection.post("/feedback", body)
             counts["feedback" if status == 200 else "errors"] += 1
             i += feedback_clients
         connection.close()
 
     began = time.perf_counter()
-    await asyncio.gather(*(recommender(j) for j in range(concurrency)),
-                         *(clicker(j) for j in range(feedback_clients)))
+    await asyncio.gather(
+        *(recommender(j) for j in range(concurrency)),
+        *(clicker(j) for j in range(feedback_clients)),
+    )
     elapsed = time.perf_counter() - began
-    return {"recommend_rps": counts["recommend"] / elapsed,
-            "feedback_rps": counts["feedback"] / elapsed, "errors": counts["errors"],
-            "seconds": elapsed}
+    return {
+        "recommend_rps": counts["recommend"] / elapsed,
+        "feedback_rps": counts["feedback"] / elapsed,
+        "errors": counts["errors"],
+        "seconds": elapsed,
+    }
 
 
 def counter(url: str, name: str) -> float:
@@ -137,8 +170,16 @@ def counter(url: str, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
-def measure(profile: str, run_dir: Path, workdir: Path, users: list[Any], items: list[Any],
-            args: argparse.Namespace, *, push: bool = True) -> dict[str, Any]:
+def measure(
+    profile: str,
+    run_dir: Path,
+    workdir: Path,
+    users: list[Any],
+    items: list[Any],
+    args: argparse.Namespace,
+    *,
+    push: bool = True,
+) -> dict[str, Any]:
     """``push=False``: the same load on a server that only stores feedback (no Feast push),
     which tells the push's cost from that of answering /feedback at all."""
     from kuberec.serving.feedback_settings import PUSH_ENV, SINK_ENV
@@ -147,33 +188,51 @@ def measure(profile: str, run_dir: Path, workdir: Path, users: list[Any], items:
 
     repo = feature_repo(workdir, profile)
     port = free_port()
-    process = start_server(run_dir, port, env={
-        FEAST_REPO_ENV: str(repo), SINK_ENV: str(workdir / f"sink-{profile}-{push}"),
-        PUSH_ENV: "1" if push else "0"})
+    process = start_server(
+        run_dir,
+        port,
+        env={
+            FEAST_REPO_ENV: str(repo),
+            SINK_ENV: str(workdir / f"sink-{profile}-{push}"),
+            PUSH_ENV: "1" if push else "0",
+        },
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, 600, process=process)
-        lag = (asyncio.run(latency(url, users[::7], args.trials)) if push
-               else dict.fromkeys(("p50_ms", "p99_ms"), float("nan")))
+        lag = (
+            asyncio.run(latency(url, users[::7], args.trials))
+            if push
+            else dict.fromkeys(("p50_ms", "p99_ms"), float("nan"))
+        )
         print(json.dumps({"profile": profile, "push": push, "latency": lag}), flush=True)
         plains, mixes, pushed_rates, dropped = [], [], [], 0.0
         for _ in range(args.repeats):  # alternated: a load spike hits one pair, not a column
-            plains.append(asyncio.run(load(url, users, items, args.concurrency, 0,
-                                           args.seconds)))
+            plains.append(asyncio.run(load(url, users, items, args.concurrency, 0, args.seconds)))
             pushed_before = counter(url, "kuberec_feedback_pushed_total")
             dropped_before = counter(url, "kuberec_feedback_dropped_total")
-            mixes.append(asyncio.run(load(url, users, items, args.concurrency,
-                                          args.feedback_clients, args.seconds)))
+            mixes.append(
+                asyncio.run(
+                    load(url, users, items, args.concurrency, args.feedback_clients, args.seconds)
+                )
+            )
             time.sleep(2)  # what was queued is pushed
             pushed = counter(url, "kuberec_feedback_pushed_total") - pushed_before
             pushed_rates.append(pushed / mixes[-1]["seconds"])
             dropped += counter(url, "kuberec_feedback_dropped_total") - dropped_before
         plain, mixed = _median(plains), _median(mixes)
-        row = {"profile": profile if push else f"{profile}, push off", "latency": lag,
-               "serving_only": plain, "with_feedback": mixed, "repeats": args.repeats,
-               "pushed_per_s": float(np.median(pushed_rates)), "dropped": dropped,
-               "ratios": [m["recommend_rps"] / p["recommend_rps"]
-                          for p, m in zip(plains, mixes, strict=True)]}
+        row = {
+            "profile": profile if push else f"{profile}, push off",
+            "latency": lag,
+            "serving_only": plain,
+            "with_feedback": mixed,
+            "repeats": args.repeats,
+            "pushed_per_s": float(np.median(pushed_rates)),
+            "dropped": dropped,
+            "ratios": [
+                m["recommend_rps"] / p["recommend_rps"] for p, m in zip(plains, mixes, strict=True)
+            ],
+        }
         print(json.dumps(row), flush=True)
         return row
     finally:
@@ -190,11 +249,18 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="load per measurement")
     parser.add_argument("--concurrency", type=int, default=8, help="/recommend clients")
     parser.add_argument("--feedback-clients", type=int, default=4, help="/feedback clients")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="alternated serving-only / with-feedback pairs (medians shown)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="alternated serving-only / with-feedback pairs (medians shown)",
+    )
     parser.add_argument("--profiles", default="default,production")
-    parser.add_argument("--push-off-baseline", action="store_true",
-                        help="also the first profile with the push off (sink only)")
+    parser.add_argument(
+        "--push-off-baseline",
+        action="store_true",
+        help="also the first profile with the push off (sink only)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("KUBEREC_DATA_DIR", str(DATA_DIR))
@@ -208,18 +274,23 @@ def main() -> int:
     items = [int(i) for i in model.item_index.ids.tolist()]
     rows = [measure(p, run, workdir, users, items, args) for p in args.profiles.split(",")]
     if args.push_off_baseline:
-        rows.append(measure(args.profiles.split(",")[0], run, workdir, users, items, args,
-                            push=False))
+        rows.append(
+            measure(args.profiles.split(",")[0], run, workdir, users, items, args, push=False)
+        )
     print()
-    print(f"{'profile':<18} | {'feedback->feature p50':>21} {'p99':>8} | {'recommend req/s':>15} "
-          f"{'with feedback':>13} {'ratio':>6} | {'feedback/s':>10} {'pushed/s':>8} "
-          f"{'dropped':>7}")
+    print(
+        f"{'profile':<18} | {'feedback->feature p50':>21} {'p99':>8} | {'recommend req/s':>15} "
+        f"{'with feedback':>13} {'ratio':>6} | {'feedback/s':>10} {'pushed/s':>8} "
+        f"{'dropped':>7}"
+    )
     for r in rows:
         lag, plain, mixed = r["latency"], r["serving_only"], r["with_feedback"]
-        print(f"{r['profile']:<18} | {lag['p50_ms']:>19.1f}ms {lag['p99_ms']:>6.1f}ms | "
-              f"{plain['recommend_rps']:>15.1f} {mixed['recommend_rps']:>13.1f} "
-              f"{mixed['recommend_rps'] / plain['recommend_rps']:>6.2f} | "
-              f"{mixed['feedback_rps']:>10.1f} {r['pushed_per_s']:>8.1f} {r['dropped']:>7.0f}")
+        print(
+            f"{r['profile']:<18} | {lag['p50_ms']:>19.1f}ms {lag['p99_ms']:>6.1f}ms | "
+            f"{plain['recommend_rps']:>15.1f} {mixed['recommend_rps']:>13.1f} "
+            f"{mixed['recommend_rps'] / plain['recommend_rps']:>6.2f} | "
+            f"{mixed['feedback_rps']:>10.1f} {r['pushed_per_s']:>8.1f} {r['dropped']:>7.0f}"
+        )
     return 0
 
 

@@ -33,8 +33,12 @@ def main() -> int:
     now = datetime.now(UTC)
 
     def flush(n: int) -> None:
-        sink.add([Event(f"r{n}-{i}", "1", "2", "click" if i % 5 else "impression", "v1", now)
-                  for i in range(args.events)])
+        sink.add(
+            [
+                Event(f"r{n}-{i}", "1", "2", "click" if i % 5 else "impression", "v1", now)
+                for i in range(args.events)
+            ]
+        )
         assert sink.flush()
 
     for n in range(args.files):
@@ -47,8 +51,10 @@ def main() -> int:
     started = time.perf_counter()
     _, later = watcher.sink_fingerprint(root.as_uri(), ["click"])
     warm = time.perf_counter() - started
-    print(f"{args.files} files x {args.events} events: first poll {cold * 1e3:.0f} ms "
-          f"({first} clicks), next poll after one more file {warm * 1e3:.0f} ms ({later})")
+    print(
+        f"{args.files} files x {args.events} events: first poll {cold * 1e3:.0f} ms "
+        f"({first} clicks), next poll after one more file {warm * 1e3:.0f} ms ({later})"
+    )
     return 0
 
 

@@ -42,16 +42,24 @@ from kuberec.components.train.offline_eval import evaluate_split
 #: Kang & McAuley 2018, Table 3, SASRec on Games.
 PAPER = {"hit_rate": 0.741, "ndcg": 0.536}
 #: The paper's Games settings (its README: maxlen 50, dropout 0.5, lr 0.001, batch 128).
-PAPER_HPARAMS = {"dim": 50, "n_layers": 2, "n_heads": 1, "dropout": 0.5,
-                 "history_length": 50, "lr": 0.001, "batch_size": 128}
+PAPER_HPARAMS = {
+    "dim": 50,
+    "n_layers": 2,
+    "n_heads": 1,
+    "dropout": 0.5,
+    "history_length": 50,
+    "lr": 0.001,
+    "batch_size": 128,
+}
 
 
 def _args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="Video.txt")
     parser.add_argument("--model", default="sasrec")
-    parser.add_argument("--loss", default="gbce",
-                        help="a loss, or several (comma-separated) trained in turn")
+    parser.add_argument(
+        "--loss", default="gbce", help="a loss, or several (comma-separated) trained in turn"
+    )
     parser.add_argument("--hparams", default="{}", help="JSON overriding the paper's settings")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--minutes", type=float, default=30.0, help="training-time budget")
@@ -76,8 +84,15 @@ def main(argv: list[str]) -> int:
     if args.speed:
         speed(args, [x for x in args.speed.split(",") if x], train_data)
         return 0
-    run(args, [x for x in args.loss.split(",") if x], train_data, test_data, parts,
-        valid_split, dataset)
+    run(
+        args,
+        [x for x in args.loss.split(",") if x],
+        train_data,
+        test_data,
+        parts,
+        valid_split,
+        dataset,
+    )
     return 0
 
 
@@ -104,12 +119,20 @@ def speed(args: argparse.Namespace, losses: list[str], data: EncodedData) -> Non
             wall[loss] += time.perf_counter() - started
             cpu[loss] += time.process_time() - started_cpu
     for loss, (*_, per_epoch) in setups.items():
-        print(json.dumps({
-            "loss": loss, "steps": args.batches, "s_per_step": round(wall[loss] / args.batches, 4),
-            "cpu_s_per_step": round(cpu[loss] / args.batches, 4), "steps_per_epoch": per_epoch,
-            "s_per_epoch": round(wall[loss] / args.batches * per_epoch, 1),
-            "cpu_s_per_epoch": round(cpu[loss] / args.batches * per_epoch, 1),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "loss": loss,
+                    "steps": args.batches,
+                    "s_per_step": round(wall[loss] / args.batches, 4),
+                    "cpu_s_per_step": round(cpu[loss] / args.batches, 4),
+                    "steps_per_epoch": per_epoch,
+                    "s_per_epoch": round(wall[loss] / args.batches * per_epoch, 1),
+                    "cpu_s_per_epoch": round(cpu[loss] / args.batches * per_epoch, 1),
+                }
+            ),
+            flush=True,
+        )
 
 
 def run(args, losses, train_data, test_data, parts, valid_split, dataset) -> None:
@@ -121,25 +144,38 @@ def run(args, losses, train_data, test_data, parts, valid_split, dataset) -> Non
         )
         torch.manual_seed(args.seed)
         model = build_model(args.model, train_data, hparams)
-        setups[loss] = _Run(hparams, model, make_optimizer(model, hparams),
-                            make_sampler(model, train_data, hparams, seed=args.seed))
+        setups[loss] = _Run(
+            hparams,
+            model,
+            make_optimizer(model, hparams),
+            make_sampler(model, train_data, hparams, seed=args.seed),
+        )
         print(f"# {args.model} loss={loss} {json.dumps(hparams)}", flush=True)
     for epoch in range(args.epochs):
         for loss, state in setups.items():
             cpu = time.process_time()
             mean, seconds = timed_epoch(
-                state.model, state.optimizer, state.sampler.batches(epoch), epoch=epoch,
-                device=torch.device("cpu"), hparams=state.hparams, amp=False,
+                state.model,
+                state.optimizer,
+                state.sampler.batches(epoch),
+                epoch=epoch,
+                device=torch.device("cpu"),
+                hparams=state.hparams,
+                amp=False,
             )
             state.wall += seconds
             state.cpu += time.process_time() - cpu
-            line = {"loss": loss, "epoch": epoch + 1, "epoch_s": round(seconds, 1),
-                    "train_s": round(state.wall, 1), "train_cpu_s": round(state.cpu, 1),
-                    "train_loss": round(mean, 4)}
+            line = {
+                "loss": loss,
+                "epoch": epoch + 1,
+                "epoch_s": round(seconds, 1),
+                "train_s": round(state.wall, 1),
+                "train_cpu_s": round(state.cpu, 1),
+                "train_loss": round(mean, 4),
+            }
             if (epoch + 1) % args.eval_every == 0 or _out_of_time(args, setups, epoch):
                 valid = evaluate_split(state.model, train_data, valid_split, dataset)
-                line |= {"val_hr": round(valid["hit_rate"], 4),
-                         "val_ndcg": round(valid["ndcg"], 4)}
+                line |= {"val_hr": round(valid["hit_rate"], 4), "val_ndcg": round(valid["ndcg"], 4)}
                 if state.best is None or valid["ndcg"] > state.best["val_ndcg"]:
                     state.best = line
                     state.weights = copy.deepcopy(state.model.state_dict())
@@ -151,10 +187,18 @@ def run(args, losses, train_data, test_data, parts, valid_split, dataset) -> Non
             state.model.load_state_dict(state.weights)
         test = evaluate_split(state.model, test_data, parts, dataset)
         result = {"hit_rate": round(test["hit_rate"], 4), "ndcg": round(test["ndcg"], 4)}
-        print(json.dumps({"loss": loss, "best_on_valid": state.best, "test_at_best": result,
-                          "paper": PAPER,
-                          "reached_paper": all(result[m] >= v for m, v in PAPER.items())}),
-              flush=True)
+        print(
+            json.dumps(
+                {
+                    "loss": loss,
+                    "best_on_valid": state.best,
+                    "test_at_best": result,
+                    "paper": PAPER,
+                    "reached_paper": all(result[m] >= v for m, v in PAPER.items()),
+                }
+            ),
+            flush=True,
+        )
 
 
 @dataclasses.dataclass
@@ -173,8 +217,7 @@ class _Run:
 
 def _out_of_time(args: argparse.Namespace, setups: dict, epoch: int) -> bool:
     """The budget is the losses' training time together (they share the machine in turn)."""
-    return (sum(s.wall for s in setups.values()) >= args.minutes * 60
-            or epoch + 1 == args.epochs)
+    return sum(s.wall for s in setups.values()) >= args.minutes * 60 or epoch + 1 == args.epochs
 
 
 if __name__ == "__main__":

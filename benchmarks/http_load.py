@@ -31,12 +31,15 @@ class Connection:
         self._writer.write(
             f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body)
+            + body
+        )
         head = await self._reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
-        headers = {k.strip().lower(): v.strip() for k, _, v in
-                   (line.partition(":") for line in lines[1:] if line)}
+        headers = {
+            k.strip().lower(): v.strip()
+            for k, _, v in (line.partition(":") for line in lines[1:] if line)
+        }
         if headers.get("transfer-encoding", "").lower() == "chunked":
             payload = b""
             while True:
@@ -56,8 +59,9 @@ class Connection:
             self._writer = None
 
 
-async def closed_loop(url: str, bodies: Sequence[bytes], concurrency: int, seconds: float,
-                      path: str = "/recommend") -> dict[str, float]:
+async def closed_loop(
+    url: str, bodies: Sequence[bytes], concurrency: int, seconds: float, path: str = "/recommend"
+) -> dict[str, float]:
     """``concurrency`` clients, each sending its next request when the last one answers.
 
     Client ``j`` sends ``bodies[j], bodies[j + concurrency], ...`` in turn.
@@ -85,5 +89,10 @@ async def closed_loop(url: str, bodies: Sequence[bytes], concurrency: int, secon
     for connection in connections:
         connection.close()
     ms = np.asarray(latencies) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "rps": len(ms) / elapsed, "errors": errors, "requests": len(ms)}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "rps": len(ms) / elapsed,
+        "errors": errors,
+        "requests": len(ms),
+    }

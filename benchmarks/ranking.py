@@ -52,25 +52,47 @@ MAX_COST = 0.01  # the default: the largest diversity costing at most this share
 HERE = Path(__file__).resolve().parent
 
 
-def trained(model_type: str, dataset: Dataset, train_part: pd.DataFrame,
-            hparams: dict[str, object]) -> object:
+def trained(
+    model_type: str, dataset: Dataset, train_part: pd.DataFrame, hparams: dict[str, object]
+) -> object:
     settings = TrainSettings(backend="local", epochs=1, patience=1, validation_fraction=0.0)
     with tempfile.TemporaryDirectory() as tmp:
-        return train(model_type, dataset.with_interactions(train_part), hparams, settings,
-                     storage_path=Path(tmp), run_name="ranking")
+        return train(
+            model_type,
+            dataset.with_interactions(train_part),
+            hparams,
+            settings,
+            storage_path=Path(tmp),
+            run_name="ranking",
+        )
 
 
-def curve(outcome: object, parts: Split, dataset: Dataset, users: int | None,
-          seed: int, grid: Sequence[float]) -> pd.DataFrame:
+def curve(
+    outcome: object,
+    parts: Split,
+    dataset: Dataset,
+    users: int | None,
+    seed: int,
+    grid: Sequence[float],
+) -> pd.DataFrame:
     """The curve on ``parts.test``, on a sample of ``users`` test users where set."""
     chosen = None
     if users is not None and parts.test["user_id"].nunique() > users:
         chosen = pd.Series(parts.test["user_id"].unique()).sample(users, random_state=seed)
     started = time.perf_counter()
-    frame = diversity_curve(outcome.model, outcome.data, parts, dataset, grid,  # type: ignore[attr-defined]
-                            users=None if chosen is None else chosen.to_numpy())
-    print(f"  curve over {len(grid)} diversities: {time.perf_counter() - started:.0f} s",
-          file=sys.stderr, flush=True)
+    frame = diversity_curve(
+        outcome.model,
+        outcome.data,
+        parts,
+        dataset,
+        grid,  # type: ignore[attr-defined]
+        users=None if chosen is None else chosen.to_numpy(),
+    )
+    print(
+        f"  curve over {len(grid)} diversities: {time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return frame.rename(columns={"ndcg": "ndcg@10"})
 
 
@@ -81,8 +103,9 @@ def choose(validation: pd.DataFrame) -> float:
     return float(ok["diversity"].max())
 
 
-def latency(outcome: object, users: np.ndarray, ks: Sequence[int], repeats: int = 5
-            ) -> list[dict[str, object]]:
+def latency(
+    outcome: object, users: np.ndarray, ks: Sequence[int], repeats: int = 5
+) -> list[dict[str, object]]:
     """CPU milliseconds per user of scoring, plain top-K and the stage, one user at a time.
 
     CPU time of this process (``time.process_time``), not wall time: on a shared
@@ -102,28 +125,63 @@ def latency(outcome: object, users: np.ndarray, ks: Sequence[int], repeats: int 
             timings.append((time.process_time() - started) / len(users) * 1000)
         return float(np.median(timings))
 
-    rows: list[dict[str, object]] = [{
-        "k": "", "stage": "scoring (the model)", "cpu_ms_per_user": cpu_ms(
-            lambda: [score_users(model, data.history, np.asarray([u])) for u in users])}]
-    setups = {"MMR diversity 0.3": RankingSpec(diversity=0.3),
-              "MMR 0.3 + novelty 0.1 + cap 3/page": RankingSpec(
-                  diversity=0.3, novelty=0.1, max_per_category=3)}
+    rows: list[dict[str, object]] = [
+        {
+            "k": "",
+            "stage": "scoring (the model)",
+            "cpu_ms_per_user": cpu_ms(
+                lambda: [score_users(model, data.history, np.asarray([u])) for u in users]
+            ),
+        }
+    ]
+    setups = {
+        "MMR diversity 0.3": RankingSpec(diversity=0.3),
+        "MMR 0.3 + novelty 0.1 + cap 3/page": RankingSpec(
+            diversity=0.3, novelty=0.1, max_per_category=3
+        ),
+    }
     for k in ks:
-        rows.append({"k": k, "stage": "top-K only", "cpu_ms_per_user": cpu_ms(
-            lambda k=k: [top_k(r, k, exclude=seen[[u]])
-                         for u, r in zip(users, scores, strict=True)])})
+        rows.append(
+            {
+                "k": k,
+                "stage": "top-K only",
+                "cpu_ms_per_user": cpu_ms(
+                    lambda k=k: [
+                        top_k(r, k, exclude=seen[[u]]) for u, r in zip(users, scores, strict=True)
+                    ]
+                ),
+            }
+        )
         for name, spec in setups.items():
             select = Ranker(resolve(spec, data.item_index, signals), signals)
-            rows.append({"k": k, "stage": name, "cpu_ms_per_user": cpu_ms(
-                lambda k=k, select=select: [select(r, k, exclude=seen[[u]])
-                                            for u, r in zip(users, scores, strict=True)])})
+            rows.append(
+                {
+                    "k": k,
+                    "stage": name,
+                    "cpu_ms_per_user": cpu_ms(
+                        lambda k=k, select=select: [
+                            select(r, k, exclude=seen[[u]])
+                            for u, r in zip(users, scores, strict=True)
+                        ]
+                    ),
+                }
+            )
     return rows
 
 
-def run(name: str, dataset: Dataset, protocol: str, model_type: str,
-        hparams: dict[str, object], users: int | None, seed: int,
-        grid: Sequence[float] = DIVERSITIES, *, validate: bool = True,
-        timings: bool = True) -> dict[str, object]:
+def run(
+    name: str,
+    dataset: Dataset,
+    protocol: str,
+    model_type: str,
+    hparams: dict[str, object],
+    users: int | None,
+    seed: int,
+    grid: Sequence[float] = DIVERSITIES,
+    *,
+    validate: bool = True,
+    timings: bool = True,
+) -> dict[str, object]:
     parts = split(protocol, dataset.interactions, seed=seed)
     if parts.valid is not None:  # leave-one-out: its own validation fold, carved from train
         validation_parts = Split(protocol, parts.train, parts.valid)
@@ -133,8 +191,7 @@ def run(name: str, dataset: Dataset, protocol: str, model_type: str,
     started = time.perf_counter()
     validation, default = pd.DataFrame(), float("nan")
     if validate:
-        print(f"{name}: training {model_type} on the validation fold", file=sys.stderr,
-              flush=True)
+        print(f"{name}: training {model_type} on the validation fold", file=sys.stderr, flush=True)
         inner_model = trained(model_type, dataset, validation_parts.train, hparams)
         validation = curve(inner_model, validation_parts, dataset, users, seed, grid)
         print(validation.to_markdown(index=False, floatfmt=".4f"), file=sys.stderr, flush=True)
@@ -144,40 +201,69 @@ def run(name: str, dataset: Dataset, protocol: str, model_type: str,
     test = curve(outer_model, parts, dataset, users, seed, grid)
     print(test.to_markdown(index=False, floatfmt=".4f"), file=sys.stderr, flush=True)
     rng = np.random.default_rng(seed)
-    sample = rng.choice(outer_model.data.n_users, size=min(200, outer_model.data.n_users),
-                        replace=False)
+    sample = rng.choice(
+        outer_model.data.n_users, size=min(200, outer_model.data.n_users), replace=False
+    )
     timings = latency(outer_model, sample, (10, 100)) if timings else []
-    return {"dataset": name, "protocol": protocol, "model": model_type,
-            "validation": validation, "test": test, "default": default, "latency": timings,
-            "seconds": time.perf_counter() - started}
+    return {
+        "dataset": name,
+        "protocol": protocol,
+        "model": model_type,
+        "validation": validation,
+        "test": test,
+        "default": default,
+        "latency": timings,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/datasets"))
     parser.add_argument("--datasets", default="ml-100k,amazon-games")
-    parser.add_argument("--games-users", type=int, default=1000,
-                        help="test users sampled on Games (the whole run stays short)")
-    parser.add_argument("--diversities", default=",".join(f"{d:g}" for d in DIVERSITIES),
-                        help="the diversity values swept")
+    parser.add_argument(
+        "--games-users",
+        type=int,
+        default=1000,
+        help="test users sampled on Games (the whole run stays short)",
+    )
+    parser.add_argument(
+        "--diversities",
+        default=",".join(f"{d:g}" for d in DIVERSITIES),
+        help="the diversity values swept",
+    )
     parser.add_argument("--png", type=Path, default=HERE / "ranking.png")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--games-model", default="sparse_ease",
-                        help="the model on Games (default: what auto chooses there)")
-    parser.add_argument("--games-test-only", action="store_true",
-                        help="Games: only the test curve (no validation fold, no latency)")
-    parser.add_argument("--latency-only", action="store_true",
-                        help="only the stage's latency (CPU ms per user) on --datasets")
+    parser.add_argument(
+        "--games-model",
+        default="sparse_ease",
+        help="the model on Games (default: what auto chooses there)",
+    )
+    parser.add_argument(
+        "--games-test-only",
+        action="store_true",
+        help="Games: only the test curve (no validation fold, no latency)",
+    )
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only the stage's latency (CPU ms per user) on --datasets",
+    )
     args = parser.parse_args(argv)
     if args.latency_only:
         for name in args.datasets.split(","):
             outcome = trained_for_latency(name, args.data_dir, args.games_model, args.seed)
-            sample = np.random.default_rng(args.seed).choice(outcome.data.n_users, 200,
-                                                             replace=False)
+            sample = np.random.default_rng(args.seed).choice(
+                outcome.data.n_users, 200, replace=False
+            )
             print(f"\n## {name}: CPU ms per user\n")
-            print(pd.DataFrame(latency(outcome, sample, (10, 100))).to_markdown(
-                index=False, floatfmt=".3f"), flush=True)
+            print(
+                pd.DataFrame(latency(outcome, sample, (10, 100))).to_markdown(
+                    index=False, floatfmt=".3f"
+                ),
+                flush=True,
+            )
         return 0
     grid = tuple(float(d) for d in args.diversities.split(","))
     results = []
@@ -187,20 +273,47 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append(run(name, dataset, "stratified", "ease_t", {}, None, args.seed, grid))
         elif name == "amazon-games":
             games = read_games(args.data_dir / "amazon-games" / "Video.txt")
-            results.append(run(name, games, "leave-one-out", args.games_model, {},
-                               args.games_users, args.seed, grid,
-                               validate=not args.games_test_only,
-                               timings=not args.games_test_only))
+            results.append(
+                run(
+                    name,
+                    games,
+                    "leave-one-out",
+                    args.games_model,
+                    {},
+                    args.games_users,
+                    args.seed,
+                    grid,
+                    validate=not args.games_test_only,
+                    timings=not args.games_test_only,
+                )
+            )
         else:
             parser.error(f"unknown dataset {name!r}; use ml-100k, amazon-games")
         report(results[-1])
-    plot_curves({f"{r['dataset']} ({r['model']}, {r['protocol']}, test)":
-                 r["test"].rename(columns={"ndcg@10": "ndcg"}) for r in results}, args.png)
+    plot_curves(
+        {
+            f"{r['dataset']} ({r['model']}, {r['protocol']}, test)": r["test"].rename(
+                columns={"ndcg@10": "ndcg"}
+            )
+            for r in results
+        },
+        args.png,
+    )
     print(f"\nwrote {args.png}")
     if args.json:
-        args.json.write_text(json.dumps([{**r, "validation": r["validation"].to_dict("records"),
-                                          "test": r["test"].to_dict("records")}
-                                         for r in results], indent=2))
+        args.json.write_text(
+            json.dumps(
+                [
+                    {
+                        **r,
+                        "validation": r["validation"].to_dict("records"),
+                        "test": r["test"].to_dict("records"),
+                    }
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
     return 0
 
 
@@ -218,8 +331,10 @@ def trained_for_latency(name: str, data_dir: Path, games_model: str, seed: int) 
 
 
 def report(result: dict[str, object]) -> None:
-    print(f"\n## {result['dataset']}: {result['model']}, {result['protocol']} "
-          f"({result['seconds']:.0f} s)")
+    print(
+        f"\n## {result['dataset']}: {result['model']}, {result['protocol']} "
+        f"({result['seconds']:.0f} s)"
+    )
     for part in ("validation", "test"):
         frame = result[part]
         assert isinstance(frame, pd.DataFrame)
@@ -229,8 +344,10 @@ def report(result: dict[str, object]) -> None:
         frame = frame.assign(ndcg_change=frame["ndcg@10"] / base - 1)
         print(f"\n{part}:\n")
         print(frame.to_markdown(index=False, floatfmt=".4f"))
-    print(f"\ndefault diversity (largest costing <= {MAX_COST:.0%} NDCG@10 on validation): "
-          f"{result['default']}")
+    print(
+        f"\ndefault diversity (largest costing <= {MAX_COST:.0%} NDCG@10 on validation): "
+        f"{result['default']}"
+    )
     if result["latency"]:
         print("\nlatency (CPU ms per user, one user at a time):\n")
         print(pd.DataFrame(result["latency"]).to_markdown(index=False, floatfmt=".3f"))

@@ -92,8 +92,11 @@ def _get(url: str) -> bytes:
 def _recommend_ms(url: str, n: int) -> float:
     times = []
     for user in range(n):
-        request = urllib.request.Request(url + "/recommend", data=b'{"user_id": %d}' % user,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url + "/recommend",
+            data=b'{"user_id": %d}' % user,
+            headers={"Content-Type": "application/json"},
+        )
         started = time.perf_counter()
         with urllib.request.urlopen(request, timeout=10) as response:
             response.read()
@@ -105,8 +108,10 @@ def _huge_body_s(url: str) -> float:
     host, port = url.removeprefix("http://").split(":")
     started = time.perf_counter()
     with socket.create_connection((host, int(port)), timeout=60) as conn:
-        conn.sendall(f"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: {200 * 1024 * 1024}\r\n\r\n".encode())
+        conn.sendall(
+            f"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {200 * 1024 * 1024}\r\n\r\n".encode()
+        )
         chunk = b" " * (1024 * 1024)
         conn.settimeout(0.0)
         answer = b""
@@ -142,8 +147,10 @@ def main() -> None:
         f"before ({args.baseline})": loop.serve(_old_router_class(args.baseline)(stable).app()),
         "after": loop.serve(Router(stable, token=TOKEN).app()),
     }
-    print(f"| router | /recommend p50 ms | /router/metrics bytes | after {args.paths} unique "
-          "paths | series | 200 MB body answered in s |")
+    print(
+        f"| router | /recommend p50 ms | /router/metrics bytes | after {args.paths} unique "
+        "paths | series | 200 MB body answered in s |"
+    )
     print("|---|---|---|---|---|---|")
     p50s: dict[str, list[float]] = {name: [] for name in routers}
     for _ in range(10):  # interleaved rounds: the machine is shared, its load changes

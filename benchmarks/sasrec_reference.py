@@ -89,12 +89,22 @@ def main(argv: list[str]) -> int:
     test_data = EncodedData.from_dataset(dataset.with_interactions(with_valid))
     valid_split = dataclasses.replace(parts, test=parts.valid)
     hist = train_data.history
-    user_train = {u + 1: (hist.items[hist.indptr[u] : hist.indptr[u + 1]] + 1).tolist()
-                  for u in range(train_data.n_users)}
+    user_train = {
+        u + 1: (hist.items[hist.indptr[u] : hist.indptr[u + 1]] + 1).tolist()
+        for u in range(train_data.n_users)
+    }
     usernum, itemnum = train_data.n_users, train_data.n_items
     settings = argparse.Namespace(
-        hidden_units=50, num_blocks=2, num_heads=1, dropout_rate=args.dropout, maxlen=50,
-        device="cpu", norm_first=args.norm_first, l2_emb=0.0, lr=0.001, batch_size=128,
+        hidden_units=50,
+        num_blocks=2,
+        num_heads=1,
+        dropout_rate=args.dropout,
+        maxlen=50,
+        device="cpu",
+        norm_first=args.norm_first,
+        l2_emb=0.0,
+        lr=0.001,
+        batch_size=128,
     )
     model = SASRec(usernum, itemnum, settings)
     for param in model.parameters():  # main.py's init
@@ -104,16 +114,26 @@ def main(argv: list[str]) -> int:
     model.item_emb.weight.data[0, :] = 0
     batches: queue.Queue = queue.Queue(maxsize=10)
     threading.Thread(
-        target=sample_function, daemon=True,
-        args=(user_train, usernum, itemnum, settings.batch_size, settings.maxlen, batches,
-              args.seed),
+        target=sample_function,
+        daemon=True,
+        args=(
+            user_train,
+            usernum,
+            itemnum,
+            settings.batch_size,
+            settings.maxlen,
+            batches,
+            args.seed,
+        ),
     ).start()
     scored = Scored(model, itemnum, settings.maxlen)
     bce = nn.BCEWithLogitsLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, betas=(0.9, 0.98))
     num_batch = (len(user_train) - 1) // settings.batch_size + 1
-    print(json.dumps(parts.summary() | {"steps_per_epoch": num_batch,
-                                        "norm_first": args.norm_first}), flush=True)
+    print(
+        json.dumps(parts.summary() | {"steps_per_epoch": num_batch, "norm_first": args.norm_first}),
+        flush=True,
+    )
     wall, cpu, best, weights = 0.0, 0.0, None, None
     for epoch in range(1, args.epochs + 1):
         model.train()
@@ -131,9 +151,14 @@ def main(argv: list[str]) -> int:
         seconds = time.perf_counter() - started
         wall += seconds
         cpu += time.process_time() - started_cpu
-        line = {"impl": "reference", "epoch": epoch, "epoch_s": round(seconds, 1),
-                "train_s": round(wall, 1), "train_cpu_s": round(cpu, 1),
-                "train_loss": round(total / num_batch, 4)}
+        line = {
+            "impl": "reference",
+            "epoch": epoch,
+            "epoch_s": round(seconds, 1),
+            "train_s": round(wall, 1),
+            "train_cpu_s": round(cpu, 1),
+            "train_loss": round(total / num_batch, 4),
+        }
         last = wall >= args.minutes * 60 or epoch == args.epochs
         if epoch % args.eval_every == 0 or last:
             valid = evaluate_split(scored, train_data, valid_split, dataset)
@@ -147,8 +172,12 @@ def main(argv: list[str]) -> int:
         model.load_state_dict(weights)
     test = evaluate_split(scored, test_data, parts, dataset)
     result = {"hit_rate": round(test["hit_rate"], 4), "ndcg": round(test["ndcg"], 4)}
-    print(json.dumps({"impl": "reference", "best_on_valid": best, "test_at_best": result,
-                      "paper": PAPER}), flush=True)
+    print(
+        json.dumps(
+            {"impl": "reference", "best_on_valid": best, "test_at_best": result, "paper": PAPER}
+        ),
+        flush=True,
+    )
     return 0
 
 

@@ -55,9 +55,16 @@ def fit_one(source: str, model: str, hparams: dict[str, object], eval_users: int
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = evaluate_split(fitted, data, parts, dataset, 10)
-    return {"items": data.n_items, "interactions": len(parts.train), "model": model,
-            "fit_s": round(seconds, 1), "cpu_s": round(cpu_seconds, 1), "peak_mb": round(peak),
-            "ndcg": result["ndcg"], "test_users": result["test_users"]}
+    return {
+        "items": data.n_items,
+        "interactions": len(parts.train),
+        "model": model,
+        "fit_s": round(seconds, 1),
+        "cpu_s": round(cpu_seconds, 1),
+        "peak_mb": round(peak),
+        "ndcg": result["ndcg"],
+        "test_users": result["test_users"],
+    }
 
 
 def run_child(source: str, model: str, hparams: dict[str, object], eval_users: int) -> dict:
@@ -93,19 +100,24 @@ def main() -> int:
     parser.add_argument("--neighbours", type=int, default=200, help="sparse_ease's k")
     parser.add_argument("--ease-max-items", type=int, default=20_000)
     parser.add_argument("--knn-max-items", type=int, default=200_000)
-    parser.add_argument("--eval-users", type=int, default=3000,
-                        help="test users ranked per dataset (0: all)")
+    parser.add_argument(
+        "--eval-users", type=int, default=3000, help="test users ranked per dataset (0: all)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(fit_one(*json.loads(args.child))))
         return 0
     models = [m for m in MODELS if m in args.models.split(",")]
-    hparams = {"ease": {"max_items": args.ease_max_items},
-               "sparse_ease": {"neighbours": args.neighbours}}
+    hparams = {
+        "ease": {"max_items": args.ease_max_items},
+        "sparse_ease": {"neighbours": args.neighbours},
+    }
     sources = ([str(Path(args.movielens) / "ml-100k")] if args.movielens else []) + args.data
-    print("| dataset | items | train interactions | model | fit s (wall) | fit CPU s "
-          "| peak RSS MB | NDCG@10 | test users | ratio to EASE |")
+    print(
+        "| dataset | items | train interactions | model | fit s (wall) | fit CPU s "
+        "| peak RSS MB | NDCG@10 | test users | ratio to EASE |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for source in sources:
         items, name = catalogue_size(source), Path(source).name
@@ -117,15 +129,17 @@ def main() -> int:
                 continue
             row = run_child(source, model, hparams.get(model, {}), args.eval_users)
             if "error" in row:
-                print(f"| {name} | {items} | | {model} | failed: {row['error']} ||||||",
-                      flush=True)
+                print(f"| {name} | {items} | | {model} | failed: {row['error']} ||||||", flush=True)
                 continue
             if model == "ease":
                 ease_ndcg = row["ndcg"]
             ratio = f"{row['ndcg'] / ease_ndcg:.3f}" if ease_ndcg else ""
-            print(f"| {name} | {row['items']} | {row['interactions']} | {model} "
-                  f"| {row['fit_s']} | {row['cpu_s']} | {row['peak_mb']} | {row['ndcg']:.4f} "
-                  f"| {row['test_users']} | {ratio} |", flush=True)
+            print(
+                f"| {name} | {row['items']} | {row['interactions']} | {model} "
+                f"| {row['fit_s']} | {row['cpu_s']} | {row['peak_mb']} | {row['ndcg']:.4f} "
+                f"| {row['test_users']} | {ratio} |",
+                flush=True,
+            )
     return 0
 
 

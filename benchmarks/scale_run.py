@@ -56,8 +56,15 @@ def _job_file(job: Path, sizes: dict[str, int | None], folder: Path) -> Path:
 
 def _run(job: Path, workdir: Path, timeout_s: float) -> tuple[float, float]:
     """``kuberec run``'s wall seconds and the peak RSS of its whole process tree (MiB)."""
-    command = [str(Path(sys.executable).parent / "kuberec"), "run", str(job),
-               "--workdir", str(workdir), "--timeout", str(int(timeout_s))]
+    command = [
+        str(Path(sys.executable).parent / "kuberec"),
+        "run",
+        str(job),
+        "--workdir",
+        str(workdir),
+        "--timeout",
+        str(int(timeout_s)),
+    ]
     started = time.perf_counter()
     process = subprocess.Popen(command)
     peak = 0.0
@@ -114,8 +121,9 @@ def _served_by(model_type: str, n_items: int) -> str:
     from kuberec.components.models.factors import factorize
     from kuberec.serving.retrieval import ANN_MIN_ITEMS_ENV, DEFAULT_ANN_MIN_ITEMS
 
-    probe = build_model(model_type, EncodedData.from_dataset(generate(SyntheticSpec(60, 40, 600))),
-                        {})
+    probe = build_model(
+        model_type, EncodedData.from_dataset(generate(SyntheticSpec(60, 40, 600))), {}
+    )
     if factorize(probe) is None:
         return "exact scoring by the model (no item vectors: no faiss index)"
     threshold = int(os.environ.get(ANN_MIN_ITEMS_ENV, DEFAULT_ANN_MIN_ITEMS))
@@ -131,8 +139,11 @@ def _tree_rss_mb(pid: int) -> float:
 
 
 def _post(url: str, body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-    request = urllib.request.Request(url + "/recommend", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url + "/recommend",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     started = time.perf_counter()
     with urllib.request.urlopen(request, timeout=120) as response:
         answer = json.loads(response.read())
@@ -189,8 +200,9 @@ def main(argv: list[str]) -> int:
     if missing:
         raise SystemExit(f"error: steps without a success event: {missing}")
     package_done = datetime.fromisoformat(steps["package"]["time"])
-    status_time = datetime.fromtimestamp((args.workdir / "status.json").stat().st_mtime,
-                                         package_done.tzinfo)
+    status_time = datetime.fromtimestamp(
+        (args.workdir / "status.json").stat().st_mtime, package_done.tzinfo
+    )
     url, pid, _ = _server(args.workdir)
 
     users = _users(args.workdir, args.requests + 1, seed=0)
@@ -205,36 +217,56 @@ def main(argv: list[str]) -> int:
 
     champion = json.loads((args.workdir / "status.json").read_text())["status"]["champion"]
     selection = champion.get("selection") or {}
-    print(f"# {args.job.name} in {args.workdir} (load average now "
-          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; {os.cpu_count()} CPUs)")
+    print(
+        f"# {args.job.name} in {args.workdir} (load average now "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; {os.cpu_count()} CPUs)"
+    )
     print(f"kuberec run: {wall:.0f} s wall, peak RSS of its process tree {tree_peak:.0f} MiB")
     print("\n| step | wall s | peak RSS MiB |\n|---|---:|---:|")
     for step in STEPS:
         print(f"| {step} | {steps[step]['seconds']:.1f} | {steps[step].get('peak_rss_mb', '-')} |")
     first_start = datetime.fromisoformat(next(e["time"] for e in events if e["state"] == "started"))
-    print(f"| pipeline (ingest start -> package done; kfp.local starts a process per step) | "
-          f"{(package_done - first_start).total_seconds():.1f} | |")
+    print(
+        f"| pipeline (ingest start -> package done; kfp.local starts a process per step) | "
+        f"{(package_done - first_start).total_seconds():.1f} | |"
+    )
     serve_s = (status_time - package_done).total_seconds()
-    print(f"| serve (package done -> servers up, status written) | {serve_s:.1f} | "
-          f"{server_mb:.0f} (server tree, after the requests) |")
+    print(
+        f"| serve (package done -> servers up, status written) | {serve_s:.1f} | "
+        f"{server_mb:.0f} (server tree, after the requests) |"
+    )
     print(f"| first /recommend | {first_ms / 1000:.2f} | |")
-    print(f"\n/recommend, {len(latencies)} known users one at a time: p50 "
-          f"{_percentile(latencies, 0.5):.1f} ms, p95 {_percentile(latencies, 0.95):.1f} ms, "
-          f"p99 {_percentile(latencies, 0.99):.1f} ms; fallbacks {fallbacks}; "
-          f"first answer {len(first.get('items', []))} items")
+    print(
+        f"\n/recommend, {len(latencies)} known users one at a time: p50 "
+        f"{_percentile(latencies, 0.5):.1f} ms, p95 {_percentile(latencies, 0.95):.1f} ms, "
+        f"p99 {_percentile(latencies, 0.99):.1f} ms; fallbacks {fallbacks}; "
+        f"first answer {len(first.get('items', []))} items"
+    )
     served_type = champion["modelType"]
     n_items = _items(args.workdir)
-    print(f"served: {champion['version']} ({served_type}, {n_items:,} items): "
-          f"{_served_by(served_type, n_items)}")
+    print(
+        f"served: {champion['version']} ({served_type}, {n_items:,} items): "
+        f"{_served_by(served_type, n_items)}"
+    )
     print(f"auto chose {selection.get('chosen', served_type)}:")
     for row in selection.get("candidates", []):
-        print(f"  {row['modelType']:12} {row['status']:8} est {row.get('estimatedSeconds')} s"
-              f" fit {row.get('fitSeconds')} s peak {row.get('peakMemoryMb')} MB "
-              f"{row.get('reason') or ''}")
+        print(
+            f"  {row['modelType']:12} {row['status']:8} est {row.get('estimatedSeconds')} s"
+            f" fit {row.get('fitSeconds')} s peak {row.get('peakMemoryMb')} MB "
+            f"{row.get('reason') or ''}"
+        )
     if not args.keep:
         name = json.loads(sorted((args.workdir / "runs").glob("*/job.json"))[-1].read_text())
-        subprocess.run([str(Path(sys.executable).parent / "kuberec"), "stop",
-                        name["metadata"]["name"], "--workdir", str(args.workdir)], check=False)
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "kuberec"),
+                "stop",
+                name["metadata"]["name"],
+                "--workdir",
+                str(args.workdir),
+            ],
+            check=False,
+        )
     return 0
 
 

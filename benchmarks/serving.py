@@ -64,8 +64,13 @@ def ml100k_run(workdir: Path) -> Path:
     from kuberec.components.train.settings import TrainSettings
 
     out = workdir / "ml100k-ease_t"
-    train_run(load_movielens("ml-100k"), out, model_type="ease_t",
-              settings=TrainSettings(backend="local"), source={"spec": {"movielens": "ml-100k"}})
+    train_run(
+        load_movielens("ml-100k"),
+        out,
+        model_type="ease_t",
+        settings=TrainSettings(backend="local"),
+        source={"spec": {"movielens": "ml-100k"}},
+    )
     return out
 
 
@@ -129,8 +134,15 @@ def baseline_main(run_dir: str, port: int) -> None:
         scores[torch.as_tensor(seen)] = -torch.inf
         values, index = torch.topk(scores, body.k)
         ids = loaded.item_index.decode(index.tolist())
-        return {"items": [{"item_id": int(i) if isinstance(i, int | np.integer) else str(i),
-                           "score": float(v)} for i, v in zip(ids, values.tolist(), strict=True)]}
+        return {
+            "items": [
+                {
+                    "item_id": int(i) if isinstance(i, int | np.integer) else str(i),
+                    "score": float(v),
+                }
+                for i, v in zip(ids, values.tolist(), strict=True)
+            ]
+        }
 
     @app.get("/readyz")
     def ready() -> dict[str, bool]:
@@ -140,8 +152,10 @@ def baseline_main(run_dir: str, port: int) -> None:
 
 
 # --- the floor: the HTTP stack with no model ----------------------------------------
-FLOOR_ITEMS = [{"item_id": 1 + i, "score": 1.0 - i / 100, "explanation":
-                "because you liked Star Wars (1977)"} for i in range(1000)]
+FLOOR_ITEMS = [
+    {"item_id": 1 + i, "score": 1.0 - i / 100, "explanation": "because you liked Star Wars (1977)"}
+    for i in range(1000)
+]
 
 
 def floor_main(port: int) -> None:
@@ -163,26 +177,32 @@ def floor_main(port: int) -> None:
     async def recommend(request: Request) -> Response:
         body = json.loads(await request.body())
         k = int(body.get("k", 10))
-        answer = {"items": FLOOR_ITEMS[:k], "model_version": "floor",
-                  "request_id": str(uuid.uuid4()), "fallback": body["user_id"] is None}
+        answer = {
+            "items": FLOOR_ITEMS[:k],
+            "model_version": "floor",
+            "request_id": str(uuid.uuid4()),
+            "fallback": body["user_id"] is None,
+        }
         return Response(json.dumps(answer), media_type="application/json")
 
     async def ready(request: Request) -> Response:
         return Response(b'{"ready": true}', media_type="application/json")
 
-    app = Starlette(routes=[Route("/recommend", recommend, methods=["POST"]),
-                            Route("/readyz", ready)])
+    app = Starlette(
+        routes=[Route("/recommend", recommend, methods=["POST"]), Route("/readyz", ready)]
+    )
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 def start_helper(flag: str, port: int, *args: str) -> subprocess.Popen[bytes]:
     """This script in a child process as one of its helper servers (its own session)."""
-    handle, _log = tempfile.mkstemp(prefix=f"kuberec-bench{flag.replace('-', '_')}-",
-                                    suffix=".log")
+    handle, _log = tempfile.mkstemp(prefix=f"kuberec-bench{flag.replace('-', '_')}-", suffix=".log")
     try:
         return subprocess.Popen(
             [sys.executable, __file__, flag, *args, "--port", str(port)],
-            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
     finally:
@@ -197,19 +217,36 @@ def start_noop(port: int) -> subprocess.Popen[bytes]:
     handle, _log = tempfile.mkstemp(prefix="kuberec-bench-noop-", suffix=".log")
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", "serving_noop:NoopRecommender",
-             "--working-dir", str(Path(__file__).parent), "--port", str(port),
-             "--host", "127.0.0.1"],
-            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                "serving_noop:NoopRecommender",
+                "--working-dir",
+                str(Path(__file__).parent),
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
     finally:
         os.close(handle)
 
 
-def measure(name: str, run_dir: Path, users: list[Any], seconds: float,
-            concurrencies: tuple[int, ...] = CONCURRENCY,
-            env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def measure(
+    name: str,
+    run_dir: Path,
+    users: list[Any],
+    seconds: float,
+    concurrencies: tuple[int, ...] = CONCURRENCY,
+    env: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
     """All four servers up at once; each concurrency is measured on each in turn.
 
     Interleaving keeps the columns of a row close in time, so load from other
@@ -225,10 +262,15 @@ def measure(name: str, run_dir: Path, users: list[Any], seconds: float,
     try:
         for server in SERVERS:
             port = free_port()
-            process = (start_server(run_dir, port, env=env) if server == "bentoml"
-                       else start_noop(port) if server == "noop-bentoml"
-                       else start_helper("--baseline-server", port, str(run_dir))
-                       if server == "fastapi" else start_helper("--floor-server", port))
+            process = (
+                start_server(run_dir, port, env=env)
+                if server == "bentoml"
+                else start_noop(port)
+                if server == "noop-bentoml"
+                else start_helper("--baseline-server", port, str(run_dir))
+                if server == "fastapi"
+                else start_helper("--floor-server", port)
+            )
             servers[server] = (process, f"http://127.0.0.1:{port}")
             wait_ready(servers[server][1], timeout=600, process=process)
         for concurrency in concurrencies:
@@ -238,11 +280,22 @@ def measure(name: str, run_dir: Path, users: list[Any], seconds: float,
                 result = asyncio.run(closed_loop(url, bodies, concurrency, seconds))
                 cpu_ms = (_cpu_seconds(pids) - before) / max(1, result["requests"]) * 1e3
                 after = _batches(url, server)
-                extra = {"mean_batch": (after[0] - batches[0]) / max(1, after[1] - batches[1])
-                         } if server == "bentoml" else {}
-                rows.append({"catalogue": name, "server": server, "concurrency": concurrency,
-                             **result, "cpu_ms_per_request": cpu_ms, **extra,
-                             "load_1m": os.getloadavg()[0]})
+                extra = (
+                    {"mean_batch": (after[0] - batches[0]) / max(1, after[1] - batches[1])}
+                    if server == "bentoml"
+                    else {}
+                )
+                rows.append(
+                    {
+                        "catalogue": name,
+                        "server": server,
+                        "concurrency": concurrency,
+                        **result,
+                        "cpu_ms_per_request": cpu_ms,
+                        **extra,
+                        "load_1m": os.getloadavg()[0],
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
     finally:
         for process, _ in servers.values():
@@ -300,10 +353,14 @@ def ann_versus_exact(run_dir: Path, n_queries: int = 500) -> dict[str, float]:
         for row in queries:  # one query at a time, as a request is served
             index.search(row[None, :], 10)
         timings[name] = (time.perf_counter() - began) / len(queries) * 1e3
-    return {"items": factors.items.shape[0], "build_s": build,
-            "exact_ms_per_query": timings["exact"], "ann_ms_per_query": timings["ann"],
-            "speedup": timings["exact"] / timings["ann"],
-            "recall_at_10": recall_at_k(ann, exact, queries, 10)}
+    return {
+        "items": factors.items.shape[0],
+        "build_s": build,
+        "exact_ms_per_query": timings["exact"],
+        "ann_ms_per_query": timings["ann"],
+        "speedup": timings["exact"] / timings["ann"],
+        "recall_at_10": recall_at_k(ann, exact, queries, 10),
+    }
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -315,8 +372,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     cells = " | ".join(f"{server + ' p50':>16} {'p99':>7} {'req/s':>7}" for server in SERVERS)
     shares = " ".join(f"{server + '/floor':>13}" for server in SERVERS[:-1])
     cpu = " ".join(f"{server[:5]:>6}" for server in SERVERS)
-    head = (f"{'catalogue':<13} {'conc':>4} | {cells} | {shares} | CPU ms/req {cpu} | "
-            f"{'bento p99/p50':>13} {'batch':>5} {'load':>5}")
+    head = (
+        f"{'catalogue':<13} {'conc':>4} | {cells} | {shares} | CPU ms/req {cpu} | "
+        f"{'bento p99/p50':>13} {'batch':>5} {'load':>5}"
+    )
     lines = [head, "-" * len(head)]
     keyed = {(r["catalogue"], r["server"], r["concurrency"]): r for r in rows}
     for catalogue in dict.fromkeys(r["catalogue"] for r in rows):
@@ -324,18 +383,23 @@ def table(rows: list[dict[str, Any]]) -> str:
             found = [keyed.get((catalogue, server, c)) for server in SERVERS]
             if any(r is None for r in found):
                 continue
-            cells = " | ".join(f"{r['p50_ms']:>14.1f}ms {r['p99_ms']:>5.1f}ms {r['rps']:>7.0f}"
-                               for r in found if r is not None)
+            cells = " | ".join(
+                f"{r['p50_ms']:>14.1f}ms {r['p99_ms']:>5.1f}ms {r['rps']:>7.0f}"
+                for r in found
+                if r is not None
+            )
             floor = found[-1]
             bento = found[0]
             assert floor is not None and bento is not None
-            shares = " ".join(f"{r['rps'] / floor['rps']:>13.0%}" for r in found[:-1]
-                              if r is not None)
+            shares = " ".join(
+                f"{r['rps'] / floor['rps']:>13.0%}" for r in found[:-1] if r is not None
+            )
             cpu = " ".join(f"{r['cpu_ms_per_request']:>6.2f}" for r in found if r is not None)
             lines.append(
                 f"{catalogue:<13} {c:>4} | {cells} | {shares} | {'':>10} {cpu} | "
                 f"{bento['p99_ms'] / bento['p50_ms']:>12.1f}x {bento.get('mean_batch', 0):>5.1f} "
-                f"{bento['load_1m']:>5.2f}")
+                f"{bento['load_1m']:>5.2f}"
+            )
     return "\n".join(lines)
 
 
@@ -344,14 +408,28 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="load per cell")
     parser.add_argument("--skip-1m", action="store_true", help="only ml-100k")
     parser.add_argument("--skip-100k", action="store_true", help="only the 1M catalogue")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY),
-                        help="concurrent clients per cell on ml-100k")
-    parser.add_argument("--concurrency-1m", type=int, nargs="+", default=[32],
-                        help="concurrent clients per cell on the 1M catalogue")
-    parser.add_argument("--ranking", help="the service's re-ranking as JSON (like "
-                        "spec.serving.ranking; default: the job default, diversity 0.3)")
-    parser.add_argument("--workdir", type=Path,
-                        help="keep the trained runs here and reuse them next time")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=list(CONCURRENCY),
+        help="concurrent clients per cell on ml-100k",
+    )
+    parser.add_argument(
+        "--concurrency-1m",
+        type=int,
+        nargs="+",
+        default=[32],
+        help="concurrent clients per cell on the 1M catalogue",
+    )
+    parser.add_argument(
+        "--ranking",
+        help="the service's re-ranking as JSON (like "
+        "spec.serving.ranking; default: the job default, diversity 0.3)",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the trained runs here and reuse them next time"
+    )
     parser.add_argument("--baseline-server", help=argparse.SUPPRESS)
     parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -373,27 +451,41 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     catalogues = []
     if not args.skip_100k:
-        catalogues.append(("ml-100k", reused(workdir / "ml100k-ease_t", ml100k_run),
-                           tuple(args.concurrency)))
+        catalogues.append(
+            ("ml-100k", reused(workdir / "ml100k-ease_t", ml100k_run), tuple(args.concurrency))
+        )
     if not args.skip_1m:
-        catalogues.append(("synthetic-1M", reused(workdir / "synthetic-1m-mf",
-                                                  synthetic_1m_run), tuple(args.concurrency_1m)))
+        catalogues.append(
+            (
+                "synthetic-1M",
+                reused(workdir / "synthetic-1m-mf", synthetic_1m_run),
+                tuple(args.concurrency_1m),
+            )
+        )
     ann: dict[str, float] | None = None
     for name, run, concurrencies in catalogues:
         ids = load_model(run / "model").user_index.ids.tolist()
         users = [int(u) if isinstance(u, int | np.integer) else str(u) for u in ids]
-        rows += measure(name, run, users, args.seconds, concurrencies,
-                        {RANKING_ENV: args.ranking} if args.ranking else None)
+        rows += measure(
+            name,
+            run,
+            users,
+            args.seconds,
+            concurrencies,
+            {RANKING_ENV: args.ranking} if args.ranking else None,
+        )
         if name == "synthetic-1M":
             ann = ann_versus_exact(run)
     print()
     print(table(rows))
     if ann is not None:
         print()
-        print(f"ANN (faiss IVF-Flat) vs exact top-10 at {ann['items']:,} items, one query at a "
-              f"time: exact {ann['exact_ms_per_query']:.2f} ms, ANN "
-              f"{ann['ann_ms_per_query']:.3f} ms ({ann['speedup']:.0f}x faster), "
-              f"recall@10 {ann['recall_at_10']:.3f}, index built in {ann['build_s']:.1f} s")
+        print(
+            f"ANN (faiss IVF-Flat) vs exact top-10 at {ann['items']:,} items, one query at a "
+            f"time: exact {ann['exact_ms_per_query']:.2f} ms, ANN "
+            f"{ann['ann_ms_per_query']:.3f} ms ({ann['speedup']:.0f}x faster), "
+            f"recall@10 {ann['recall_at_10']:.3f}, index built in {ann['build_s']:.1f} s"
+        )
     return 0
 
 

@@ -23,12 +23,16 @@ from kuberec.serving import bentoml_fixes, metrics
 from kuberec.serving.limits import BodyLimit
 from kuberec.serving.schemas import RecommendRequest, RecommendResponse
 
-ITEMS = [{"item_id": 1 + i, "score": 1.0 - i / 100, "explanation":
-          "because you liked Star Wars (1977)"} for i in range(1000)]
+ITEMS = [
+    {"item_id": 1 + i, "score": 1.0 - i / 100, "explanation": "because you liked Star Wars (1977)"}
+    for i in range(1000)
+]
 
 
 @bentoml.service(
-    name="kuberec-noop", workers=1, traffic={"timeout": 60},
+    name="kuberec-noop",
+    workers=1,
+    traffic={"timeout": 60},
     logging={"access": {"enabled": False}},
     tracing={"excluded_urls": list(metrics.ENDPOINTS)},
 )
@@ -38,8 +42,12 @@ class NoopRecommender:
     @bentoml.api(route="/recommend", input_spec=RecommendRequest)
     async def recommend(self, **fields: Any) -> RecommendResponse:
         request = RecommendRequest.model_construct(**fields)
-        answer = {"items": ITEMS[: request.k], "model_version": "noop",
-                  "request_id": str(uuid.uuid4()), "fallback": False}
+        answer = {
+            "items": ITEMS[: request.k],
+            "model_version": "noop",
+            "request_id": str(uuid.uuid4()),
+            "fallback": False,
+        }
         return Response(json.dumps(answer), media_type="application/json")  # type: ignore[return-value]
 
 

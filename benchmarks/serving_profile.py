@@ -41,18 +41,50 @@ def bodies(endpoint: str, users: list[object], items: list[object]) -> list[byte
     rng = np.random.default_rng(0)
     if endpoint == "/recommend":
         return [json.dumps({"user_id": u, "k": 10}).encode() for u in users]
-    return [json.dumps({"user_id": u, "item_ids": [items[i] for i in
-                        rng.choice(len(items), 10, replace=False)]}).encode() for u in users]
+    return [
+        json.dumps(
+            {
+                "user_id": u,
+                "item_ids": [items[i] for i in rng.choice(len(items), 10, replace=False)],
+            }
+        ).encode()
+        for u in users
+    ]
 
 
-def profile(url: str, pid: int, endpoint: str, payloads: list[bytes], concurrency: int,
-            seconds: float, rate: int, out: Path) -> dict[str, float]:
+def profile(
+    url: str,
+    pid: int,
+    endpoint: str,
+    payloads: list[bytes],
+    concurrency: int,
+    seconds: float,
+    rate: int,
+    out: Path,
+) -> dict[str, float]:
     """Load ``endpoint`` while py-spy samples ``pid`` and its children into ``out``."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     sampler = subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw", "--function",
-         "--nonblocking", "--rate", str(rate), "--duration", str(int(seconds)),
-         "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--subprocesses",
+            "--format",
+            "raw",
+            "--function",
+            "--nonblocking",
+            "--rate",
+            str(rate),
+            "--duration",
+            str(int(seconds)),
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     result = asyncio.run(closed_loop(url, payloads, concurrency, seconds + 0.5, endpoint))
     _, errors = sampler.communicate(timeout=60)
     if sampler.returncode != 0 or not out.is_file():
@@ -99,8 +131,10 @@ def report(stacks: list[tuple[list[tuple[str, str]], int]], top: int) -> str:
     lines = [f"{total} samples"]
     for title, counter in (("self", own), ("total", under)):
         lines.append(f"  top {top} by {title} time:")
-        lines += [f"    {count / total:>6.1%}  {function}  ({file})"
-                  for (function, file), count in counter.most_common(top)]
+        lines += [
+            f"    {count / total:>6.1%}  {function}  ({file})"
+            for (function, file), count in counter.most_common(top)
+        ]
     lines.append("  self time by package:")
     lines += [f"    {count / total:>6.1%}  {name}" for name, count in packages.most_common(12)]
     return "\n".join(lines)
@@ -108,13 +142,18 @@ def report(stacks: list[tuple[list[tuple[str, str]], int]], top: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0,
-                        help="load and sampling per endpoint")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="load and sampling per endpoint"
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--endpoint", choices=("/recommend", "/score"), action="append",
-                        help="profile only this endpoint (repeatable; default both)")
+    parser.add_argument(
+        "--endpoint",
+        choices=("/recommend", "/score"),
+        action="append",
+        help="profile only this endpoint (repeatable; default both)",
+    )
     parser.add_argument("--workdir", type=Path, help="keep the trained run here and reuse it")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -136,12 +175,22 @@ def main() -> int:
         wait_ready(url, timeout=600, process=process)
         for endpoint in args.endpoint or ["/recommend", "/score"]:
             out = workdir / f"profile{endpoint.replace('/', '-')}.txt"
-            result = profile(url, process.pid, endpoint, bodies(endpoint, users, items),
-                             args.concurrency, args.seconds, args.rate, out)
-            print(f"\n== {endpoint} at concurrency {args.concurrency}: {result['rps']:.0f} "
-                  f"req/s, p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
-                  f"{result['errors']:.0f} errors; load average {os.getloadavg()[0]:.2f} "
-                  f"(raw stacks: {out})")
+            result = profile(
+                url,
+                process.pid,
+                endpoint,
+                bodies(endpoint, users, items),
+                args.concurrency,
+                args.seconds,
+                args.rate,
+                out,
+            )
+            print(
+                f"\n== {endpoint} at concurrency {args.concurrency}: {result['rps']:.0f} "
+                f"req/s, p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
+                f"{result['errors']:.0f} errors; load average {os.getloadavg()[0]:.2f} "
+                f"(raw stacks: {out})"
+            )
             print(report(read_stacks(out), args.top), flush=True)
     finally:
         stop_server(process)

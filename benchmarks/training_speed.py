@@ -120,16 +120,20 @@ def default_model_wall_clock(tmp: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--synthetic", type=int, default=5_000_000,
-                        help="interactions (0: ml-100k only)")
+    parser.add_argument(
+        "--synthetic", type=int, default=5_000_000, help="interactions (0: ml-100k only)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, help="per worker (default: each model's own)")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--epochs", type=int, default=5, help="all but the first are timed")
     parser.add_argument("--averaging-period", type=int, default=8, help="local SGD's period")
     only = parser.add_mutually_exclusive_group()
-    only.add_argument("--quality-only", action="store_true",
-                      help="only the NDCG@10 table (single process, DDP, local SGD)")
+    only.add_argument(
+        "--quality-only",
+        action="store_true",
+        help="only the NDCG@10 table (single process, DDP, local SGD)",
+    )
     only.add_argument("--speed-only", action="store_true", help="no NDCG@10 table")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker, and for the baseline
@@ -145,8 +149,11 @@ def main() -> None:
         if not args.quality_only:
             datasets = {"ml-100k": movielens}
             if args.synthetic:  # --synthetic 0: ml-100k only
-                datasets[f"synthetic {args.synthetic / 1e6:g}M"] = generate(SyntheticSpec(
-                    args.synthetic // 50, args.synthetic // 200, args.synthetic, seed=0))
+                datasets[f"synthetic {args.synthetic / 1e6:g}M"] = generate(
+                    SyntheticSpec(
+                        args.synthetic // 50, args.synthetic // 200, args.synthetic, seed=0
+                    )
+                )
             speed_table(datasets, args, tmp)
         if not args.speed_only:
             print("\nBest validation NDCG@10 on ml-100k (default hyperparameters, early "
@@ -170,10 +177,12 @@ def speed_table(datasets: dict[str, object], args: argparse.Namespace, tmp: Path
     (the target's definition) and ``workers`` independent processes at once (what the
     cores give when all are busy: shared memory bandwidth and caches, no Ray, no sync)."""
     workers, period = args.workers, args.averaging_period
-    print(f"| dataset | model | single, idle machine | single, x{workers} at once "
-          f"| Ray x{workers} DDP | overhead (idle / busy) "
-          f"| Ray x{workers} local SGD ({period}) | overhead (idle / busy) "
-          "| peak MB single | peak MB DDP | peak MB local SGD |")
+    print(
+        f"| dataset | model | single, idle machine | single, x{workers} at once "
+        f"| Ray x{workers} DDP | overhead (idle / busy) "
+        f"| Ray x{workers} local SGD ({period}) | overhead (idle / busy) "
+        "| peak MB single | peak MB DDP | peak MB local SGD |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, dataset in datasets.items():
         for model in args.models.split(","):
@@ -187,8 +196,10 @@ def speed_table(datasets: dict[str, object], args: argparse.Namespace, tmp: Path
             cells = [f"{local['sps']:,.0f}", f"{busy:,.0f}"]
             for run in (ddp, local_sgd):
                 per_core = run["sps"] / workers
-                cells += [f"{run['sps']:,.0f}",
-                          f"{1 - per_core / local['sps']:+.1%} / {1 - per_core / busy:+.1%}"]
+                cells += [
+                    f"{run['sps']:,.0f}",
+                    f"{1 - per_core / local['sps']:+.1%} / {1 - per_core / busy:+.1%}",
+                ]
             cells += [f"{run['peak_mb']:.0f}" for run in runs]
             print(f"| {name} | {model} | " + " | ".join(cells) + " |", flush=True)
 

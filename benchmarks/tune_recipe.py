@@ -46,25 +46,33 @@ def main(argv: list[str]) -> int:
         split(args.protocol, dataset.interactions, seed=args.seed).train
     )
     grid, base = json.loads(args.grid), json.loads(args.base)
-    settings = TrainSettings(backend="local", epochs=args.epochs, patience=args.patience,
-                             seed=args.seed)
+    settings = TrainSettings(
+        backend="local", epochs=args.epochs, patience=args.patience, seed=args.seed
+    )
     tried = []
     for values in itertools.product(*grid.values()):
         hparams = {**base, **dict(zip(grid, values, strict=True))}
         started = time.perf_counter()
         outcome = train(args.model_type, train_set, hparams, settings, storage_path=Path("."))
-        row = {"hparams": hparams, "val_ndcg": outcome.validation.get("ndcg"),
-               "val_precision": outcome.validation.get("precision"),
-               "best_epoch": outcome.best_epoch, "seconds": round(time.perf_counter() - started)}
+        row = {
+            "hparams": hparams,
+            "val_ndcg": outcome.validation.get("ndcg"),
+            "val_precision": outcome.validation.get("precision"),
+            "best_epoch": outcome.best_epoch,
+            "seconds": round(time.perf_counter() - started),
+        }
         tried.append(row)
         print(json.dumps(row), flush=True)
     best = max(tried, key=lambda r: r["val_ndcg"] or -1.0)
-    recipe = TunedRecipe(args.model_type, args.dataset, best["hparams"], args.epochs,
-                         args.patience)
-    path = write_recipe(recipe, {
-        "tuned_on": f"validation holdout of the {args.protocol} train split, seed {args.seed}",
-        "metric": "val_ndcg@10", "tried": tried,
-    })
+    recipe = TunedRecipe(args.model_type, args.dataset, best["hparams"], args.epochs, args.patience)
+    path = write_recipe(
+        recipe,
+        {
+            "tuned_on": f"validation holdout of the {args.protocol} train split, seed {args.seed}",
+            "metric": "val_ndcg@10",
+            "tried": tried,
+        },
+    )
     print(f"best {json.dumps(best)} -> {path}")
     return 0
 

@@ -20,8 +20,9 @@ class RegistryCatalogue:
 
         return [AUTO_MODEL, *sorted(MODEL_TYPES)]
 
-    def check(self, model_type: str, hyperparameters: Mapping[str, Any],
-              auto: Mapping[str, Any]) -> None:
+    def check(
+        self, model_type: str, hyperparameters: Mapping[str, Any], auto: Mapping[str, Any]
+    ) -> None:
         if model_type == AUTO_MODEL:
             from kuberec.components.train.auto import AutoSpec, require_no_hparams
 

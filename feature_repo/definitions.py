@@ -118,6 +118,4 @@ def build(
 def load(sources_dir: Path) -> Definitions:
     """The repo for sources ingest already wrote (it records the user attribute kinds)."""
     schema = json.loads((sources_dir / SCHEMA_FILE).read_text())
-    return build(
-        sources_dir, schema["user_attributes"], text_embeddings=schema["text_embeddings"]
-    )
+    return build(sources_dir, schema["user_attributes"], text_embeddings=schema["text_embeddings"])

@@ -67,8 +67,14 @@ def reconcile_rollout(
     decisions = [*rollout.decisions, record][-DECISIONS_KEPT:]
     if decision.action in ("promote", "rollback"):
         outcome = "Promoted" if decision.action == "promote" else "RolledBack"
-        finished = rollout.model_copy(update={"decisions": decisions, "outcome": outcome,
-                                              "weight": new.weight, "analysed_at": stamp(now)})
+        finished = rollout.model_copy(
+            update={
+                "decisions": decisions,
+                "outcome": outcome,
+                "weight": new.weight,
+                "analysed_at": stamp(now),
+            }
+        )
         status = status.model_copy(update={"last_rollout": finished})
         if decision.action == "promote":
             return _promoted(job, status, challenger, record, now)

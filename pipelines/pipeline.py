@@ -20,9 +20,9 @@ IMAGE = os.environ.get("KUBEREC_IMAGE", f"ghcr.io/kuberec/kuberec:{__version__}"
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def ingest(
-    job: str, context: str, dataset: Output[Dataset]
-) -> NamedTuple("IngestOutputs", [("digest", str), ("interactions", int)]):
+def ingest(job: str, context: str, dataset: Output[Dataset]) -> NamedTuple(
+    "IngestOutputs", [("digest", str), ("interactions", int)]
+):
     """Load the job's interactions, items and users into one canonical Dataset artifact."""
     from collections import namedtuple
 
@@ -70,8 +70,9 @@ def train(
         for name, value in candidate["validation"].items():
             validation.log_metric(f"auto_{candidate['model_type']}_{name}", float(value))
         if candidate["fit_seconds"] is not None:
-            validation.log_metric(f"auto_{candidate['model_type']}_fit_seconds",
-                                  float(candidate["fit_seconds"]))
+            validation.log_metric(
+                f"auto_{candidate['model_type']}_fit_seconds", float(candidate["fit_seconds"])
+            )
     png = Path(model.path) / "curves.png"
     image = base64.b64encode(png.read_bytes()).decode() if png.exists() else ""
     Path(curves.path).write_text(f'<img src="data:image/png;base64,{image}"/>')
@@ -115,9 +116,7 @@ def package(
 
     from kuberec.pipelines.steps import package_step
 
-    result = package_step(
-        job, context, model.path, train_info, evaluation, digest, interactions
-    )
+    result = package_step(job, context, model.path, train_info, evaluation, digest, interactions)
     bento.uri = result["model"]["uri"]
     bento.metadata.update({"tag": result["model"]["version"], **result["decision"]})
     return json.dumps(result)

@@ -58,8 +58,14 @@ def recorded(step: str, context: RunContext) -> Iterator[dict[str, object]]:
         reason = f"{type(exc).__name__}: {exc}".strip()
         _event(context, step, "failed", reason=reason, traceback=traceback.format_exc())
         raise
-    _event(context, step, "succeeded", seconds=round(time.perf_counter() - started, 2),
-           peak_rss_mb=peak_rss_mb(), **extra)
+    _event(
+        context,
+        step,
+        "succeeded",
+        seconds=round(time.perf_counter() - started, 2),
+        peak_rss_mb=peak_rss_mb(),
+        **extra,
+    )
 
 
 def peak_rss_mb() -> float:
@@ -128,15 +134,21 @@ def train_step(job_text: str, context_text: str, dataset_dir: str, run_dir: str)
         dataset = load_dataset(Path(dataset_dir))
         parts = _split(job, dataset)
         train_set = dataset.with_interactions(parts.train)
-        run = job_training(job.spec,
-                           ray_address=context.ray_address or job.spec.training.ray_address)
+        run = job_training(
+            job.spec, ray_address=context.ray_address or job.spec.training.ray_address
+        )
         model_type, hparams, settings = run.model_type, run.hparams, run.settings
         embeddings = _embeddings(job, dataset)
         selection = None
         if model_type == AUTO:  # chosen on validation carved from the training part
             require_no_hparams(hparams)
-            selection = select(train_set, run.auto(), settings,
-                               protocol=job.spec.evaluation.protocol, text_embeddings=embeddings)
+            selection = select(
+                train_set,
+                run.auto(),
+                settings,
+                protocol=job.spec.evaluation.protocol,
+                text_embeddings=embeddings,
+            )
             model_type = selection.chosen
         tuned: dict[str, Any] = {}
         if job.spec.model.tuning.trials > 0:
@@ -180,8 +192,7 @@ def evaluate_step(
         champion = None
         if context.champion_uri:
             champion = load_model(model_dir(resolve_model(context.champion_uri)))
-        comparison = compare(challenger, champion, parts, evaluation.k,
-                             job.spec.serving.ranking)
+        comparison = compare(challenger, champion, parts, evaluation.k, job.spec.serving.ranking)
         metric = f"{evaluation.metric}@{evaluation.k}"
         gate = Gate(metric, evaluation.gates.min_metrics, evaluation.gates.min_improvement)
         decision = decide(gate, comparison.challenger, comparison.champion)

@@ -181,14 +181,16 @@ class MicroBatcher(Generic[In, Out]):
         if self._on_batch is not None:
             self._on_batch(len(batch))
         try:
-            outputs = await self._lane.run(lambda: self._checked(inputs),
-                                           inline=self._inline(len(inputs)))
+            outputs = await self._lane.run(
+                lambda: self._checked(inputs), inline=self._inline(len(inputs))
+            )
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0][1], error=exc)
                 return
-            log.warning("a batch of %d failed; answering its requests one by one", len(batch),
-                        exc_info=True)
+            log.warning(
+                "a batch of %d failed; answering its requests one by one", len(batch), exc_info=True
+            )
             for item, future in batch:
                 await self._call([(item, future)])
             return
@@ -206,13 +208,15 @@ class MicroBatcher(Generic[In, Out]):
         if len(inputs) == 1:
             self._lone_cost = time.thread_time() - began
         if len(outputs) != len(inputs):
-            raise RuntimeError(f"batch function returned {len(outputs)} results for "
-                               f"{len(inputs)} inputs")
+            raise RuntimeError(
+                f"batch function returned {len(outputs)} results for {len(inputs)} inputs"
+            )
         return outputs
 
 
-def _settle(future: asyncio.Future[Out], output: Out | None = None, *,
-            error: BaseException | None = None) -> None:
+def _settle(
+    future: asyncio.Future[Out], output: Out | None = None, *, error: BaseException | None = None
+) -> None:
     if future.done():  # the request was cancelled (client gone)
         return
     if error is not None:

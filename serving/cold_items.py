@@ -57,7 +57,7 @@ class NewItems:
     def titled(self, titles: list[str]) -> list[str]:
         """``titles`` (the grown catalogue's) with the new items' own titles at the end."""
         if self.added:
-            titles[len(titles) - len(self.added):] = list(self.titles)
+            titles[len(titles) - len(self.added) :] = list(self.titles)
         return titles
 
     def reason(self, item_id: object) -> str:
@@ -102,13 +102,17 @@ def grow(loaded: LoadedModel, items: pd.DataFrame) -> tuple[LoadedModel, NewItem
         return loaded, NewItems()
     skipped: dict[str, str] = {}
     if not reads_content(loaded.model):
-        why = (f"it arrived after training and {loaded.model_type} scores items by their "
-               "interactions only; a retrained model will have it")
+        why = (
+            f"it arrived after training and {loaded.model_type} scores items by their "
+            "interactions only; a retrained model will have it"
+        )
         return loaded, NewItems(skipped={str(i): why for i in new["item_id"]})
     embeddable = has_content(new)
     for item_id in new.loc[~embeddable, "item_id"]:
-        skipped[str(item_id)] = ("it arrived after training with no title, text or category "
-                                 "to embed; give it one in the item source")
+        skipped[str(item_id)] = (
+            "it arrived after training with no title, text or category "
+            "to embed; give it one in the item source"
+        )
     new = new[embeddable].reset_index(drop=True)
     if new.empty:
         return loaded, NewItems(skipped=skipped)
@@ -117,8 +121,7 @@ def grow(loaded: LoadedModel, items: pd.DataFrame) -> tuple[LoadedModel, NewItem
     content = encode_content(new, loaded.encodings, embed_items(new))
     grown = _grown(loaded, content)
     log.info("%d new item(s) from their text (%d skipped)", len(content), len(skipped))
-    titles = tuple(str(t) or f"item {i}" for t, i in zip(new["title"], new["item_id"],
-                                                         strict=True))
+    titles = tuple(str(t) or f"item {i}" for t, i in zip(new["title"], new["item_id"], strict=True))
     return grown, NewItems(tuple(content.ids.tolist()), titles, skipped)
 
 
@@ -127,13 +130,16 @@ def _grown(loaded: LoadedModel, content: ItemContent) -> LoadedModel:
     model = with_new_items(loaded.model, loaded.model_type, loaded.hparams, content)
     first_seen = loaded.item_first_seen
     return replace(
-        loaded, model=model, schema=model.schema,
+        loaded,
+        model=model,
+        schema=model.schema,
         item_index=grown_index(loaded.item_index, content),
         history=grown_history(loaded.history, m),
         item_genres=np.concatenate([loaded.item_genres, content.genres.astype(np.float32)]),
         item_year=np.concatenate([loaded.item_year, content.year]),
-        item_first_seen=None if first_seen is None else np.concatenate(
-            [first_seen, np.full(m, -1, dtype=first_seen.dtype)]),
+        item_first_seen=None
+        if first_seen is None
+        else np.concatenate([first_seen, np.full(m, -1, dtype=first_seen.dtype)]),
     )
 
 
@@ -144,6 +150,8 @@ def similar_refusal(engine: Engine, item_id: object) -> str | None:
         return f"unknown item {item_id!r}: {engine.new_items.reason(item_id)}"
     new = index >= engine.n_items - len(engine.new_items.added)
     if new and engine.similarity.kind != "embedding":
-        return (f"item {item_id!r} arrived after training and {engine.loaded.model_type} has "
-                "no item embeddings to compare it by; two_tower answers /similar for new items")
+        return (
+            f"item {item_id!r} arrived after training and {engine.loaded.model_type} has "
+            "no item embeddings to compare it by; two_tower answers /similar for new items"
+        )
     return None

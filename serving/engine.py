@@ -69,16 +69,24 @@ class Query:
     ranking: Ranking | None = field(default=None, compare=False)  # None: the engine's own
 
     def to_dict(self) -> dict[str, Any]:
-        return {"user": self.user, "recent": list(self.recent), "k": self.k,
-                "exclude_seen": self.exclude_seen,
-                "genres": None if self.genres is None else list(self.genres)}
+        return {
+            "user": self.user,
+            "recent": list(self.recent),
+            "k": self.k,
+            "exclude_seen": self.exclude_seen,
+            "genres": None if self.genres is None else list(self.genres),
+        }
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Query:
         genres = values.get("genres")
-        return cls(int(values["user"]), tuple(int(i) for i in values.get("recent", ())),
-                   int(values.get("k", 10)), bool(values.get("exclude_seen", True)),
-                   None if genres is None else tuple(str(g) for g in genres))
+        return cls(
+            int(values["user"]),
+            tuple(int(i) for i in values.get("recent", ())),
+            int(values.get("k", 10)),
+            bool(values.get("exclude_seen", True)),
+            None if genres is None else tuple(str(g) for g in genres),
+        )
 
 
 @dataclass(frozen=True)
@@ -89,8 +97,11 @@ class Ranked:
     history: np.ndarray = field(repr=False)  # what the list was based on (for explanations)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"items": self.items.tolist(), "scores": [float(s) for s in self.scores],
-                "fallback": self.fallback}
+        return {
+            "items": self.items.tolist(),
+            "scores": [float(s) for s in self.scores],
+            "fallback": self.fallback,
+        }
 
 
 def model_version(packaged: PackagedModel) -> str:
@@ -104,8 +115,13 @@ class Engine:
     new_items: NewItems = NewItems()  # set by load: the item source's items since training
 
     def __init__(
-        self, loaded: LoadedModel, version: str, titles: Sequence[str] | None = None,
-        *, ann_min_items: int | None = None, with_index: bool = True,
+        self,
+        loaded: LoadedModel,
+        version: str,
+        titles: Sequence[str] | None = None,
+        *,
+        ann_min_items: int | None = None,
+        with_index: bool = True,
         ranking: RankingSpec | None = None,
     ) -> None:
         self.loaded = loaded
@@ -113,7 +129,8 @@ class Engine:
         #: Each item's id as JSON gives it (int or str), by dense index: made once, not per item.
         self.plain_ids: list[int | str] = [
             int(v) if isinstance(v, int | np.integer) else str(v)
-            for v in loaded.item_index.ids.tolist()]
+            for v in loaded.item_index.ids.tolist()
+        ]
         self.model = loaded.model
         self.n_items = loaded.schema.n_items
         self.uses_history = self.model.history_length != 0
@@ -123,25 +140,36 @@ class Engine:
         self.exact: ExactIndex | None = None
         if self.factors is not None and with_index:
             self.index = build_index(self.factors.items, min_items=ann_min_items)
-            self.exact = self.index if isinstance(self.index, ExactIndex) else ExactIndex(
-                self.factors.items)
+            self.exact = (
+                self.index if isinstance(self.index, ExactIndex) else ExactIndex(self.factors.items)
+            )
         counts = np.bincount(loaded.history.items, minlength=self.n_items).astype(np.float32)
         self.popularity = counts
         self.popular_order = np.lexsort((np.arange(self.n_items), -counts))
         embeddings = self.factors.embeddings if self.factors is not None else None
         self.similarity = Similarity(loaded.history, embeddings)
-        self.titles = list(titles) if titles is not None else [
-            f"item {i}" for i in loaded.item_index.ids.tolist()]
+        self.titles = (
+            list(titles)
+            if titles is not None
+            else [f"item {i}" for i in loaded.item_index.ids.tolist()]
+        )
         self.explainer = Explainer(self.similarity, self.titles)
-        self.signals = item_signals(loaded.history, loaded.item_genres, self.similarity,
-                                    loaded.item_first_seen)
+        self.signals = item_signals(
+            loaded.history, loaded.item_genres, self.similarity, loaded.item_first_seen
+        )
         self.ranking_spec = ranking or RankingSpec()
         # The job's pins may name items a retrained model no longer has: those are dropped.
         self.ranking = resolve(self.ranking_spec, loaded.item_index, self.signals, strict=False)
 
     @classmethod
-    def load(cls, reference: str | Path, *, ann_min_items: int | None = None,
-             with_index: bool = True, ranking: RankingSpec | None = None) -> Engine:
+    def load(
+        cls,
+        reference: str | Path,
+        *,
+        ann_min_items: int | None = None,
+        with_index: bool = True,
+        ranking: RankingSpec | None = None,
+    ) -> Engine:
         """A run directory, BentoML tag or artifact URI -> a ready engine.
 
         ``with_index=False``: no retrieval index (a front end that only maps ids and explains).
@@ -151,11 +179,22 @@ class Engine:
         # Items added to the item source since training, from their text (.cold_items).
         loaded, new_items = add_new_items(load_model(folder), folder.parent)
         titles = new_items.titled(load_titles(folder.parent, loaded.item_index))
-        engine = cls(loaded, model_version(packaged), titles, ann_min_items=ann_min_items,
-                     with_index=with_index, ranking=ranking)
+        engine = cls(
+            loaded,
+            model_version(packaged),
+            titles,
+            ann_min_items=ann_min_items,
+            with_index=with_index,
+            ranking=ranking,
+        )
         engine.new_items = new_items
-        log.info("loaded %s (%s, %d items, index %s)", engine.version, loaded.model_type,
-                 engine.n_items, type(engine.index).__name__ if engine.index else "model")
+        log.info(
+            "loaded %s (%s, %d items, index %s)",
+            engine.version,
+            loaded.model_type,
+            engine.n_items,
+            type(engine.index).__name__ if engine.index else "model",
+        )
         return engine
 
     # ids <-> indices -------------------------------------------------------------------
@@ -205,11 +244,14 @@ class Engine:
         past its exclusions) from the plain path, then the stage picks its K.
         """
         rankings = [q.ranking or self.ranking for q in queries]
-        pooled = [replace(q, k=r.pool(q.k, self.n_items)) for q, r in zip(queries, rankings,
-                                                                          strict=True)]
+        pooled = [
+            replace(q, k=r.pool(q.k, self.n_items)) for q, r in zip(queries, rankings, strict=True)
+        ]
         found = self._rank_plain(pooled)
-        return [self._rerank(q, r, ranked) if r.active else ranked
-                for q, r, ranked in zip(queries, rankings, found, strict=True)]
+        return [
+            self._rerank(q, r, ranked) if r.active else ranked
+            for q, r, ranked in zip(queries, rankings, found, strict=True)
+        ]
 
     def _rerank(self, query: Query, ranking: Ranking, pool: Ranked) -> Ranked:
         pins = ranking.pinned
@@ -246,8 +288,9 @@ class Engine:
             if i not in personal:
                 results[i] = self._popular(q)
         if personal:
-            for i, ranked in zip(personal, self._personal([queries[i] for i in personal]),
-                                 strict=True):
+            for i, ranked in zip(
+                personal, self._personal([queries[i] for i in personal]), strict=True
+            ):
                 results[i] = ranked
         return [r for r in results if r is not None]
 
@@ -274,19 +317,33 @@ class Engine:
     def _personal(self, queries: Sequence[Query]) -> list[Ranked]:
         histories = [self.history(q) for q in queries]
         users = torch.as_tensor([q.user for q in queries], dtype=torch.long)
-        excluded = [np.concatenate([h if q.exclude_seen else np.zeros(0, np.int64),
-                                    (q.ranking or self.ranking).excluded])
-                    for q, h in zip(queries, histories, strict=True)]
+        excluded = [
+            np.concatenate(
+                [
+                    h if q.exclude_seen else np.zeros(0, np.int64),
+                    (q.ranking or self.ranking).excluded,
+                ]
+            )
+            for q, h in zip(queries, histories, strict=True)
+        ]
         if self.factors is None:
-            scores = (history_scores(self.item_item, histories) if self.item_item is not None
-                      else self.model.score(users, self._padded(histories)).float())
+            scores = (
+                history_scores(self.item_item, histories)
+                if self.item_item is not None
+                else self.model.score(users, self._padded(histories)).float()
+            )
             return self._tops(scores, queries, excluded, histories)
         vectors = self.factors.user_vectors(users, self._padded(histories)).float().numpy()
         out: list[Ranked | None] = [None] * len(queries)
         if isinstance(self.index, AnnIndex):
             plain = [i for i, q in enumerate(queries) if q.genres is None]
-            found = self._ann(vectors[plain], [queries[i].k for i in plain],
-                              [excluded[i] for i in plain]) if plain else []
+            found = (
+                self._ann(
+                    vectors[plain], [queries[i].k for i in plain], [excluded[i] for i in plain]
+                )
+                if plain
+                else []
+            )
             for i, hit in zip(plain, found, strict=True):
                 if hit is not None:
                     out[i] = Ranked(hit[0], hit[1], False, histories[i])
@@ -294,14 +351,23 @@ class Engine:
         if rest:  # one product for every query the index did not answer
             assert self.exact is not None
             scores = self.exact.scores(vectors[rest])
-            found = self._tops(scores, [queries[i] for i in rest], [excluded[i] for i in rest],
-                               [histories[i] for i in rest])
+            found = self._tops(
+                scores,
+                [queries[i] for i in rest],
+                [excluded[i] for i in rest],
+                [histories[i] for i in rest],
+            )
             for i, ranked in zip(rest, found, strict=True):
                 out[i] = ranked
         return [r for r in out if r is not None]
 
-    def _tops(self, scores: torch.Tensor, queries: Sequence[Query],
-              excluded: Sequence[np.ndarray], histories: Sequence[np.ndarray]) -> list[Ranked]:
+    def _tops(
+        self,
+        scores: torch.Tensor,
+        queries: Sequence[Query],
+        excluded: Sequence[np.ndarray],
+        histories: Sequence[np.ndarray],
+    ) -> list[Ranked]:
         """Row ``i`` of ``scores`` -> query ``i``'s top-K: one top-K per (k, genres) group."""
         groups: dict[tuple[int, tuple[str, ...] | None], list[int]] = {}
         for i, q in enumerate(queries):
@@ -309,15 +375,17 @@ class Engine:
         out: list[Ranked | None] = [None] * len(queries)
         for (k, genres), rows in groups.items():
             block = scores if len(rows) == len(queries) else scores[torch.as_tensor(rows)]
-            items, values = masked_top_k(block, k, [excluded[i] for i in rows],
-                                         self._allowed(genres))
+            items, values = masked_top_k(
+                block, k, [excluded[i] for i in rows], self._allowed(genres)
+            )
             for row, i in enumerate(rows):
                 keep = items[row] >= 0
                 out[i] = Ranked(items[row][keep], values[row][keep], False, histories[i])
         return [r for r in out if r is not None]
 
-    def _ann(self, vectors: np.ndarray, ks: Sequence[int], excluded: Sequence[np.ndarray]
-             ) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    def _ann(
+        self, vectors: np.ndarray, ks: Sequence[int], excluded: Sequence[np.ndarray]
+    ) -> list[tuple[np.ndarray, np.ndarray] | None]:
         """ANN top-K past the excluded items, one search for the batch.
 
         ``None`` for a query where too few items survive the exclusion (it is then
@@ -345,7 +413,7 @@ class Engine:
         for row, h in enumerate(histories):
             tail = h[-width:]
             if len(tail):
-                out[row, width - len(tail):] = tail
+                out[row, width - len(tail) :] = tail
         return torch.from_numpy(out)
 
     # scoring given items ---------------------------------------------------------------
@@ -366,11 +434,14 @@ class Engine:
             if self.factors is not None:
                 vectors = self.factors.user_vectors(users, self._padded(histories))
                 vectors = vectors.float().numpy()
-                rows = [vectors[j] @ self.factors.items[queries[i][1]].T
-                        for j, i in enumerate(personal)]
+                rows = [
+                    vectors[j] @ self.factors.items[queries[i][1]].T for j, i in enumerate(personal)
+                ]
             elif self.item_item is not None:  # only the asked items' columns are summed
-                rows = [history_item_scores(self.item_item, histories[j], queries[i][1])
-                        for j, i in enumerate(personal)]
+                rows = [
+                    history_item_scores(self.item_item, histories[j], queries[i][1])
+                    for j, i in enumerate(personal)
+                ]
             else:
                 full = self.model.score(users, self._padded(histories)).float().numpy()
                 rows = [full[j, queries[i][1]] for j, i in enumerate(personal)]

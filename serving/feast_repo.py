@@ -35,8 +35,10 @@ def feast_repo() -> Path | None:
     project = os.environ.get(PROJECT_ENV, "").strip()
     if project and not (repo / "feature_store.yaml").exists():
         if repo.name != REPO_FOLDER:
-            raise ConfigError(f"{FEAST_REPO_ENV} must end in /{REPO_FOLDER} to be rendered "
-                              f"from {PROJECT_ENV}; got {found}")
+            raise ConfigError(
+                f"{FEAST_REPO_ENV} must end in /{REPO_FOLDER} to be rendered "
+                f"from {PROJECT_ENV}; got {found}"
+            )
         from kuberec.components.features.store import StoreSettings, render_repo
 
         profile = os.environ.get(PROFILE_ENV, "production").strip()

@@ -79,9 +79,15 @@ class Rejected(ValueError):
 
 
 class FeedbackLoop:
-    def __init__(self, pusher: OnlinePusher | None, sink: ParquetSink | None, *,
-                 repo: Path | None = None, queue_size: int = DEFAULT_QUEUE,
-                 impressions: bool = False) -> None:
+    def __init__(
+        self,
+        pusher: OnlinePusher | None,
+        sink: ParquetSink | None,
+        *,
+        repo: Path | None = None,
+        queue_size: int = DEFAULT_QUEUE,
+        impressions: bool = False,
+    ) -> None:
         """``repo``: the Feast repo to push to, opened on the pusher thread (not at startup)."""
         self.pusher = pusher
         self._repo = repo
@@ -102,18 +108,31 @@ class FeedbackLoop:
         flush_s = read_number(FLUSH_ENV, 5.0, float)
         size = int(read_number(QUEUE_ENV, DEFAULT_QUEUE, int))
         if size < 1 or flush_s < 0:
-            raise ConfigError(f"{QUEUE_ENV} must be >= 1 and {FLUSH_ENV} >= 0; got {size}, "
-                              f"{flush_s}")
+            raise ConfigError(
+                f"{QUEUE_ENV} must be >= 1 and {FLUSH_ENV} >= 0; got {size}, {flush_s}"
+            )
         sink = ParquetSink(uri, flush_s=flush_s) if uri else None
         if repo is None and sink is None:
             return None
-        return cls(None, sink, repo=repo, queue_size=size,
-                   impressions=os.environ.get(IMPRESSIONS_ENV, "") == "1")
+        return cls(
+            None,
+            sink,
+            repo=repo,
+            queue_size=size,
+            impressions=os.environ.get(IMPRESSIONS_ENV, "") == "1",
+        )
 
     # --- the request side (event loop thread) ------------------------------------------------
 
-    def served(self, request_id: str, user_id: object, item_ids: Sequence[object],
-               model_version: str, *, synthetic: bool = False) -> None:
+    def served(
+        self,
+        request_id: str,
+        user_id: object,
+        item_ids: Sequence[object],
+        model_version: str,
+        *,
+        synthetic: bool = False,
+    ) -> None:
         """Remember an answer (for the request-id check) and, if configured, its impressions."""
         self._requests[request_id] = str(user_id)
         if len(self._requests) > REMEMBERED_REQUESTS:
@@ -121,18 +140,31 @@ class FeedbackLoop:
         if self.impressions and not synthetic:
             now = datetime.now(UTC)
             for item in item_ids:
-                self._put(Event(request_id, str(user_id), str(item), "impression",
-                                model_version, now))
+                self._put(
+                    Event(request_id, str(user_id), str(item), "impression", model_version, now)
+                )
 
-    def accept(self, request_id: str, user_id: object, item_id: object, event: str,
-               model_version: str, *, known_user: bool, known_item: bool,
-               synthetic: bool = False) -> None:
+    def accept(
+        self,
+        request_id: str,
+        user_id: object,
+        item_id: object,
+        event: str,
+        model_version: str,
+        *,
+        known_user: bool,
+        known_item: bool,
+        synthetic: bool = False,
+    ) -> None:
         """Check and queue one event (a synthetic one is only counted); :class:`Rejected`
         says why it was refused."""
         if not known_item:
             feedback_metrics.flag("unknown_item", "rejected")
-            raise Rejected("item_id", f"unknown item {item_id!r}: the serving model "
-                           f"({model_version}) has no such item; send ids it recommended")
+            raise Rejected(
+                "item_id",
+                f"unknown item {item_id!r}: the serving model "
+                f"({model_version}) has no such item; send ids it recommended",
+            )
         if not known_user:
             feedback_metrics.flag("unknown_user", "accepted")
         if synthetic:
@@ -141,8 +173,18 @@ class FeedbackLoop:
         known_request = request_id in self._requests
         if not known_request:
             feedback_metrics.flag("unknown_request", "accepted")
-        self._put(Event(request_id, str(user_id), str(item_id), event, model_version,
-                        datetime.now(UTC), known_request, time.perf_counter()))
+        self._put(
+            Event(
+                request_id,
+                str(user_id),
+                str(item_id),
+                event,
+                model_version,
+                datetime.now(UTC),
+                known_request,
+                time.perf_counter(),
+            )
+        )
 
     def _put(self, event: Event) -> None:
         try:
@@ -165,8 +207,9 @@ class FeedbackLoop:
 
                 self.pusher = OnlinePusher(self._repo)
             except Exception as exc:  # a broken store must not stop serving; the sink still runs
-                log.warning("feedback push off: cannot open the Feast repo at %s: %s",
-                            self._repo, exc)
+                log.warning(
+                    "feedback push off: cannot open the Feast repo at %s: %s", self._repo, exc
+                )
         while True:
             wait = self.sink.seconds_to_due() if self.sink is not None else None
             try:
@@ -196,8 +239,10 @@ class FeedbackLoop:
                 pushed = self.pusher.push(batch)
             except Exception as exc:  # store down: counted, logged once per interval
                 feedback_metrics.metrics()["push_errors"].inc()
-                self._warn(f"feedback push to the online store failed ({type(exc).__name__}: "
-                           f"{exc}); {len(batch)} events not pushed")
+                self._warn(
+                    f"feedback push to the online store failed ({type(exc).__name__}: "
+                    f"{exc}); {len(batch)} events not pushed"
+                )
             else:
                 if pushed:
                     found = feedback_metrics.metrics()

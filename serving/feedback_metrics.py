@@ -35,21 +35,30 @@ def metrics() -> dict[str, Any]:
         ),
         "synthetic": Counter(
             "kuberec_feedback_synthetic_total",
-            "Feedback events marked synthetic (canary analysis traffic): counted, not kept"),
+            "Feedback events marked synthetic (canary analysis traffic): counted, not kept",
+        ),
         "pushed": Counter(
-            "kuberec_feedback_pushed_total", "Events written to the Feast online store"),
+            "kuberec_feedback_pushed_total", "Events written to the Feast online store"
+        ),
         "push_errors": Counter(
-            "kuberec_feedback_push_errors_total", "Batches the online store refused"),
+            "kuberec_feedback_push_errors_total", "Batches the online store refused"
+        ),
         "stored": Counter(
-            "kuberec_feedback_sink_events_total", "Events written to the Parquet sink"),
+            "kuberec_feedback_sink_events_total", "Events written to the Parquet sink"
+        ),
         "sink_errors": Counter(
-            "kuberec_feedback_sink_errors_total", "Failed writes to the Parquet sink"),
+            "kuberec_feedback_sink_errors_total", "Failed writes to the Parquet sink"
+        ),
         "backlog": Gauge(
-            "kuberec_feedback_sink_backlog", "Events waiting for the sink",
-            multiprocess_mode="livesum"),
+            "kuberec_feedback_sink_backlog",
+            "Events waiting for the sink",
+            multiprocess_mode="livesum",
+        ),
         "lag": Histogram(
             "kuberec_feedback_push_seconds",
-            "From /feedback accepted to the online store written", buckets=LATENCY_BUCKETS),
+            "From /feedback accepted to the online store written",
+            buckets=LATENCY_BUCKETS,
+        ),
     }
 
 

@@ -36,8 +36,10 @@ class OnlinePusher:
         from feast import FeatureStore
 
         self.store = FeatureStore(repo_path=str(repo_dir))
-        self._features = {view: [f.name for f in self.store.get_feature_view(view).features]
-                          for view in PUSH_SOURCES}
+        self._features = {
+            view: [f.name for f in self.store.get_feature_view(view).features]
+            for view in PUSH_SOURCES
+        }
 
     def push(self, events: Sequence[Event]) -> int:
         """Write the interactions among ``events``; returns how many moved features."""
@@ -67,6 +69,9 @@ class OnlinePusher:
         unique = list(dict.fromkeys(keys))
         refs = [f"{view}:{name}" for name in self._features[view]]
         found = self.store.get_online_features(
-            features=refs, entity_rows=[{_KEYS[view]: k} for k in unique]).to_dict()
-        return {key: {name: found[name][i] for name in self._features[view]}
-                for i, key in enumerate(unique)}
+            features=refs, entity_rows=[{_KEYS[view]: k} for k in unique]
+        ).to_dict()
+        return {
+            key: {name: found[name][i] for name in self._features[view]}
+            for i, key in enumerate(unique)
+        }

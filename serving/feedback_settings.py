@@ -25,8 +25,11 @@ def feedback_env(spec: FeedbackSpec | None, sink: str | None) -> dict[str, str]:
     """The environment a server gets from the job's ``spec.feedback`` (``sink`` resolved)."""
     if spec is None:
         return {}
-    env = {PUSH_ENV: "1" if spec.push else "0", QUEUE_ENV: str(spec.queue_size),
-           IMPRESSIONS_ENV: "1" if spec.impressions else "0"}
+    env = {
+        PUSH_ENV: "1" if spec.push else "0",
+        QUEUE_ENV: str(spec.queue_size),
+        IMPRESSIONS_ENV: "1" if spec.impressions else "0",
+    }
     if sink:
         env[SINK_ENV] = sink
     return env

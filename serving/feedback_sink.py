@@ -49,8 +49,14 @@ class Event:
 class ParquetSink:
     """Buffers events and writes them as day partitions; safe to call from one thread."""
 
-    def __init__(self, uri: str, *, flush_s: float = 5.0, flush_events: int = 5000,
-                 max_backlog: int = MAX_BACKLOG) -> None:
+    def __init__(
+        self,
+        uri: str,
+        *,
+        flush_s: float = 5.0,
+        flush_events: int = 5000,
+        max_backlog: int = MAX_BACKLOG,
+    ) -> None:
         import fsspec
 
         self.uri = uri
@@ -77,8 +83,10 @@ class ParquetSink:
         feedback_metrics.metrics()["backlog"].set(len(self._buffer))
 
     def due(self) -> bool:
-        return bool(self._buffer) and (len(self._buffer) >= self.flush_events
-                                       or time.monotonic() - self._oldest >= self.flush_s)
+        return bool(self._buffer) and (
+            len(self._buffer) >= self.flush_events
+            or time.monotonic() - self._oldest >= self.flush_s
+        )
 
     def seconds_to_due(self) -> float:
         if not self._buffer:
@@ -98,8 +106,13 @@ class ParquetSink:
             now = time.monotonic()
             if now - self._last_log >= LOG_INTERVAL_S:
                 self._last_log = now
-                log.warning("feedback sink %s cannot be written (%s: %s); %d events held, "
-                            "retrying", self.uri, type(exc).__name__, exc, len(events))
+                log.warning(
+                    "feedback sink %s cannot be written (%s: %s); %d events held, retrying",
+                    self.uri,
+                    type(exc).__name__,
+                    exc,
+                    len(events),
+                )
             self._oldest = time.monotonic()  # next try after another interval
             return False
         self._buffer = []
@@ -111,7 +124,8 @@ class ParquetSink:
         folder = f"{self.root.rstrip('/')}/{PARTITION}={day}"
         name = f"part-{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}.parquet"
         table = pa.Table.from_pylist(
-            [{f: getattr(r, f) for f in SCHEMA.names} for r in rows], schema=SCHEMA)
+            [{f: getattr(r, f) for f in SCHEMA.names} for r in rows], schema=SCHEMA
+        )
         data = io.BytesIO()
         pq.write_table(table, data)
         self.fs.makedirs(folder, exist_ok=True)

@@ -48,8 +48,7 @@ class Target(Protocol):
 
     def ready(self) -> bool: ...
 
-    async def answer(self, route: str, request: BaseModel, synthetic: bool = False
-                     ) -> Answer: ...
+    async def answer(self, route: str, request: BaseModel, synthetic: bool = False) -> Answer: ...
 
 
 class _Bound:
@@ -79,19 +78,32 @@ class HotRoutes:
     #: Put first in BentoML's middleware stack (:func:`.bentoml_fixes.apply`).
     outermost = True
 
-    def __init__(self, app: ASGIApp, routes: dict[str, type[BaseModel]],
-                 service: str = "kuberec", timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: dict[str, type[BaseModel]],
+        service: str = "kuberec",
+        timeout_s: float = 60.0,
+    ) -> None:
         self.app = app
         self.routes = routes
         self.timeout_s = timeout_s
-        self._headers = [(b"content-type", b"application/json"),
-                         (b"server", f"BentoML Service/{service}".encode())]
+        self._headers = [
+            (b"content-type", b"application/json"),
+            (b"server", f"BentoML Service/{service}".encode()),
+        ]
         self._direct = RequestMetrics(BodyLimit(self._respond), tuple(routes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = _Bound.target
-        if (scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.routes
-                and target is not None and target.ready() and _is_json(scope)):
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] in self.routes
+            and target is not None
+            and target.ready()
+            and _is_json(scope)
+        ):
             await self._direct(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -105,23 +117,37 @@ class HotRoutes:
             request = self.routes[path].model_validate_json(body)
         except ValidationError as error:
             log.warning("POST %s: 422 %s", path, describe(error))
-            status, encoded = 422, pydantic_core.to_json({
-                "error": f"{error.error_count()} validation error for {error.title}",
-                "detail": error.errors(include_context=False, include_input=False),
-            })
+            status, encoded = (
+                422,
+                pydantic_core.to_json(
+                    {
+                        "error": f"{error.error_count()} validation error for {error.title}",
+                        "detail": error.errors(include_context=False, include_input=False),
+                    }
+                ),
+            )
         else:
             try:
                 async with asyncio.timeout(self.timeout_s):
                     status, encoded = await target.answer(path, request, _synthetic(scope))
             except TimeoutError:
                 log.warning("POST %s: 504 no answer within %s s", path, self.timeout_s)
-                status, encoded = 504, pydantic_core.to_json(
-                    {"error": f"Not able to process the request in {self.timeout_s} seconds"})
+                status, encoded = (
+                    504,
+                    pydantic_core.to_json(
+                        {"error": f"Not able to process the request in {self.timeout_s} seconds"}
+                    ),
+                )
             except Exception:  # as BentoML answers an endpoint's failure
                 log.exception("POST %s: 500", path)
                 status, encoded = 500, _SERVER_ERROR
-        await send({"type": "http.response.start", "status": status, "headers": [
-            *self._headers, (b"content-length", str(len(encoded)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*self._headers, (b"content-length", str(len(encoded)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": encoded})
 
 

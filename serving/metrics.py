@@ -59,28 +59,37 @@ def metrics() -> dict[str, Any]:
 
     return {
         "requests": Counter(
-            "kuberec_requests_total", "Requests by endpoint and HTTP status",
+            "kuberec_requests_total",
+            "Requests by endpoint and HTTP status",
             ["endpoint", "status", "model_version"],
         ),
         "latency": Histogram(
-            "kuberec_request_latency_seconds", "Request latency by endpoint",
-            ["endpoint", "model_version"], buckets=LATENCY_BUCKETS,
+            "kuberec_request_latency_seconds",
+            "Request latency by endpoint",
+            ["endpoint", "model_version"],
+            buckets=LATENCY_BUCKETS,
         ),
         "fallbacks": Counter(
-            "kuberec_fallbacks_total", "Answers from the popularity fallback (cold users)",
+            "kuberec_fallbacks_total",
+            "Answers from the popularity fallback (cold users)",
             ["endpoint", "model_version"],
         ),
         "feedback": Counter(
-            "kuberec_feedback_events_total", "Feedback events by type",
+            "kuberec_feedback_events_total",
+            "Feedback events by type",
             ["event", "model_version"],
         ),
         "batch_size": Histogram(
-            "kuberec_batch_size", "Requests scored together in one model call (adaptive batching)",
-            ["endpoint", "model_version"], buckets=BATCH_BUCKETS,
+            "kuberec_batch_size",
+            "Requests scored together in one model call (adaptive batching)",
+            ["endpoint", "model_version"],
+            buckets=BATCH_BUCKETS,
         ),
         "model": Gauge(
-            "kuberec_model_info", "The model this server answers with (value 1)",
-            ["model_version", "model_type"], multiprocess_mode="max",
+            "kuberec_model_info",
+            "The model this server answers with (value 1)",
+            ["model_version", "model_type"],
+            multiprocess_mode="max",
         ),
     }
 

@@ -195,13 +195,16 @@ def wait_ready(
     target = url.rstrip("/") + probe
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise ServingError(f"the server for {url} exited with status {process.returncode}"
-                               f"{_log_tail(process)}")
+            raise ServingError(
+                f"the server for {url} exited with status {process.returncode}{_log_tail(process)}"
+            )
         if answers(target):
             return
         time.sleep(0.25)
-    raise ServingError(f"{url} was not ready after {timeout:.0f}s"
-                       f"{_log_tail(process) if process is not None else ''}")
+    raise ServingError(
+        f"{url} was not ready after {timeout:.0f}s"
+        f"{_log_tail(process) if process is not None else ''}"
+    )
 
 
 def _log_tail(process: subprocess.Popen[bytes] | None, lines: int = 20) -> str:

@@ -32,6 +32,7 @@ ANN_KIND_ENV = "KUBEREC_ANN_KIND"
 DEFAULT_ANN_MIN_ITEMS = 50_000
 AnnKind = Literal["ivf", "hnsw"]
 
+
 def item_item_weights(model: Recommender) -> Tensor | None:
     """``W`` when ``model`` scores ``score(u) = x_u · W`` (binary history row ``x_u``), else None.
 
@@ -59,8 +60,10 @@ def history_scores(weights: Tensor, histories: Sequence[np.ndarray]) -> Tensor:
     lengths = np.fromiter((len(t) for t in taken), dtype=np.int64, count=len(taken))
     starts = np.concatenate([[0], np.cumsum(lengths)])
     indices = np.concatenate(taken) if taken else np.zeros(0, np.int64)
-    rows = sp.csr_matrix((np.ones(len(indices), np.float32), indices, starts),
-                         shape=(len(histories), weights.shape[0]))
+    rows = sp.csr_matrix(
+        (np.ones(len(indices), np.float32), indices, starts),
+        shape=(len(histories), weights.shape[0]),
+    )
     return torch.from_numpy(np.ascontiguousarray(rows @ weights.numpy(), dtype=np.float32))
 
 
@@ -144,8 +147,9 @@ class AnnIndex:
             quantizer = faiss.IndexFlatL2(dim + 1)
             index = faiss.IndexIVFFlat(quantizer, dim + 1, nlist)
             rng = np.random.default_rng(seed)
-            sample = augmented[rng.choice(self.n_items, min(self.n_items, 40 * nlist),
-                                          replace=False)]
+            sample = augmented[
+                rng.choice(self.n_items, min(self.n_items, 40 * nlist), replace=False)
+            ]
             index.cp.seed = seed
             index.train(sample)
             index.add(augmented)
@@ -157,8 +161,7 @@ class AnnIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, self.n_items)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        padded = np.ascontiguousarray(np.hstack([queries, np.zeros((len(queries), 1),
-                                                                   np.float32)]))
+        padded = np.ascontiguousarray(np.hstack([queries, np.zeros((len(queries), 1), np.float32)]))
         distances, items = self._index.search(padded, k)
         # |q - x'|² = |q|² + M² - 2 q·x  =>  q·x = (|q|² + M² - distance) / 2
         q2 = np.einsum("ij,ij->i", queries, queries)[:, None]
@@ -189,7 +192,9 @@ def build_index(items: np.ndarray, *, min_items: int | None = None) -> ExactInde
 
 
 def masked_top_k(
-    scores: Tensor, k: int, exclude: Sequence[Sequence[int]] | None = None,
+    scores: Tensor,
+    k: int,
+    exclude: Sequence[Sequence[int]] | None = None,
     allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(B, k) best items per row after dropping ``exclude[row]`` and items not ``allowed``.
@@ -241,8 +246,10 @@ def recall_at_k(index: Index, exact: ExactIndex, queries: np.ndarray, k: int = 1
     """Mean share of the exact top-``k`` that ``index`` also returns in its top-``k``."""
     truth, _ = exact.search(queries, k)
     found, _ = index.search(queries, k)
-    hits = [len(set(t[t >= 0].tolist()) & set(f.tolist())) / max(1, int((t >= 0).sum()))
-            for t, f in zip(truth, found, strict=True)]
+    hits = [
+        len(set(t[t >= 0].tolist()) & set(f.tolist())) / max(1, int((t >= 0).sum()))
+        for t, f in zip(truth, found, strict=True)
+    ]
     return float(np.mean(hits)) if hits else 1.0
 
 

@@ -45,8 +45,10 @@ def resolve_reference(reference: str | Path) -> str:
     try:
         packaged = resolve_model(reference)
     except ValueError as exc:  # BentoML's tag parser on a string that is no tag (e.g. a path)
-        raise ConfigError(f"{reference} is neither a run directory, an exported model file, "
-                          f"nor a BentoML model tag ({exc})") from None
+        raise ConfigError(
+            f"{reference} is neither a run directory, an exported model file, "
+            f"nor a BentoML model tag ({exc})"
+        ) from None
     if packaged.metadata.get("run_dir") is not None:
         return str(Path(packaged.metadata["run_dir"]).resolve())
     return packaged.tag
@@ -69,8 +71,17 @@ def start_server(
     """
     environment = {**os.environ, **(env or {}), MODEL_ENV: resolve_reference(reference)}
     environment.setdefault("OMP_NUM_THREADS", "1")
-    command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port),
-               "--host", host]
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        SERVICE,
+        "--port",
+        str(port),
+        "--host",
+        host,
+    ]
     if not capture:
         return _exec_done(subprocess.Popen(command, env=environment, start_new_session=True))
     if log_path is None:
@@ -78,8 +89,9 @@ def start_server(
         os.close(handle)
         log_path = Path(name)
     with Path(log_path).open("ab") as log:
-        process = subprocess.Popen(command, env=environment, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     process.log_path = Path(log_path)  # type: ignore[attr-defined]
     return _exec_done(process)
 

@@ -94,15 +94,17 @@ def job_ranking() -> RankingSpec | None:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"${RANKING_ENV} is not JSON ({exc})") from None
     if not isinstance(values, dict):
-        raise ConfigError(f"${RANKING_ENV} must be a JSON object like {{\"diversity\": 0.2}}")
+        raise ConfigError(f'${RANKING_ENV} must be a JSON object like {{"diversity": 0.2}}')
     return parse_ranking(values, f"${RANKING_ENV}")
 
 
 def model_reference() -> str:
     reference = os.environ.get(MODEL_ENV, "").strip()
     if not reference:
-        raise ConfigError(f"${MODEL_ENV} is not set; set it to a run directory or a BentoML "
-                          "model tag (or start the server with `kuberec serve`)")
+        raise ConfigError(
+            f"${MODEL_ENV} is not set; set it to a run directory or a BentoML "
+            "model tag (or start the server with `kuberec serve`)"
+        )
     return reference
 
 
@@ -111,7 +113,9 @@ TIMEOUT_S = 60
 
 
 @bentoml.service(
-    name="kuberec", workers=1, traffic={"timeout": TIMEOUT_S},
+    name="kuberec",
+    workers=1,
+    traffic={"timeout": TIMEOUT_S},
     logging={"access": {"enabled": _flag(ACCESS_LOG_ENV)}},
     tracing={"excluded_urls": [] if _flag(TRACING_ENV) else list(metrics.ENDPOINTS)},
 )
@@ -128,14 +132,23 @@ class Recommender:
         settings = BatchSettings.from_env()
         lane = ModelLane()  # one model thread for both endpoints
         self._ranker: MicroBatcher[Query, tuple[Ranked, list[str]]] = MicroBatcher(
-            lambda queries: self._ready().recommend(queries), settings,
-            lane=lane, on_batch=lambda n: metrics.observe_batch("/recommend", n))
+            lambda queries: self._ready().recommend(queries),
+            settings,
+            lane=lane,
+            on_batch=lambda n: metrics.observe_batch("/recommend", n),
+        )
         self._scorer: MicroBatcher[tuple[Query, np.ndarray], tuple[np.ndarray, bool]] = (
-            MicroBatcher(lambda pairs: self._ready().score(pairs), settings,
-                         lane=lane, on_batch=lambda n: metrics.observe_batch("/score", n)))
+            MicroBatcher(
+                lambda pairs: self._ready().score(pairs),
+                settings,
+                lane=lane,
+                on_batch=lambda n: metrics.observe_batch("/score", n),
+            )
+        )
         # Load off the event loop so /healthz answers at once and /readyz tells the truth.
-        threading.Thread(target=self._load, args=(model_reference(), job_ranking()),
-                         daemon=True).start()
+        threading.Thread(
+            target=self._load, args=(model_reference(), job_ranking()), daemon=True
+        ).start()
         bind(self)
 
     def _load(self, reference: str, ranking: RankingSpec | None) -> None:
@@ -164,8 +177,9 @@ class Recommender:
     def ready(self) -> bool:
         return self._engine is not None
 
-    async def answer(self, route: str, request: BaseModel, synthetic: bool = False
-                     ) -> tuple[int, bytes]:
+    async def answer(
+        self, route: str, request: BaseModel, synthetic: bool = False
+    ) -> tuple[int, bytes]:
         """A hot route's status and JSON body, whichever path the request came by
         (:mod:`.hot_routes` ahead of BentoML's middlewares, or the ``@bentoml.api`` method).
 
@@ -181,21 +195,27 @@ class Recommender:
     async def recommend(self, ctx: bentoml.Context, **fields: Any) -> RecommendResponse:
         """Top-K items for a user, explained; a popularity fallback for cold users."""
         self._ready()
-        status, body = await self._recommend(RecommendRequest.model_construct(**fields),
-                                             _synthetic(ctx))
+        status, body = await self._recommend(
+            RecommendRequest.model_construct(**fields), _synthetic(ctx)
+        )
         ctx.response.status_code = status  # BentoML sets a ctx handler's status from ctx
         return _response(status, body)
 
-    async def _recommend(self, request: RecommendRequest, synthetic: bool
-                         ) -> tuple[int, bytes]:
+    async def _recommend(self, request: RecommendRequest, synthetic: bool) -> tuple[int, bytes]:
         engine = self._ready()
         recent = request.recent_items
         if not recent and self._online is not None:
             found = await asyncio.to_thread(self._online.recent_items, [request.user_id])
             recent = found.get(str(request.user_id))
         try:
-            query = _query(engine, request.user_id, recent, request.k,
-                           request.exclude_seen, request.filters and request.filters.genres)
+            query = _query(
+                engine,
+                request.user_id,
+                recent,
+                request.k,
+                request.exclude_seen,
+                request.filters and request.filters.genres,
+            )
             if request.ranking is not None:
                 query = replace(query, ranking=engine.ranking_for(request.ranking))
         except RequestError as exc:
@@ -207,14 +227,20 @@ class Recommender:
         shown = [ids[i] for i in ranked.items.tolist()]
         request_id = _request_id()
         if self._loop is not None:
-            self._loop.served(request_id, request.user_id, shown, engine.version,
-                              synthetic=synthetic)
-        return 200, _json({  # RecommendResponse, as plain values (test_serving_http validates it)
-            "items": [{"item_id": item, "score": s, "explanation": why} for item, s, why in
-                      zip(shown, ranked.scores.tolist(), reasons, strict=True)],
-            "model_version": engine.version, "request_id": request_id,
-            "fallback": ranked.fallback,
-        })
+            self._loop.served(
+                request_id, request.user_id, shown, engine.version, synthetic=synthetic
+            )
+        return 200, _json(
+            {  # RecommendResponse, as plain values (test_serving_http validates it)
+                "items": [
+                    {"item_id": item, "score": s, "explanation": why}
+                    for item, s, why in zip(shown, ranked.scores.tolist(), reasons, strict=True)
+                ],
+                "model_version": engine.version,
+                "request_id": request_id,
+                "fallback": ranked.fallback,
+            }
+        )
 
     @bentoml.api(route="/similar", input_spec=SimilarRequest)
     async def similar(self, **fields: Any) -> SimilarResponse:
@@ -226,11 +252,16 @@ class Recommender:
             return _response(*_unprocessable(RequestError("item_id", refusal)))
         found, _ = engine.items([request.item_id])
         items, scores = engine.similar(int(found[0]), request.k)
-        return _rendered(SimilarResponse(
-            items=[SimilarItem(item_id=engine.item_id(i), score=float(s))
-                   for i, s in zip(items, scores, strict=True)],
-            model_version=engine.version, request_id=_request_id(),
-        ))
+        return _rendered(
+            SimilarResponse(
+                items=[
+                    SimilarItem(item_id=engine.item_id(i), score=float(s))
+                    for i, s in zip(items, scores, strict=True)
+                ],
+                model_version=engine.version,
+                request_id=_request_id(),
+            )
+        )
 
     @bentoml.api(route="/score", input_spec=ScoreRequest)
     async def score(self, **fields: Any) -> ScoreResponse:
@@ -251,11 +282,17 @@ class Recommender:
             scores = found.tolist()
         if fallback:
             metrics.count_fallback("/score")
-        return 200, _json({  # ScoreResponse, as plain values (test_serving_http validates it)
-            "scores": [{"item_id": i, "score": s} for i, s in zip(known_ids, scores, strict=True)],
-            "unknown_items": unknown, "model_version": engine.version,
-            "request_id": _request_id(), "fallback": fallback,
-        })
+        return 200, _json(
+            {  # ScoreResponse, as plain values (test_serving_http validates it)
+                "scores": [
+                    {"item_id": i, "score": s} for i, s in zip(known_ids, scores, strict=True)
+                ],
+                "unknown_items": unknown,
+                "model_version": engine.version,
+                "request_id": _request_id(),
+                "fallback": fallback,
+            }
+        )
 
     @bentoml.api(route="/feedback", input_spec=FeedbackRequest)
     async def feedback(self, ctx: bentoml.Context, **fields: Any) -> FeedbackResponse:
@@ -266,18 +303,29 @@ class Recommender:
         if self._loop is not None:
             try:
                 self._loop.accept(
-                    request.request_id, request.user_id, request.item_id, request.event,
-                    engine.version, known_user=engine.user(request.user_id) >= 0,
+                    request.request_id,
+                    request.user_id,
+                    request.item_id,
+                    request.event,
+                    engine.version,
+                    known_user=engine.user(request.user_id) >= 0,
                     known_item=len(engine.items([request.item_id])[0]) > 0,
-                    synthetic=_synthetic(ctx))
+                    synthetic=_synthetic(ctx),
+                )
             except Rejected as exc:
                 ctx.response.status_code = 422  # BentoML sets a ctx handler's status from ctx
                 return _response(*_unprocessable(RequestError(exc.field, exc.reason)))
         metrics.count_feedback(request.event)
         if self._feedback_log:
-            line = json.dumps({"request_id": request.request_id, "user_id": request.user_id,
-                               "item_id": request.item_id, "event": request.event,
-                               "model_version": engine.version})
+            line = json.dumps(
+                {
+                    "request_id": request.request_id,
+                    "user_id": request.user_id,
+                    "item_id": request.item_id,
+                    "event": request.event,
+                    "model_version": engine.version,
+                }
+            )
             with self._lock, Path(self._feedback_log).open("a") as out:
                 out.write(line + "\n")
         return FeedbackResponse(accepted=True, model_version=engine.version)
@@ -290,8 +338,8 @@ class Recommender:
 
 
 Recommender.add_asgi_middleware(  # type: ignore[attr-defined]  # first in the stack: see .hot_routes
-    HotRoutes, routes={"/recommend": RecommendRequest, "/score": ScoreRequest},
-    timeout_s=TIMEOUT_S)
+    HotRoutes, routes={"/recommend": RecommendRequest, "/score": ScoreRequest}, timeout_s=TIMEOUT_S
+)
 Recommender.add_asgi_middleware(metrics.RequestMetrics)  # type: ignore[attr-defined]
 Recommender.add_asgi_middleware(BodyLimit)  # type: ignore[attr-defined]  # inside: 413s counted
 bentoml_fixes.apply()
@@ -302,16 +350,23 @@ def _synthetic(ctx: bentoml.Context) -> bool:
     return ctx.request.headers.get(TRAFFIC_HEADER, "").strip().lower() == SYNTHETIC
 
 
-def _query(engine: Engine, user_id: object, recent_ids: list[Any] | None, k: int,
-           exclude_seen: bool, genres: list[str] | None) -> Query:
+def _query(
+    engine: Engine,
+    user_id: object,
+    recent_ids: list[Any] | None,
+    k: int,
+    exclude_seen: bool,
+    genres: list[str] | None,
+) -> Query:
     if genres is not None:
         engine.check_genres(genres)
     recent: tuple[int, ...] = ()
     if recent_ids:
         known, _ = engine.items(recent_ids)  # unknown recent items carry no signal
         recent = tuple(known.tolist())
-    return Query(engine.user(user_id), recent, k, exclude_seen,
-                 None if genres is None else tuple(genres))
+    return Query(
+        engine.user(user_id), recent, k, exclude_seen, None if genres is None else tuple(genres)
+    )
 
 
 def _request_id() -> str:
@@ -345,8 +400,9 @@ def _rendered(body: BaseModel) -> Any:
 def _unprocessable(error: RequestError) -> tuple[int, bytes]:
     """The same shape as a validation error: ``detail[].loc`` names the field; one log line."""
     log.warning("422 %s: %s", error.field, error.reason)
-    return 422, _json({
-        "error": str(error),
-        "detail": [{"loc": error.field.split("."), "msg": error.reason,
-                    "type": "value_error"}],
-    })
+    return 422, _json(
+        {
+            "error": str(error),
+            "detail": [{"loc": error.field.split("."), "msg": error.reason, "type": "value_error"}],
+        }
+    )

@@ -45,9 +45,7 @@ def ml100k() -> Dataset:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """With KUBEREC_STRICT_SKIPS=1 (CI), a skip is a failure unless the test is opt-in (cluster)."""
     outcome = yield
     report = outcome.get_result()

@@ -28,7 +28,11 @@ def read_games(path: Path) -> Dataset:
         timestamp=pd.to_datetime(np.arange(len(raw)), unit="s", utc=True),
     )
     return Dataset(
-        "amazon-games", frame, empty_items(pd.unique(frame["item_id"]).tolist()),
+        "amazon-games",
+        frame,
+        empty_items(pd.unique(frame["item_id"]).tolist()),
         pd.DataFrame({"user_id": pd.unique(frame["user_id"])}),
-        has_ratings=False, has_timestamps=True, meta={"source": str(path)},
+        has_ratings=False,
+        has_timestamps=True,
+        meta={"source": str(path)},
     )

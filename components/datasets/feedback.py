@@ -59,9 +59,14 @@ def read_sink(uri: str) -> pd.DataFrame:
     fs, root = fsspec.core.url_to_fs(uri)
     if not fs.exists(root):
         return SCHEMA.empty_table().to_pandas()
-    table = ds.dataset(root, filesystem=fs, format="parquet", schema=SCHEMA,
-                       partitioning="hive", exclude_invalid_files=True).to_table(
-        columns=SCHEMA.names)
+    table = ds.dataset(
+        root,
+        filesystem=fs,
+        format="parquet",
+        schema=SCHEMA,
+        partitioning="hive",
+        exclude_invalid_files=True,
+    ).to_table(columns=SCHEMA.names)
     return table.to_pandas()
 
 
@@ -74,8 +79,11 @@ def fingerprint(uri: str | None) -> str:
     fs, root = fsspec.core.url_to_fs(uri)
     if not fs.exists(root):
         return "empty"
-    files = sorted((p, int(i.get("size") or 0)) for p, i in fs.find(root, detail=True).items()
-                   if not Path(p).name.startswith("."))
+    files = sorted(
+        (p, int(i.get("size") or 0))
+        for p, i in fs.find(root, detail=True).items()
+        if not Path(p).name.startswith(".")
+    )
     digest = hashlib.sha256(repr(files).encode()).hexdigest()[:12]
     return f"{len(files)}:{sum(s for _, s in files)}:{digest}"
 
@@ -98,21 +106,35 @@ def with_feedback(dataset: Dataset, spec: JobSpec, base: Path = Path()) -> Datas
     usable = rows["user_id"].notna() & rows["item_id"].notna()
     usable &= rows["item_id"].isin(dataset.items["item_id"])
     if (~usable).any():
-        log.warning("%s: %d feedback events left out (ids not of the data's kind, or items "
-                    "not in the catalogue)", uri, int((~usable).sum()))
+        log.warning(
+            "%s: %d feedback events left out (ids not of the data's kind, or items "
+            "not in the catalogue)",
+            uri,
+            int((~usable).sum()),
+        )
     rows = rows[usable].astype({c: dataset.interactions[c].dtype for c in ("user_id", "item_id")})
     if rows.empty:
         return dataset
-    combined = pd.concat([dataset.interactions, rows.astype({"rating": "float32"})],
-                         ignore_index=True)
+    combined = pd.concat(
+        [dataset.interactions, rows.astype({"rating": "float32"})], ignore_index=True
+    )
     known = set(dataset.users["user_id"])
     newcomers = pd.DataFrame({"user_id": [u for u in rows["user_id"].unique() if u not in known]})
-    users = pd.concat([dataset.users, newcomers], ignore_index=True) if len(newcomers) else (
-        dataset.users)
+    users = (
+        pd.concat([dataset.users, newcomers], ignore_index=True)
+        if len(newcomers)
+        else (dataset.users)
+    )
     meta = {**dataset.meta, "feedback_events": str(len(rows))}
-    return Dataset(dataset.name, combined, dataset.items, users,
-                   has_ratings=dataset.has_ratings, has_timestamps=dataset.has_timestamps,
-                   meta=meta)
+    return Dataset(
+        dataset.name,
+        combined,
+        dataset.items,
+        users,
+        has_ratings=dataset.has_ratings,
+        has_timestamps=dataset.has_timestamps,
+        meta=meta,
+    )
 
 
 def _as_ids(values: pd.Series, like: pd.Series) -> pd.Series:

@@ -36,9 +36,8 @@ def require_columns(frame: pd.DataFrame, columns: list[str], path: Path, hint: s
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataError(
-            f"{path}: missing column(s) {missing}; found {list(frame.columns)}" + (
-                f". {hint}" if hint else ""
-            )
+            f"{path}: missing column(s) {missing}; found {list(frame.columns)}"
+            + (f". {hint}" if hint else "")
         )
 
 

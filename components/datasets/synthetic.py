@@ -37,8 +37,14 @@ from kuberec.components.datasets.atomic import atomic_path
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.errors import ConfigError, DataError
 
-__all__ = ["SyntheticSpec", "check_memory", "generate", "memory_needed", "read_parquet",
-           "write_parquet"]
+__all__ = [
+    "SyntheticSpec",
+    "check_memory",
+    "generate",
+    "memory_needed",
+    "read_parquet",
+    "write_parquet",
+]
 
 #: Every synthetic dataset starts at this instant, so two specs are comparable in time.
 START = pd.Timestamp("2024-01-01", tz="UTC")
@@ -115,8 +121,15 @@ class SyntheticSpec:
     chunk_interactions: int = 1_000_000
 
     def __post_init__(self) -> None:
-        for name in ("n_users", "n_items", "n_interactions", "n_categories", "dim", "n_days",
-                     "chunk_interactions"):
+        for name in (
+            "n_users",
+            "n_items",
+            "n_interactions",
+            "n_categories",
+            "dim",
+            "n_days",
+            "chunk_interactions",
+        ):
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("seed", self.seed, minimum=0)
         exponent = self.popularity_exponent
@@ -303,8 +316,7 @@ def _write_all(spec: SyntheticSpec, root: Path) -> None:
         parts.append(_next_part(root, parts, _concat_columns(pending)))
         n_written += n_pending
     users_frame = _users_frame(_concat_columns(users))
-    pq.write_table(pa.Table.from_pandas(users_frame, preserve_index=False),
-                   root / "users.parquet")
+    pq.write_table(pa.Table.from_pandas(users_frame, preserve_index=False), root / "users.parquet")
     manifest = {
         "format": FORMAT,
         "spec": spec.to_dict(),
@@ -616,8 +628,9 @@ def _choose_items(
     n_items = len(catalogue.log_pop)
     wants = _CANDIDATES_PER_PICK * counts + 16
     sampled = (counts > 0) & (2 * wants < n_items)
-    owner, item, short = _candidate_picks(rng, catalogue, factors, interests, counts, wants,
-                                          sampled)
+    owner, item, short = _candidate_picks(
+        rng, catalogue, factors, interests, counts, wants, sampled
+    )
     exact = np.flatnonzero(((counts > 0) & ~sampled) | short)
     owner_x, item_x = _exact_picks(rng, catalogue, factors, counts, exact)
     return np.concatenate([owner, owner_x]), np.concatenate([item, item_x])
@@ -683,9 +696,7 @@ def _draw_candidates(
     return catalogue.by_category[np.minimum(position, len(catalogue.mass) - 1)]
 
 
-def _proposal_ratio(
-    catalogue: _Catalogue, interests: np.ndarray, item: np.ndarray
-) -> np.ndarray:
+def _proposal_ratio(catalogue: _Catalogue, interests: np.ndarray, item: np.ndarray) -> np.ndarray:
     """q(item) / popularity(item) for the candidate mixture: the importance correction."""
     category = catalogue.categories[item, 0]
     ratio = np.full(len(item), _PROPOSAL[0])

@@ -264,17 +264,27 @@ def cold_items(interactions: pd.DataFrame, seed: int = 42, *, share: float = 0.2
     items = pd.unique(data["item_id"])
     n_cold = round(share * len(items))
     if not 0 < n_cold < len(items):
-        raise DataError(f"share={share} of {len(items)} items withholds {n_cold}; it must "
-                        "leave at least one item on each side (change share)")
+        raise DataError(
+            f"share={share} of {len(items)} items withholds {n_cold}; it must "
+            "leave at least one item on each side (change share)"
+        )
     order = np.random.default_rng(seed).permutation(len(items))
     withheld = items[np.sort(order[:n_cold])]
     cold = data["item_id"].isin(withheld).to_numpy()
     train = _rows(data, ~cold)
     test = data[cold & data["user_id"].isin(train["user_id"]).to_numpy()]
-    _require_rows(test, f"no user with training rows interacted with the {n_cold} withheld "
-                  "items; raise share or use more data")
-    return Split("cold-items", train, test.reset_index(drop=True), options={"share": share},
-                 withheld_items=tuple(withheld.tolist()))
+    _require_rows(
+        test,
+        f"no user with training rows interacted with the {n_cold} withheld "
+        "items; raise share or use more data",
+    )
+    return Split(
+        "cold-items",
+        train,
+        test.reset_index(drop=True),
+        options={"share": share},
+        withheld_items=tuple(withheld.tolist()),
+    )
 
 
 def kfold(interactions: pd.DataFrame, k: int = 5, seed: int = 42) -> Iterator[Split]:

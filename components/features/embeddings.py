@@ -55,7 +55,7 @@ def embed_texts(texts: list[str], batch_size: int = 128) -> np.ndarray:
     cached = _read_cache(cache_file)
     todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in cached}.items())
     for start in range(0, len(todo), CHUNK_TEXTS):
-        chunk = todo[start:start + CHUNK_TEXTS]
+        chunk = todo[start : start + CHUNK_TEXTS]
         vectors = _model().encode(
             [t for _, t in chunk],
             batch_size=batch_size,

@@ -62,9 +62,7 @@ def materialize(store: FeatureStore, *, full: bool = False) -> MaterializeResult
     if fresh:
         start = _origin(store) - timedelta(days=1)
         store.materialize(start_date=start, end_date=end, feature_views=[v.name for v in fresh])
-    stale = [
-        v for v in views if v not in fresh and pd.Timestamp(v.most_recent_end_time) < end
-    ]
+    stale = [v for v in views if v not in fresh and pd.Timestamp(v.most_recent_end_time) < end]
     if stale:
         store.materialize_incremental(end_date=end, feature_views=[v.name for v in stale])
     start = None if not fresh else _origin(store)

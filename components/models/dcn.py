@@ -79,8 +79,11 @@ class DCNv2(Recommender):
     def _inputs(self, users: Tensor, items: Tensor, context: Tensor) -> Tensor:
         users = self.user_features.known(users)
         categorical = self.user_features.categorical[users]
-        fields = [self.user_ids(users), self.item_ids(items),
-                  self.year(self.item_features.year[items])]
+        fields = [
+            self.user_ids(users),
+            self.item_ids(items),
+            self.year(self.item_features.year[items]),
+        ]
         fields += [emb(categorical[:, j]) for j, emb in enumerate(self.attributes)]
         fields += [emb(context[:, j]) for j, emb in enumerate(self.context)]
         if self.genres is not None:
@@ -99,8 +102,9 @@ class DCNv2(Recommender):
     ) -> Tensor:
         """Logits of (user, item[, context]) rows; ``context`` (B, 2) defaults to unknown."""
         if context is None:
-            context = torch.zeros(len(users), len(CONTEXT_CARDINALITIES), dtype=torch.long,
-                                  device=users.device)
+            context = torch.zeros(
+                len(users), len(CONTEXT_CARDINALITIES), dtype=torch.long, device=users.device
+            )
         x0 = self._inputs(users, items, context)
         x = x0
         for layer in self.cross:
@@ -121,17 +125,34 @@ class DCNv2(Recommender):
 
 MODEL_TYPES = (
     ModelType(
-        "dcn", DCNv2, "DCN-v2 CTR ranker over user, item and context features",
-        defaults={"embed_dim": 16, "cross_layers": 3, "mlp_layers": [128, 64],
-                  "dropout": 0.1, "context_dropout": 0.1, "n_negatives": 4,
-                  **training_defaults(0.005, 256)},
-        rules={"embed_dim": IntRange(1), "cross_layers": IntRange(0),
-               "mlp_layers": IntList(1), "dropout": UNIT,
-               "context_dropout": FloatRange(0.0, 1.0), "n_negatives": IntRange(1),
-               **TRAINING_RULES},
+        "dcn",
+        DCNv2,
+        "DCN-v2 CTR ranker over user, item and context features",
+        defaults={
+            "embed_dim": 16,
+            "cross_layers": 3,
+            "mlp_layers": [128, 64],
+            "dropout": 0.1,
+            "context_dropout": 0.1,
+            "n_negatives": 4,
+            **training_defaults(0.005, 256),
+        },
+        rules={
+            "embed_dim": IntRange(1),
+            "cross_layers": IntRange(0),
+            "mlp_layers": IntList(1),
+            "dropout": UNIT,
+            "context_dropout": FloatRange(0.0, 1.0),
+            "n_negatives": IntRange(1),
+            **TRAINING_RULES,
+        },
         model_keys=("embed_dim", "cross_layers", "mlp_layers", "dropout", "context_dropout"),
-        search_space={"lr": LogUniform(5e-4, 1e-2), "embed_dim": Choice((8, 16, 32)),
-                      "cross_layers": Choice((1, 2, 3)), "dropout": Uniform(0.0, 0.3),
-                      "weight_decay": WEIGHT_DECAY},
+        search_space={
+            "lr": LogUniform(5e-4, 1e-2),
+            "embed_dim": Choice((8, 16, 32)),
+            "cross_layers": Choice((1, 2, 3)),
+            "dropout": Uniform(0.0, 0.3),
+            "weight_decay": WEIGHT_DECAY,
+        },
     ),
 )

@@ -106,20 +106,28 @@ def _time_kernel(data: EncodedData, tau_seconds: float) -> np.ndarray:
 
 
 _EASE_RULES: dict[str, Rule] = {
-    "lam": FloatRange(0.0, open_minimum=True), "time_mix": FloatRange(0.0, 1.0),
-    "time_tau": FloatRange(0.0, open_minimum=True), "max_items": IntRange(1),
+    "lam": FloatRange(0.0, open_minimum=True),
+    "time_mix": FloatRange(0.0, 1.0),
+    "time_tau": FloatRange(0.0, open_minimum=True),
+    "max_items": IntRange(1),
 }
 _EASE_KEYS = ("lam", "time_mix", "time_tau", "max_items")
 
 MODEL_TYPES = (
     ModelType(
-        "ease", EASE, "closed-form linear item-item autoencoder (EASE)",
+        "ease",
+        EASE,
+        "closed-form linear item-item autoencoder (EASE)",
         defaults={"lam": 800.0, "time_mix": 0.0, "time_tau": 60.0, "max_items": 20_000},
-        rules=_EASE_RULES, model_keys=_EASE_KEYS,
+        rules=_EASE_RULES,
+        model_keys=_EASE_KEYS,
     ),
     ModelType(
-        "ease_t", EASE, "EASE over co-occurrence mixed with a time-proximity kernel",
+        "ease_t",
+        EASE,
+        "EASE over co-occurrence mixed with a time-proximity kernel",
         defaults={"lam": 150.0, "time_mix": 0.7, "time_tau": 60.0, "max_items": 20_000},
-        rules=_EASE_RULES, model_keys=_EASE_KEYS,
+        rules=_EASE_RULES,
+        model_keys=_EASE_KEYS,
     ),
 )

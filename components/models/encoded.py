@@ -206,8 +206,10 @@ class EncodedData:
         users = user_index.encode(inter["user_id"])
         items = item_index.encode(inter["item_id"])
         timestamps = _timestamps_ns(inter["timestamp"])
-        order = np.lexsort((timestamps, users)) if dataset.has_timestamps else np.argsort(
-            users, kind="stable"
+        order = (
+            np.lexsort((timestamps, users))
+            if dataset.has_timestamps
+            else np.argsort(users, kind="stable")
         )
         users, items, timestamps = users[order], items[order], timestamps[order]
         n_users, n_items = len(user_index), len(item_index)
@@ -247,8 +249,9 @@ def _rows_by_index(table: pd.DataFrame, id_column: str, index: IdIndex) -> pd.Da
     frame = table.assign(_code=codes).drop_duplicates("_code").set_index("_code")
     frame = frame.reindex(np.arange(len(index)))
     if "genres" in frame.columns:
-        frame["genres"] = [g if isinstance(g, (list, tuple, np.ndarray)) else []
-                           for g in frame["genres"]]
+        frame["genres"] = [
+            g if isinstance(g, (list, tuple, np.ndarray)) else [] for g in frame["genres"]
+        ]
     return frame.reset_index(drop=True)
 
 

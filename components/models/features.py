@@ -126,8 +126,7 @@ def _user_columns(
         )
     if categorical is None:
         categorical = [
-            c for c in attributes
-            if c not in (numeric or ()) and not _is_numeric(users[c])
+            c for c in attributes if c not in (numeric or ()) and not _is_numeric(users[c])
         ]
     if numeric is None:
         numeric = [c for c in attributes if c not in categorical and _is_numeric(users[c])]

@@ -34,11 +34,20 @@ class GRU4Rec(SequenceRecommender):
         n_negatives: int = 256,
         gbce_t: float = 0.75,
     ) -> None:
-        super().__init__(schema, dim=dim, history_length=history_length, loss=loss,
-                         n_negatives=n_negatives, gbce_t=gbce_t)
+        super().__init__(
+            schema,
+            dim=dim,
+            history_length=history_length,
+            loss=loss,
+            n_negatives=n_negatives,
+            gbce_t=gbce_t,
+        )
         self.dropout = nn.Dropout(dropout)
         self.gru = nn.GRU(
-            dim, dim, num_layers=n_layers, batch_first=True,
+            dim,
+            dim,
+            num_layers=n_layers,
+            batch_first=True,
             dropout=dropout if n_layers > 1 else 0.0,
         )
 
@@ -49,13 +58,26 @@ class GRU4Rec(SequenceRecommender):
 
 MODEL_TYPES = (
     ModelType(
-        "gru4rec", GRU4Rec, "recurrent (GRU) sequential recommendation",
-        defaults={"dim": 64, "n_layers": 1, "dropout": 0.1, "history_length": 50,
-                  "loss": "ce", **SEQUENCE_DEFAULTS, **training_defaults(0.005, 128)},
+        "gru4rec",
+        GRU4Rec,
+        "recurrent (GRU) sequential recommendation",
+        defaults={
+            "dim": 64,
+            "n_layers": 1,
+            "dropout": 0.1,
+            "history_length": 50,
+            "loss": "ce",
+            **SEQUENCE_DEFAULTS,
+            **training_defaults(0.005, 128),
+        },
         rules={**SEQUENCE_RULES, "n_layers": IntRange(1), **TRAINING_RULES},
         model_keys=(*SEQUENCE_KEYS, "n_layers"),
-        search_space={"lr": LogUniform(5e-4, 1e-2), "dim": Choice((32, 64, 128)),
-                      "n_layers": Choice((1, 2)), "dropout": Uniform(0.0, 0.4),
-                      "weight_decay": WEIGHT_DECAY},
+        search_space={
+            "lr": LogUniform(5e-4, 1e-2),
+            "dim": Choice((32, 64, 128)),
+            "n_layers": Choice((1, 2)),
+            "dropout": Uniform(0.0, 0.4),
+            "weight_decay": WEIGHT_DECAY,
+        },
     ),
 )

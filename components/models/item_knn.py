@@ -59,8 +59,10 @@ class ItemKNN(Recommender):
         flat = rows.ravel()
         real = flat < n_items  # the pad index n_items marks empty slots
         taken = sp.csr_matrix(
-            (np.ones(int(real.sum()), np.float32),
-             (np.repeat(np.arange(batch), width)[real], flat[real])),
+            (
+                np.ones(int(real.sum()), np.float32),
+                (np.repeat(np.arange(batch), width)[real], flat[real]),
+            ),
             shape=(batch, n_items),
         )
         taken.data[:] = 1.0  # binary: an item repeated in a history counts once
@@ -73,9 +75,11 @@ class ItemKNN(Recommender):
         if self._matrix is None or self._matrix[0] != key:
             n_items, k = self.neighbours.shape
             matrix = sp.csr_matrix(
-                (self.weights.detach().cpu().numpy().ravel().copy(),  # scipy sorts in place
-                 self.neighbours.cpu().numpy().ravel().copy(),
-                 np.arange(0, n_items * k + 1, k)),
+                (
+                    self.weights.detach().cpu().numpy().ravel().copy(),  # scipy sorts in place
+                    self.neighbours.cpu().numpy().ravel().copy(),
+                    np.arange(0, n_items * k + 1, k),
+                ),
                 shape=(n_items, n_items),
             )
             matrix.sum_duplicates()
@@ -110,9 +114,11 @@ def _dense_top(
         sims = (columns[lo:hi] @ columns.T).toarray()
         sims /= norms[lo:hi, None] * norms[None, :] + shrink + 1e-12
         sims[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n_items else np.tile(
-            np.arange(n_items), (hi - lo, 1)
-        )[:, :k]
+        top = (
+            np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            if k < n_items
+            else np.tile(np.arange(n_items), (hi - lo, 1))[:, :k]
+        )
         values = np.take_along_axis(sims, top, axis=1)
         order = np.argsort(-values, axis=1, kind="stable")
         neighbours[lo:hi] = np.take_along_axis(top, order, axis=1)
@@ -132,8 +138,11 @@ def _sparse_top(
     n_items = columns.shape[0]
     users = columns.T.tocsr()  # users x items
     work = columns @ np.diff(users.indptr).astype(np.float64)  # per item: Σ_u |u|
-    ends = np.searchsorted(np.cumsum(work), np.arange(1, int(work.sum() // _CELLS_PER_BLOCK) + 2)
-                           * _CELLS_PER_BLOCK, side="right")
+    ends = np.searchsorted(
+        np.cumsum(work),
+        np.arange(1, int(work.sum() // _CELLS_PER_BLOCK) + 2) * _CELLS_PER_BLOCK,
+        side="right",
+    )
     bounds = np.unique(np.concatenate([[0], np.clip(ends, 1, n_items), [n_items]]))
     neighbours = np.tile(np.arange(n_items, dtype=np.int64)[:, None], (1, k))
     weights = np.zeros((n_items, k), dtype=np.float32)
@@ -156,7 +165,9 @@ def _sparse_top(
 
 MODEL_TYPES = (
     ModelType(
-        "item_knn", ItemKNN, "cosine item-item neighbours of the user's history",
+        "item_knn",
+        ItemKNN,
+        "cosine item-item neighbours of the user's history",
         defaults={"neighbours": 50, "shrink": 0.0},
         rules={"neighbours": IntRange(1), "shrink": FloatRange(0.0)},
         model_keys=("neighbours", "shrink"),

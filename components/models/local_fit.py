@@ -175,7 +175,11 @@ def fit(
     for epoch in range(epochs):
         started = time.perf_counter()
         loss = train_epoch(
-            model, optimizer, sampler.batches(epoch), epoch=epoch, device=target,
+            model,
+            optimizer,
+            sampler.batches(epoch),
+            epoch=epoch,
+            device=target,
             max_grad_norm=float(resolved["max_grad_norm"]),
         )
         record = EpochRecord(epoch, loss, len(sampler), time.perf_counter() - started)

@@ -56,11 +56,16 @@ class MatrixFactorization(Recommender):
 
 MODEL_TYPES = (
     ModelType(
-        "mf", MatrixFactorization, "matrix factorisation with BPR loss",
+        "mf",
+        MatrixFactorization,
+        "matrix factorisation with BPR loss",
         defaults={"dim": 64, "reg": 0.01, **training_defaults(0.01, 1024)},
         rules={"dim": IntRange(1), "reg": FloatRange(0.0), **TRAINING_RULES},
         model_keys=("dim", "reg"),
-        search_space={"lr": LogUniform(1e-3, 5e-2), "dim": Choice((16, 32, 64, 128)),
-                      "reg": LogUniform(1e-4, 1e-1)},
+        search_space={
+            "lr": LogUniform(1e-3, 5e-2),
+            "dim": Choice((16, 32, 64, 128)),
+            "reg": LogUniform(1e-4, 1e-1),
+        },
     ),
 )

@@ -73,13 +73,29 @@ def score_all_pairs(pair_scorer: PairScorer, users: Tensor, n_items: int) -> Ten
 
 MODEL_TYPES = (
     ModelType(
-        "ncf", NeuMF, "neural CF (GMF + MLP), BCE on sampled negatives",
-        defaults={"dim": 32, "mlp_layers": [64, 32, 16], "dropout": 0.0, "n_negatives": 4,
-                  **training_defaults(0.005, 256)},
-        rules={"dim": IntRange(1), "mlp_layers": IntList(1), "dropout": UNIT,
-               "n_negatives": IntRange(1), **TRAINING_RULES},
+        "ncf",
+        NeuMF,
+        "neural CF (GMF + MLP), BCE on sampled negatives",
+        defaults={
+            "dim": 32,
+            "mlp_layers": [64, 32, 16],
+            "dropout": 0.0,
+            "n_negatives": 4,
+            **training_defaults(0.005, 256),
+        },
+        rules={
+            "dim": IntRange(1),
+            "mlp_layers": IntList(1),
+            "dropout": UNIT,
+            "n_negatives": IntRange(1),
+            **TRAINING_RULES,
+        },
         model_keys=("dim", "mlp_layers", "dropout"),
-        search_space={"lr": LogUniform(5e-4, 1e-2), "dim": Choice((16, 32, 64)),
-                      "dropout": Uniform(0.0, 0.5), "weight_decay": WEIGHT_DECAY},
+        search_space={
+            "lr": LogUniform(5e-4, 1e-2),
+            "dim": Choice((16, 32, 64)),
+            "dropout": Uniform(0.0, 0.5),
+            "weight_decay": WEIGHT_DECAY,
+        },
     ),
 )

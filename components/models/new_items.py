@@ -47,8 +47,13 @@ def has_content(items: pd.DataFrame) -> np.ndarray:
     """Per row: a title, a free text or at least one genre/category to embed."""
     title = items["title"].fillna("").astype(str).str.strip() != ""
     text = items["text"].fillna("").astype(str).str.strip() != ""
-    genres = np.array([len(g) > 0 if isinstance(g, list | tuple | np.ndarray) else bool(g)
-                       for g in items["genres"]], dtype=bool)
+    genres = np.array(
+        [
+            len(g) > 0 if isinstance(g, list | tuple | np.ndarray) else bool(g)
+            for g in items["genres"]
+        ],
+        dtype=bool,
+    )
     return (title | text).to_numpy() | genres
 
 
@@ -67,7 +72,8 @@ def encode_content(
 def reads_content(model: Recommender) -> bool:
     """Whether ``model`` can score an item from its content (see the module docstring)."""
     return model.schema.text_dim > 0 and any(
-        isinstance(m, ItemFeatureTable) for m in model.modules())
+        isinstance(m, ItemFeatureTable) for m in model.modules()
+    )
 
 
 def with_new_items(
@@ -78,8 +84,9 @@ def with_new_items(
         raise ValueError(f"{model_type} does not read item text; it cannot score new items")
     n, m = model.schema.n_items, len(content)
     grown = create_model(model_type, replace(model.schema, n_items=n + m), hparams)
-    tables = {name for name, module in model.named_modules()
-              if isinstance(module, ItemFeatureTable)}
+    tables = {
+        name for name, module in model.named_modules() if isinstance(module, ItemFeatureTable)
+    }
     rows = {"genres": _normalised(content.genres), "year": content.year, "text": content.text}
     target = grown.state_dict()
     state = {}
@@ -88,8 +95,7 @@ def with_new_items(
             state[key] = old
             continue
         owner, _, name = key.rpartition(".")
-        new = (torch.as_tensor(rows[name]) if owner in tables
-               else torch.zeros((m, *old.shape[1:])))
+        new = torch.as_tensor(rows[name]) if owner in tables else torch.zeros((m, *old.shape[1:]))
         state[key] = torch.cat([old[:n], new.to(old.dtype), old[n:]])
     grown.load_state_dict(state)
     return grown.to(model.device).eval()

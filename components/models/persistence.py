@@ -64,8 +64,10 @@ def save_model(
     """Write ``model`` trained on ``data`` to the directory ``path``."""
     path = Path(path)
     if path.exists() and any(path.iterdir()) and not overwrite:
-        raise ConfigError(f"{path} already exists and is not empty; pass overwrite=True or "
-                          "choose another directory")
+        raise ConfigError(
+            f"{path} already exists and is not empty; pass overwrite=True or "
+            "choose another directory"
+        )
     config = {
         "format": FORMAT,
         "model_type": model_type,
@@ -84,8 +86,12 @@ def save_model(
         data.history.save(staged / "history.npz")
         first_seen = data.item_first_seen()
         extra = {} if first_seen is None else {"first_seen": first_seen}
-        np.savez(staged / "item_features.npz", genres=data.item_genres.astype(np.uint8),
-                 year=data.item_year, **extra)
+        np.savez(
+            staged / "item_features.npz",
+            genres=data.item_genres.astype(np.uint8),
+            year=data.item_year,
+            **extra,
+        )
     return path
 
 

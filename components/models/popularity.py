@@ -28,7 +28,11 @@ class Popularity(Recommender):
 
 MODEL_TYPES = (
     ModelType(
-        "popularity", Popularity, "most interacted items, the same for every user",
-        defaults={}, rules={}, model_keys=(),
+        "popularity",
+        Popularity,
+        "most interacted items, the same for every user",
+        defaults={},
+        rules={},
+        model_keys=(),
     ),
 )

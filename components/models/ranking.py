@@ -106,8 +106,12 @@ class ItemSignals:
         return len(self.novelty)
 
 
-def item_signals(history: UserHistory, categories: np.ndarray, similarity: ItemSimilarity,
-                 first_seen: np.ndarray | None = None) -> ItemSignals:
+def item_signals(
+    history: UserHistory,
+    categories: np.ndarray,
+    similarity: ItemSimilarity,
+    first_seen: np.ndarray | None = None,
+) -> ItemSignals:
     """Signals from the training histories, the item features and a similarity."""
     counts = np.bincount(history.items, minlength=history.n_items).astype(np.float64)
     information = -np.log2((counts + 1.0) / (counts.sum() + len(counts)))
@@ -121,8 +125,9 @@ def item_signals(history: UserHistory, categories: np.ndarray, similarity: ItemS
     return ItemSignals(similarity, np.asarray(categories) > 0, novelty, freshness)
 
 
-def model_signals(model: Any, history: UserHistory, categories: np.ndarray,
-                  first_seen: np.ndarray | None = None) -> ItemSignals:
+def model_signals(
+    model: Any, history: UserHistory, categories: np.ndarray, first_seen: np.ndarray | None = None
+) -> ItemSignals:
     """Signals with the similarity serving uses for this model (embeddings or co-occurrence)."""
     from kuberec.components.models.factors import factorize
     from kuberec.components.models.similarity import Similarity
@@ -151,8 +156,14 @@ class Ranking:
     def active(self) -> bool:
         """False when the stage would return the plain top-K anyway."""
         s = self.spec
-        return bool(s.diversity or s.novelty or s.freshness or s.max_per_category
-                    or len(self.pinned) or len(self.excluded))
+        return bool(
+            s.diversity
+            or s.novelty
+            or s.freshness
+            or s.max_per_category
+            or len(self.pinned)
+            or len(self.excluded)
+        )
 
     def pool(self, k: int, n_items: int) -> int:
         """How many best-scored items to re-rank for a list of ``k``."""
@@ -161,8 +172,14 @@ class Ranking:
         return min(n_items, max(k, self.spec.candidates))
 
 
-def resolve(spec: RankingSpec, items: IdIndex, signals: ItemSignals | None = None, *,
-            what: str = "ranking", strict: bool = True) -> Ranking:
+def resolve(
+    spec: RankingSpec,
+    items: IdIndex,
+    signals: ItemSignals | None = None,
+    *,
+    what: str = "ranking",
+    strict: bool = True,
+) -> Ranking:
     """Ids -> indices, checked against the model.
 
     ``strict``: an unknown pinned id, or a boost the model has no data for, is an
@@ -173,19 +190,28 @@ def resolve(spec: RankingSpec, items: IdIndex, signals: ItemSignals | None = Non
     pinned = np.asarray([items.find(i) for i in spec.pinned], dtype=np.int64)
     if strict and (pinned < 0).any():
         unknown = [i for i, p in zip(spec.pinned, pinned, strict=True) if p < 0]
-        raise RankingError(f"{what}.pinned",
-                           f"unknown item(s) {unknown}: not in the model's catalogue")
+        raise RankingError(
+            f"{what}.pinned", f"unknown item(s) {unknown}: not in the model's catalogue"
+        )
     if signals is not None and spec.freshness and signals.freshness is None:
-        raise RankingError(f"{what}.freshness", "this model has no first-seen times (its data "
-                           "had no timestamps); use novelty instead")
+        raise RankingError(
+            f"{what}.freshness",
+            "this model has no first-seen times (its data had no timestamps); use novelty instead",
+        )
     pinned = pinned[pinned >= 0]
     _, first = np.unique(pinned, return_index=True)
     excluded = np.asarray([items.find(i) for i in spec.excluded], dtype=np.int64)
     return Ranking(spec, pinned[np.sort(first)], np.unique(excluded[excluded >= 0]))
 
 
-def rerank(pool: np.ndarray, scores: np.ndarray, k: int, ranking: Ranking,
-           signals: ItemSignals, pinned: np.ndarray | None = None) -> np.ndarray:
+def rerank(
+    pool: np.ndarray,
+    scores: np.ndarray,
+    k: int,
+    ranking: Ranking,
+    signals: ItemSignals,
+    pinned: np.ndarray | None = None,
+) -> np.ndarray:
     """The final list of up to ``k`` item indices: pins first, then the greedy picks.
 
     ``pool``: item indices, best first; ``scores`` their scores. ``pinned``: the
@@ -205,8 +231,11 @@ def rerank(pool: np.ndarray, scores: np.ndarray, k: int, ranking: Ranking,
     if penalty is not None:
         for pin in chosen:
             penalty.add(pin)
-    caps = _Caps(signals, pool, spec.max_per_category, spec.page_size) if (
-        spec.max_per_category) else None
+    caps = (
+        _Caps(signals, pool, spec.max_per_category, spec.page_size)
+        if (spec.max_per_category)
+        else None
+    )
     if caps is not None:
         for pin in chosen:
             caps.add(pin)
@@ -214,8 +243,11 @@ def rerank(pool: np.ndarray, scores: np.ndarray, k: int, ranking: Ranking,
     while len(chosen) < k:
         if caps is not None:
             blocked = caps.blocked(taken)
-        value = base + blocked if penalty is None else (
-            base - spec.diversity * penalty.nearest + blocked)
+        value = (
+            base + blocked
+            if penalty is None
+            else (base - spec.diversity * penalty.nearest + blocked)
+        )
         best = int(np.argmax(value))  # the first of equal values: the better-scored item
         if value[best] == -np.inf:
             break
@@ -311,8 +343,9 @@ class Ranker:
     ranking: Ranking
     signals: ItemSignals
 
-    def __call__(self, scores: Any, k: int, *, exclude: Any = None,
-                 allowed: np.ndarray | None = None) -> TopK:
+    def __call__(
+        self, scores: Any, k: int, *, exclude: Any = None, allowed: np.ndarray | None = None
+    ) -> TopK:
         if not self.ranking.active:
             return top_k(scores, k, exclude=exclude, allowed=allowed)
         values = _as_array(scores)

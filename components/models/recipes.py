@@ -53,7 +53,11 @@ def write_recipe(recipe: TunedRecipe, record: dict[str, Any]) -> Path:
     """Save ``recipe`` with ``record`` (the grid and its validation scores) beside it."""
     path = recipe_path(recipe.model_type, recipe.dataset)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"hparams": recipe.hparams, "epochs": recipe.epochs, "patience": recipe.patience,
-            **record}
+    body = {
+        "hparams": recipe.hparams,
+        "epochs": recipe.epochs,
+        "patience": recipe.patience,
+        **record,
+    }
     path.write_text(json.dumps(body, indent=2) + "\n")
     return path

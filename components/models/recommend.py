@@ -54,12 +54,14 @@ class TopK:
         """Long ``user_id, item_id, score, rank`` rows (rank 1-based), as metrics expect."""
         rows, cols = np.nonzero(self.items >= 0)
         ids = np.asarray(list(user_ids), dtype=object)
-        return pd.DataFrame({
-            "user_id": pd.Series(ids[rows].tolist()),
-            "item_id": pd.Series(item_index.decode(self.items[rows, cols])),
-            "score": self.scores[rows, cols].astype(np.float64),
-            "rank": cols.astype(np.int64) + 1,
-        })
+        return pd.DataFrame(
+            {
+                "user_id": pd.Series(ids[rows].tolist()),
+                "item_id": pd.Series(item_index.decode(self.items[rows, cols])),
+                "score": self.scores[rows, cols].astype(np.float64),
+                "rank": cols.astype(np.int64) + 1,
+            }
+        )
 
 
 def top_k(
@@ -107,14 +109,16 @@ def _as_array(scores: np.ndarray | Tensor) -> np.ndarray:
     return values
 
 
-def _candidates(shape: tuple[int, int], exclude: Mask | None, allowed: np.ndarray | None
-                ) -> np.ndarray:
+def _candidates(
+    shape: tuple[int, int], exclude: Mask | None, allowed: np.ndarray | None
+) -> np.ndarray:
     candidate = np.ones(shape, dtype=bool)
     if allowed is not None:
         candidate &= _allowed_mask(np.asarray(allowed), shape)
     if exclude is not None:
-        dense = np.asarray(exclude.toarray() if isinstance(exclude, sp.spmatrix | sp.sparray)
-                           else exclude)
+        dense = np.asarray(
+            exclude.toarray() if isinstance(exclude, sp.spmatrix | sp.sparray) else exclude
+        )
         if dense.shape != shape:
             raise ValueError(f"exclude must have the scores' shape {shape}, got {dense.shape}")
         candidate &= ~dense.astype(bool)
@@ -152,8 +156,7 @@ def _best_indices(key: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(index, order, axis=1)
 
 
-def _kth_largest(key: np.ndarray, k: int, rows: np.ndarray, *, shift: bool = True
-                 ) -> np.ndarray:
+def _kth_largest(key: np.ndarray, k: int, rows: np.ndarray, *, shift: bool = True) -> np.ndarray:
     """(B, 1) each row's k-th largest key.
 
     Closed-form and neighbourhood models score most of a catalogue exactly 0, and
@@ -168,8 +171,9 @@ def _kth_largest(key: np.ndarray, k: int, rows: np.ndarray, *, shift: bool = Tru
     return key[rows, part].min(axis=1, keepdims=True)
 
 
-def genre_mask(item_genres: np.ndarray, vocabulary: Sequence[str], genres: Sequence[str]
-               ) -> np.ndarray:
+def genre_mask(
+    item_genres: np.ndarray, vocabulary: Sequence[str], genres: Sequence[str]
+) -> np.ndarray:
     """(n_items,) bool: items with at least one of ``genres`` (a genre filter for top_k)."""
     position = {g: i for i, g in enumerate(vocabulary)}
     unknown = [g for g in genres if g not in position]
@@ -184,8 +188,14 @@ def genre_mask(item_genres: np.ndarray, vocabulary: Sequence[str], genres: Seque
 class Select(Protocol):
     """Scores -> lists: :func:`top_k`, or top-K plus re-ranking (:class:`.ranking.Ranker`)."""
 
-    def __call__(self, scores: np.ndarray | Tensor, k: int, *, exclude: Mask | None = None,
-                 allowed: np.ndarray | None = None) -> TopK: ...
+    def __call__(
+        self,
+        scores: np.ndarray | Tensor,
+        k: int,
+        *,
+        exclude: Mask | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> TopK: ...
 
 
 @torch.no_grad()
@@ -224,8 +234,9 @@ def recommend(
     for lo in range(0, len(users), batch_size):
         chunk = users[lo : lo + batch_size]
         exclude = _seen_rows(seen, chunk) if seen is not None else None
-        parts.append(select(score_users(model, history, chunk), k, exclude=exclude,
-                            allowed=allowed))
+        parts.append(
+            select(score_users(model, history, chunk), k, exclude=exclude, allowed=allowed)
+        )
     return _concat(parts)
 
 
@@ -240,8 +251,11 @@ def _concat(parts: list[TopK]) -> TopK:
     if not parts:
         return TopK(np.zeros((0, 0), np.int64), np.zeros((0, 0), np.float32))
     width = max(p.items.shape[1] for p in parts)
-    items = [np.pad(p.items, ((0, 0), (0, width - p.items.shape[1])), constant_values=-1)
-             for p in parts]
-    scores = [np.pad(p.scores, ((0, 0), (0, width - p.scores.shape[1])),
-                     constant_values=-np.inf) for p in parts]
+    items = [
+        np.pad(p.items, ((0, 0), (0, width - p.items.shape[1])), constant_values=-1) for p in parts
+    ]
+    scores = [
+        np.pad(p.scores, ((0, 0), (0, width - p.scores.shape[1])), constant_values=-np.inf)
+        for p in parts
+    ]
     return TopK(np.concatenate(items), np.concatenate(scores))

@@ -35,15 +35,33 @@ from kuberec.errors import ConfigError
 if TYPE_CHECKING:
     from kuberec.components.models.encoded import EncodedData
 
-__all__ = ["MODEL_TYPES", "HParams", "ModelType", "build_model", "create_model", "model_type",
-           "resolve_hparams"]
+__all__ = [
+    "MODEL_TYPES",
+    "HParams",
+    "ModelType",
+    "build_model",
+    "create_model",
+    "model_type",
+    "resolve_hparams",
+]
 
 #: Every model type, in this order (the order benchmarks and listings show them), collected
 #: from the ``MODEL_TYPES`` each model module declares beside its model.
 MODEL_TYPES: dict[str, ModelType] = {
     m.name: m
-    for module in (popularity, item_knn, ease, sparse_ease, mf, ncf, two_tower, sasrec, gru4rec,
-                   vae, dcn)
+    for module in (
+        popularity,
+        item_knn,
+        ease,
+        sparse_ease,
+        mf,
+        ncf,
+        two_tower,
+        sasrec,
+        gru4rec,
+        vae,
+        dcn,
+    )
     for m in module.MODEL_TYPES
 }
 

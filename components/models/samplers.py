@@ -96,8 +96,9 @@ class BatchSampler:
         return self.data.n_interactions
 
     def shard(self, epoch: int) -> np.ndarray:
-        return shard_rows(self.n_units, seed=self.seed, epoch=epoch, rank=self.rank,
-                          world_size=self.world_size)
+        return shard_rows(
+            self.n_units, seed=self.seed, epoch=epoch, rank=self.rank, world_size=self.world_size
+        )
 
     def __len__(self) -> int:
         return math.ceil((self.n_units // self.world_size) / self.batch_size)
@@ -122,8 +123,11 @@ class PairwiseSampler(BatchSampler):
 
     def make_batch(self, units: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
         users = self.data.users[units]
-        return {"users": users, "pos_items": self.data.items[units],
-                "neg_items": self.negatives.draw(rng, users)}
+        return {
+            "users": users,
+            "pos_items": self.data.items[units],
+            "neg_items": self.negatives.draw(rng, users),
+        }
 
 
 class PointwiseSampler(BatchSampler):
@@ -159,8 +163,7 @@ class InBatchSampler(BatchSampler):
     def make_batch(self, units: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
         users = self.data.users[units]
         start = self.data.history.indptr[users]
-        history = _window(self.data.items, units - 1, start, self.history_length,
-                          self.data.n_items)
+        history = _window(self.data.items, units - 1, start, self.history_length, self.data.n_items)
         return {"users": users, "items": self.data.items[units], "history": history}
 
 
@@ -256,8 +259,10 @@ def _window(
     """(B, length) items at rows last-length+1..last, padded where a row is before ``start``."""
     rows = last[:, None] - length + 1 + np.arange(length)[None, :]
     valid = rows >= start[:, None]
-    return np.where(valid, items[np.clip(rows, 0, None)], pad) if len(items) else np.full(
-        rows.shape, pad
+    return (
+        np.where(valid, items[np.clip(rows, 0, None)], pad)
+        if len(items)
+        else np.full(rows.shape, pad)
     )
 
 
@@ -282,7 +287,10 @@ def make_sampler(
 ) -> BatchSampler:
     """The sampler of ``model``'s training family, configured from its hyperparameters."""
     common: dict[str, Any] = {
-        "batch_size": hparams["batch_size"], "seed": seed, "rank": rank, "world_size": world_size,
+        "batch_size": hparams["batch_size"],
+        "seed": seed,
+        "rank": rank,
+        "world_size": world_size,
     }
     family = model.family
     if family == "pairwise":
@@ -294,8 +302,13 @@ def make_sampler(
     if family == "sequence":
         loss = getattr(model, "loss_type", "ce")
         shared = int(getattr(model, "n_negatives", 0)) if loss in ("gbce", "sampled_ce") else 0
-        return SequenceSampler(data, history_length=int(model.history_length or 1),
-                               negatives=loss == "bce", shared_negatives=shared, **common)
+        return SequenceSampler(
+            data,
+            history_length=int(model.history_length or 1),
+            negatives=loss == "bce",
+            shared_negatives=shared,
+            **common,
+        )
     if family == "user":
         return UserSampler(data, **common)
     raise ConfigError(f"{type(model).__name__} is not trained with batches (family {family!r})")

@@ -41,7 +41,10 @@ class _Block(nn.Module):
         self.attention = nn.MultiheadAttention(dim, n_heads, dropout=dropout, batch_first=True)
         self.forward_norm = nn.LayerNorm(dim, eps=1e-8)
         self.feed_forward = nn.Sequential(
-            nn.Linear(dim, dim), nn.Dropout(dropout), nn.ReLU(), nn.Linear(dim, dim),
+            nn.Linear(dim, dim),
+            nn.Dropout(dropout),
+            nn.ReLU(),
+            nn.Linear(dim, dim),
             nn.Dropout(dropout),
         )
 
@@ -65,8 +68,14 @@ class SASRec(SequenceRecommender):
         n_negatives: int = 256,
         gbce_t: float = 0.75,
     ) -> None:
-        super().__init__(schema, dim=dim, history_length=history_length, loss=loss,
-                         n_negatives=n_negatives, gbce_t=gbce_t)
+        super().__init__(
+            schema,
+            dim=dim,
+            history_length=history_length,
+            loss=loss,
+            n_negatives=n_negatives,
+            gbce_t=gbce_t,
+        )
         self.n_heads, self.scale = n_heads, float(dim) ** 0.5
         self.positions = nn.Embedding(history_length, dim)
         self.dropout = nn.Dropout(dropout)
@@ -108,17 +117,29 @@ def _heads_divide_dim(hp: HParams) -> None:
 
 MODEL_TYPES = (
     ModelType(
-        "sasrec", SASRec, "self-attentive sequential recommendation",
-        defaults={"dim": 64, "n_layers": 2, "n_heads": 2, "dropout": 0.2,
-                  "history_length": 50, "loss": "ce", **SEQUENCE_DEFAULTS,
-                  **training_defaults(0.003, 128)},
-        rules={**SEQUENCE_RULES, "n_layers": IntRange(1), "n_heads": IntRange(1),
-               **TRAINING_RULES},
+        "sasrec",
+        SASRec,
+        "self-attentive sequential recommendation",
+        defaults={
+            "dim": 64,
+            "n_layers": 2,
+            "n_heads": 2,
+            "dropout": 0.2,
+            "history_length": 50,
+            "loss": "ce",
+            **SEQUENCE_DEFAULTS,
+            **training_defaults(0.003, 128),
+        },
+        rules={**SEQUENCE_RULES, "n_layers": IntRange(1), "n_heads": IntRange(1), **TRAINING_RULES},
         model_keys=(*SEQUENCE_KEYS, "n_layers", "n_heads"),
         cross_check=_heads_divide_dim,
         # every dim is a multiple of the default n_heads (2)
-        search_space={"lr": LogUniform(3e-4, 1e-2), "dim": Choice((32, 64, 128)),
-                      "n_layers": Choice((1, 2)), "dropout": Uniform(0.1, 0.5),
-                      "weight_decay": WEIGHT_DECAY},
+        search_space={
+            "lr": LogUniform(3e-4, 1e-2),
+            "dim": Choice((32, 64, 128)),
+            "n_layers": Choice((1, 2)),
+            "dropout": Uniform(0.1, 0.5),
+            "weight_decay": WEIGHT_DECAY,
+        },
     ),
 )

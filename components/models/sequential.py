@@ -76,9 +76,7 @@ class SequenceRecommender(Recommender):
         pos = (hidden * self.item_embeddings(targets)).sum(-1)[real]
         neg = (hidden * self.item_embeddings(batch["negatives"])).sum(-1)[real]
         ones, zeros = torch.ones_like(pos), torch.zeros_like(neg)
-        return F.binary_cross_entropy_with_logits(
-            torch.cat([pos, neg]), torch.cat([ones, zeros])
-        )
+        return F.binary_cross_entropy_with_logits(torch.cat([pos, neg]), torch.cat([ones, zeros]))
 
     def _shared_negative_loss(
         self, hidden: Tensor, targets: Tensor, negatives: Tensor, real: Tensor
@@ -104,9 +102,12 @@ class SequenceRecommender(Recommender):
 
 #: The rules, defaults and constructor keys SASRec and GRU4Rec share.
 SEQUENCE_RULES: dict[str, Rule] = {
-    "dim": IntRange(1), "dropout": UNIT, "history_length": IntRange(1),
+    "dim": IntRange(1),
+    "dropout": UNIT,
+    "history_length": IntRange(1),
     "loss": OneOf(("ce", "bce", "gbce", "sampled_ce")),
-    "n_negatives": IntRange(1), "gbce_t": FloatRange(0.0, 1.0),
+    "n_negatives": IntRange(1),
+    "gbce_t": FloatRange(0.0, 1.0),
 }
 #: What gbce / sampled_ce draw (gSASRec's 256 negatives, calibration t = 0.75).
 SEQUENCE_DEFAULTS: dict[str, HParam] = {"n_negatives": 256, "gbce_t": 0.75}

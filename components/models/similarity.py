@@ -176,8 +176,9 @@ def _nearest(vectors: np.ndarray, scale: np.ndarray, m: int) -> tuple[np.ndarray
     return indices, values
 
 
-def _sparse_nearest(vectors: sp.csr_matrix, scale: np.ndarray, m: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def _sparse_nearest(
+    vectors: sp.csr_matrix, scale: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_nearest` for 0/1 sparse vectors, from the rows of their sparse Gram matrix.
 
     Only co-occurring items have a cosine above 0; a row with fewer than ``m`` of them is

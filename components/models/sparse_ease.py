@@ -59,8 +59,10 @@ class SparseEASE(Recommender):
         rows = np.repeat(np.arange(len(padded)), padded.shape[1])
         cols = padded.reshape(-1)
         real = cols < n_items  # drop the padding item
-        taken = sp.csr_matrix((np.ones(int(real.sum()), np.float32), (rows[real], cols[real])),
-                              shape=(len(padded), n_items))
+        taken = sp.csr_matrix(
+            (np.ones(int(real.sum()), np.float32), (rows[real], cols[real])),
+            shape=(len(padded), n_items),
+        )
         taken.sum_duplicates()
         taken.data[:] = 1.0  # binary, as in training
         scores = (taken @ self.weight_matrix()).toarray()
@@ -80,8 +82,9 @@ class SparseEASE(Recommender):
             keep = weights != 0
             rows = self.support.cpu().numpy().reshape(-1).astype(np.int64)[keep]
             cols = np.repeat(np.arange(n_items), k)[keep]
-            matrix = sp.csr_matrix((weights[keep].astype(np.float32), (rows, cols)),
-                                   shape=(n_items, n_items))
+            matrix = sp.csr_matrix(
+                (weights[keep].astype(np.float32), (rows, cols)), shape=(n_items, n_items)
+            )
             matrix.sum_duplicates()
             self._cache = (key, matrix)
         return self._cache[1]
@@ -143,8 +146,7 @@ def fit_columns(gram: sp.csr_matrix, k: int, lam: float) -> tuple[np.ndarray, np
     return np.where(support >= 0, support, 0).astype(np.int32), weights
 
 
-def _solve_block(lookup: _Lookup, support: np.ndarray, items: np.ndarray, lam: float
-                 ) -> np.ndarray:
+def _solve_block(lookup: _Lookup, support: np.ndarray, items: np.ndarray, lam: float) -> np.ndarray:
     """Solve ``(G[S,S] + λI) b = G[S,j]`` for each item j of the block (S padded with -1)."""
     valid = support >= 0
     pair = valid[:, :, None] & valid[:, None, :]
@@ -184,7 +186,8 @@ class _Lookup:
 
 MODEL_TYPES = (
     ModelType(
-        "sparse_ease", SparseEASE,
+        "sparse_ease",
+        SparseEASE,
         "EASE restricted to each item's top co-occurring items (fsSLIM-style): any catalogue",
         defaults={"lam": 800.0, "neighbours": 200},
         rules={"lam": FloatRange(0.0, open_minimum=True), "neighbours": IntRange(1)},

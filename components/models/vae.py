@@ -78,11 +78,25 @@ class MultVAE(Recommender):
 
 MODEL_TYPES = (
     ModelType(
-        "multvae", MultVAE, "variational autoencoder of each user's item set (Mult-VAE)",
-        defaults={"dim": 200, "hidden": 600, "dropout": 0.5, "beta_cap": 0.2,
-                  "anneal_steps": 2000, **training_defaults(0.001, 64)},
-        rules={"dim": IntRange(1), "hidden": IntRange(1), "dropout": UNIT,
-               "beta_cap": FloatRange(0.0), "anneal_steps": IntRange(1), **TRAINING_RULES},
+        "multvae",
+        MultVAE,
+        "variational autoencoder of each user's item set (Mult-VAE)",
+        defaults={
+            "dim": 200,
+            "hidden": 600,
+            "dropout": 0.5,
+            "beta_cap": 0.2,
+            "anneal_steps": 2000,
+            **training_defaults(0.001, 64),
+        },
+        rules={
+            "dim": IntRange(1),
+            "hidden": IntRange(1),
+            "dropout": UNIT,
+            "beta_cap": FloatRange(0.0),
+            "anneal_steps": IntRange(1),
+            **TRAINING_RULES,
+        },
         model_keys=("dim", "hidden", "dropout", "beta_cap", "anneal_steps"),
     ),
 )

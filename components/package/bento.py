@@ -106,8 +106,10 @@ def import_model(uri: str) -> PackagedModel:
 def _unreadable(uri: str, exc: BaseException) -> ConfigError:
     """A random, truncated or foreign file where an exported model was expected."""
     reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-    return ConfigError(f"{uri} is not a readable exported model ({reason}); export it again "
-                       "(`bentoml models export`) or point at the run directory")
+    return ConfigError(
+        f"{uri} is not a readable exported model ({reason}); export it again "
+        "(`bentoml models export`) or point at the run directory"
+    )
 
 
 def resolve_model(reference: str | Path) -> PackagedModel:

@@ -57,14 +57,23 @@ AUTO = "auto"
 VALIDATION_USERS = 3000
 SEQUENCE_TYPES = ("sasrec", "gru4rec")
 #: Seconds per (training example x epoch) of the trained types on one CPU core (measured here).
-_SECONDS_PER_SAMPLE = {"mf": 5e-6, "ncf": 3e-5, "two_tower": 3e-5, "sasrec": 1e-4,
-                       "gru4rec": 1e-4, "dcn": 5e-5}
+_SECONDS_PER_SAMPLE = {
+    "mf": 5e-6,
+    "ncf": 3e-5,
+    "two_tower": 3e-5,
+    "sasrec": 1e-4,
+    "gru4rec": 1e-4,
+    "dcn": 5e-5,
+}
 #: Dense float32 multiply-adds per second on 2 busy CPU cores (multvae's estimate).
 _FLOPS = 1e10
 
 
-_RULES = {"temporal": "its latest interactions by a time cut",
-          "latest": "each user's latest interaction", "random": "a random share per user"}
+_RULES = {
+    "temporal": "its latest interactions by a time cut",
+    "latest": "each user's latest interaction",
+    "random": "a random share per user",
+}
 
 
 @dataclass(frozen=True)
@@ -113,8 +122,11 @@ class Selection:
     validation: str = "random"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"chosen": self.chosen, "metric": self.metric,
-                "candidates": [c.to_dict() for c in self.candidates]}
+        return {
+            "chosen": self.chosen,
+            "metric": self.metric,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
 
 
 @dataclass(frozen=True)
@@ -131,14 +143,20 @@ class DataSize:
     @classmethod
     def of(cls, data: EncodedData, has_timestamps: bool) -> DataSize:
         lengths = data.history.lengths().astype(np.float64)
-        per_item = np.bincount(data.items, weights=lengths[data.users] - 1,
-                               minlength=data.n_items)
-        return cls(data.n_users, data.n_items, data.n_interactions,
-                   float((lengths**2).sum()), per_item, has_timestamps)
+        per_item = np.bincount(data.items, weights=lengths[data.users] - 1, minlength=data.n_items)
+        return cls(
+            data.n_users,
+            data.n_items,
+            data.n_interactions,
+            float((lengths**2).sum()),
+            per_item,
+            has_timestamps,
+        )
 
 
-def estimate(name: str, hparams: dict[str, Any], size: DataSize,
-             settings: TrainSettings) -> tuple[float, float]:
+def estimate(
+    name: str, hparams: dict[str, Any], size: DataSize, settings: TrainSettings
+) -> tuple[float, float]:
     """(seconds, MB) a fit of ``name`` should take on data of ``size``: rough, deterministic."""
     n, nnz = float(size.n_items), float(size.n_interactions)
     base_mb = nnz * 40 / 2**20
@@ -176,8 +194,7 @@ def estimate(name: str, hparams: dict[str, Any], size: DataSize,
 def fits(name: str, hparams: dict[str, Any], size: DataSize) -> str:
     """Why ``name`` cannot be fitted on this data at all (empty when it can)."""
     if name in ("ease", "ease_t") and size.n_items > hparams["max_items"]:
-        return (f"{size.n_items} items > max_items {hparams['max_items']} "
-                "(dense n_items² inverse)")
+        return f"{size.n_items} items > max_items {hparams['max_items']} (dense n_items² inverse)"
     if name in SEQUENCE_TYPES and not size.has_timestamps:
         return "the data has no timestamps: no order for a sequence model"
     if name == "ease_t" and not size.has_timestamps:
@@ -214,19 +231,24 @@ def select(
     for name in spec.candidates:
         hparams = resolve_hparams(name)
         seconds, memory = estimate(name, hparams, size, settings)
-        row = Candidate(name, "skipped", estimated_seconds=round(seconds, 1),
-                        estimated_memory_mb=round(memory))
+        row = Candidate(
+            name, "skipped", estimated_seconds=round(seconds, 1), estimated_memory_mb=round(memory)
+        )
         rows.append(row)
         reason = fits(name, hparams, size)
         if not reason and memory > spec.memory_gib * 1024:
-            reason = (f"needs ~{memory / 1024:.1f} GiB, above memoryGiB {spec.memory_gib:g}")
+            reason = f"needs ~{memory / 1024:.1f} GiB, above memoryGiB {spec.memory_gib:g}"
         if not reason and seconds > left:
-            reason = (f"estimated {seconds:.0f} s, above the {left:.0f} s left of "
-                      f"budgetSeconds {spec.budget_seconds:g}")
+            reason = (
+                f"estimated {seconds:.0f} s, above the {left:.0f} s left of "
+                f"budgetSeconds {spec.budget_seconds:g}"
+            )
         if not reason and clock >= spec.budget_seconds and _any_trained(rows):
-            reason = (f"budget spent on the clock: the candidates before it took {clock:.0f} s "
-                      f"of budgetSeconds {spec.budget_seconds:g} (this machine ran slower "
-                      "than the estimates)")
+            reason = (
+                f"budget spent on the clock: the candidates before it took {clock:.0f} s "
+                f"of budgetSeconds {spec.budget_seconds:g} (this machine ran slower "
+                "than the estimates)"
+            )
         if reason:
             row.reason = reason
             progress(f"auto: {name} skipped: {reason}")
@@ -238,8 +260,7 @@ def select(
             with PeakMemory() as peak:
                 scores = _fit_and_validate(name, hparams, data, holdout, settings)
                 row.fit_seconds = round(time.perf_counter() - started, 2)
-            row.validation = {m: float(scores[m].mean()) for m in RANKING_METRICS
-                              if len(scores)}
+            row.validation = {m: float(scores[m].mean()) for m in RANKING_METRICS if len(scores)}
             row.peak_memory_mb = peak.mb
         except (KuberecError, ArithmeticError, RuntimeError, ValueError, MemoryError) as exc:
             row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -255,8 +276,9 @@ def select(
     return _decide(rows, metric, per_user, rule)
 
 
-def _fit_and_validate(name: str, hparams: dict[str, Any], data: EncodedData, holdout: Holdout,
-                      settings: TrainSettings) -> pd.DataFrame:
+def _fit_and_validate(
+    name: str, hparams: dict[str, Any], data: EncodedData, holdout: Holdout, settings: TrainSettings
+) -> pd.DataFrame:
     if MODEL_TYPES[name].trainable:
         model, _, _ = fit_local(name, data, hparams, holdout, settings)
     else:
@@ -268,8 +290,9 @@ def _any_trained(rows: list[Candidate]) -> bool:
     return any(r.status == "trained" for r in rows)
 
 
-def _decide(rows: list[Candidate], metric: str, per_user: dict[str, np.ndarray],
-            rule: str) -> Selection:
+def _decide(
+    rows: list[Candidate], metric: str, per_user: dict[str, np.ndarray], rule: str
+) -> Selection:
     trained = [r for r in rows if r.status == "trained"]
     if not trained:
         failures = "; ".join(f"{r.model_type}: {r.reason}" for r in rows)
@@ -284,9 +307,7 @@ def _decide(rows: list[Candidate], metric: str, per_user: dict[str, np.ndarray],
     return Selection(chosen, metric, rows, rule)
 
 
-def one_standard_error_choice(
-    names: list[str], per_user: dict[str, np.ndarray]
-) -> tuple[str, str]:
+def one_standard_error_choice(names: list[str], per_user: dict[str, np.ndarray]) -> tuple[str, str]:
     """(the chosen name, why, when not simply the best): the one-standard-error rule.
 
     The best mean wins unless a candidate listed before it is within one standard
@@ -300,8 +321,10 @@ def one_standard_error_choice(
         gap = per_user[best] - per_user[name]
         error = gap.std(ddof=1) / np.sqrt(len(gap)) if len(gap) > 1 else 0.0
         if gap.mean() <= error:
-            return name, (f"within one standard error ({error:.4f}) of {best}'s "
-                          f"{per_user[best].mean():.4f}, and listed before it")
+            return name, (
+                f"within one standard error ({error:.4f}) of {best}'s "
+                f"{per_user[best].mean():.4f}, and listed before it"
+            )
     return best, ""
 
 
@@ -348,19 +371,28 @@ def table(selection: dict[str, Any]) -> list[list[str]]:
     for row in selection["candidates"]:
         value = row["validation"].get(selection["metric"])
         seconds, memory = row["fit_seconds"], row["peak_memory_mb"]
-        out.append([
-            row["model_type"], row["status"], f"{value:.4f}" if value is not None else "",
-            f"{seconds:.1f}" if seconds is not None else "",
-            f"{memory:.0f}" if memory is not None else "", row["reason"],
-        ])
+        out.append(
+            [
+                row["model_type"],
+                row["status"],
+                f"{value:.4f}" if value is not None else "",
+                f"{seconds:.1f}" if seconds is not None else "",
+                f"{memory:.0f}" if memory is not None else "",
+                row["reason"],
+            ]
+        )
     return out
 
 
 def markdown(selection: dict[str, Any]) -> list[str]:
     """The selection table as Markdown lines (the pipeline report's section)."""
-    lines = [f"Chosen: `{selection['chosen']}` (validation {selection['metric']}, carved from "
-             "the training part).", "", "| " + " | ".join(TABLE_COLUMNS) + " |",
-             "|" + "---|" * len(TABLE_COLUMNS)]
+    lines = [
+        f"Chosen: `{selection['chosen']}` (validation {selection['metric']}, carved from "
+        "the training part).",
+        "",
+        "| " + " | ".join(TABLE_COLUMNS) + " |",
+        "|" + "---|" * len(TABLE_COLUMNS),
+    ]
     return lines + ["| " + " | ".join(row) + " |" for row in table(selection)]
 
 

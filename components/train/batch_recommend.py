@@ -30,10 +30,12 @@ def recommend_users(
     if not (model_dir / "config.json").exists():
         raise ConfigError(f"{run_dir} holds no trained model ({model_dir} is missing)")
     loaded = load_model(model_dir)
-    signals = model_signals(loaded.model, loaded.history, loaded.item_genres,
-                            loaded.item_first_seen)
-    select = Ranker(resolve(ranking or RankingSpec(), loaded.item_index, signals, what=what),
-                    signals)
+    signals = model_signals(
+        loaded.model, loaded.history, loaded.item_genres, loaded.item_first_seen
+    )
+    select = Ranker(
+        resolve(ranking or RankingSpec(), loaded.item_index, signals, what=what), signals
+    )
     ids = list(loaded.user_index.ids) if user_ids is None else list(user_ids)
     users = loaded.user_index.encode(ids, unknown=-1)
     unknown = [i for i, u in zip(ids, users, strict=True) if u < 0]

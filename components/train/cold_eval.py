@@ -50,8 +50,9 @@ def training_dataset(dataset: Dataset, split: Split) -> Dataset:
     if not split.withheld_items:
         raise ConfigError(f"protocol {split.protocol!r} withholds no items; use 'cold-items'")
     items = dataset.items[~dataset.items["item_id"].isin(split.withheld_items)]
-    return replace(dataset, interactions=split.train.reset_index(drop=True),
-                   items=items.reset_index(drop=True))
+    return replace(
+        dataset, interactions=split.train.reset_index(drop=True), items=items.reset_index(drop=True)
+    )
 
 
 def withheld_rows(dataset: Dataset, split: Split) -> pd.DataFrame:
@@ -104,22 +105,35 @@ def evaluate_cold(
             exclude[:, :n] = seen[chunk].toarray().astype(bool)
         # Each user's columns in a random order: equal scores are taken in that order.
         order = np.argsort(rng.random(scores.shape), axis=1)
-        top = top_k(np.take_along_axis(scores, order, axis=1), k,
-                    exclude=np.take_along_axis(exclude, order, axis=1))
+        top = top_k(
+            np.take_along_axis(scores, order, axis=1),
+            k,
+            exclude=np.take_along_axis(exclude, order, axis=1),
+        )
         rows = np.arange(len(chunk))[:, None]
         items = np.where(top.items >= 0, order[rows, np.maximum(top.items, 0)], -1)
         ranked = TopK(items, top.scores)
         frames.append(ranked.to_frame(user_ids[lo : lo + len(chunk)], index))
     ranked_all = pd.concat(frames, ignore_index=True)
     metrics = ranking_metrics(ranked_all, truth, k, metrics=("hit_rate", "ndcg", "recall"))
-    return {"protocol": split.protocol, "candidates": candidates, "k": k,
-            "test_users": len(users), "withheld_items": len(split.withheld_items),
-            "scored_new_items": m, **metrics}
+    return {
+        "protocol": split.protocol,
+        "candidates": candidates,
+        "k": k,
+        "test_users": len(users),
+        "withheld_items": len(split.withheld_items),
+        "scored_new_items": m,
+        **metrics,
+    }
 
 
 def _scorer(
-    model: Recommender | str, data: EncodedData, content: ItemContent, model_type: str,
-    hparams: Mapping[str, object], rng: np.random.Generator,
+    model: Recommender | str,
+    data: EncodedData,
+    content: ItemContent,
+    model_type: str,
+    hparams: Mapping[str, object],
+    rng: np.random.Generator,
 ) -> Any:
     """users -> (len(users), n + m) scores over the known then the new items."""
     n, m = data.n_items, len(content)
@@ -137,8 +151,8 @@ def _scorer(
             f"{model_type or type(model).__name__} scores items by their interactions only and "
             "cannot rank items it never saw; cold-items evaluates models that read item text "
             "(two_tower or dcn trained with text embeddings) and the baselines "
-            f"{list(BASELINES)}")
+            f"{list(BASELINES)}"
+        )
     grown = with_new_items(model, model_type, hparams, content)
     history = grown_history(data.history, m)
     return lambda users: score_users(grown, history, users).float().cpu().numpy()
-

@@ -64,7 +64,10 @@ class Comparison:
 
 
 def compare(
-    challenger: LoadedModel, champion: LoadedModel | None, split: Split, k: int,
+    challenger: LoadedModel,
+    champion: LoadedModel | None,
+    split: Split,
+    k: int,
     ranking: RankingSpec | None = None,
 ) -> Comparison:
     truth = split.test[["user_id", "item_id"]].reset_index(drop=True)
@@ -80,15 +83,21 @@ def compare(
     return Comparison(scores["challenger"], scores.get("champion"), len(truth), dropped)
 
 
-def score(model: LoadedModel, truth: pd.DataFrame, seen: pd.DataFrame, k: int,
-          ranking: RankingSpec | None = None) -> dict[str, float]:
+def score(
+    model: LoadedModel,
+    truth: pd.DataFrame,
+    seen: pd.DataFrame,
+    k: int,
+    ranking: RankingSpec | None = None,
+) -> dict[str, float]:
     """``metric@k`` values of one model over the holdout's users (unknown users: misses)."""
     if truth.empty:
         return {f"{m}@{k}": 0.0 for m in METRICS}
     data = _Indexed(model.user_index, model.item_index, model.history)
     signals = model_signals(model.model, model.history, model.item_genres, model.item_first_seen)
-    select = Ranker(resolve(ranking or RankingSpec(), model.item_index, signals, strict=False),
-                    signals)
+    select = Ranker(
+        resolve(ranking or RankingSpec(), model.item_index, signals, strict=False), signals
+    )
     ranked = full_ranking(model.model, data, seen, truth["user_id"].unique(), k, select=select)
     values = ranking_metrics(ranked, truth, k, metrics=METRICS)
     return {f"{name}@{k}": round(float(v), 6) for name, v in values.items()}
@@ -100,4 +109,3 @@ def _trained_on(model: LoadedModel, pairs: pd.DataFrame) -> np.ndarray:
     for row in np.flatnonzero((users >= 0) & (items >= 0)):
         hit[row] = items[row] in model.history.of(int(users[row]))
     return hit
-

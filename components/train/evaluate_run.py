@@ -43,8 +43,11 @@ def evaluate_run(
     parts = split(protocol, dataset.interactions, seed=seed, **(options or {}))
     settings = TrainSettings(**_settings_fields(config["training"]))
     # cold-items: the withheld items leave the catalogue too, and come back from their text
-    train_set = (training_dataset(dataset, parts) if parts.withheld_items
-                 else dataset.with_interactions(parts.train))
+    train_set = (
+        training_dataset(dataset, parts)
+        if parts.withheld_items
+        else dataset.with_interactions(parts.train)
+    )
     embeddings = None
     if config.get("text_embeddings"):
         from kuberec.components.features.embeddings import embed_items
@@ -57,26 +60,47 @@ def evaluate_run(
     )  # fmt: skip
     if parts.withheld_items:
         content = new_item_content(dataset, parts, outcome.data)
-        cold = {c: evaluate_cold(outcome.model, outcome.data, parts, content, k,
-                                 model_type=config["model_type"], hparams=config["hparams"],
-                                 candidates=c, seed=seed) for c in ("cold", "all")}
-        return _record(run_dir, protocol, {
-            **cold["cold"], **{f"{key}_all": v for key, v in cold["all"].items()
-                               if key in ("hit_rate", "ndcg", "recall")},
-            "train_seconds": round(outcome.seconds, 2)})
+        cold = {
+            c: evaluate_cold(
+                outcome.model,
+                outcome.data,
+                parts,
+                content,
+                k,
+                model_type=config["model_type"],
+                hparams=config["hparams"],
+                candidates=c,
+                seed=seed,
+            )
+            for c in ("cold", "all")
+        }
+        return _record(
+            run_dir,
+            protocol,
+            {
+                **cold["cold"],
+                **{
+                    f"{key}_all": v
+                    for key, v in cold["all"].items()
+                    if key in ("hit_rate", "ndcg", "recall")
+                },
+                "train_seconds": round(outcome.seconds, 2),
+            },
+        )
     ranking = ranking or RankingSpec()
     data = outcome.data
-    signals = model_signals(outcome.model, data.history, data.item_genres,
-                            data.item_first_seen())
+    signals = model_signals(outcome.model, data.history, data.item_genres, data.item_first_seen())
     select = Ranker(resolve(ranking, data.item_index, signals, what="--ranking"), signals)
     result = evaluate_split(outcome.model, data, parts, dataset, k, select=select)
     result["ranking"] = ranking.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     result["train_seconds"] = round(outcome.seconds, 2)
     if diversities:
-        curve = diversity_curve(outcome.model, data, parts, dataset, diversities, k=k,
-                                base=ranking)
-        path = plot_curves({f"{config['model_type']}, {protocol}": curve},
-                           png or Path(run_dir) / "ranking-curve.png", k=k)
+        curve = diversity_curve(outcome.model, data, parts, dataset, diversities, k=k, base=ranking)
+        path = plot_curves(
+            {f"{config['model_type']}, {protocol}": curve},
+            png or Path(run_dir) / "ranking-curve.png",
+            k=k,
+        )
         result["ranking_curve"] = curve.to_dict(orient="records")
         result["ranking_curve_png"] = str(path)
     return _record(run_dir, protocol, result)
@@ -95,4 +119,3 @@ def _settings_fields(values: dict[str, Any]) -> dict[str, Any]:
     if fields.get("storage_path"):
         fields["storage_path"] = Path(fields["storage_path"])
     return fields
-

@@ -49,10 +49,14 @@ def job_training(
     """
     given = dict(overrides or {})
     training = {k: v for k, v in given.items() if k in SETTING_NAMES}
-    hparams = {**spec.model.hyperparameters,
-               **{k: v for k, v in given.items() if k not in SETTING_NAMES}}
+    hparams = {
+        **spec.model.hyperparameters,
+        **{k: v for k, v in given.items() if k not in SETTING_NAMES},
+    }
     built = TrainSettings.from_spec(spec.training, **{**training, **settings})
     return JobTraining(
-        model_type=model_type or spec.model.type, hparams=hparams, settings=built,
+        model_type=model_type or spec.model.type,
+        hparams=hparams,
+        settings=built,
         auto_values={**spec.model.auto.settings(), **(auto or {})},
     )

@@ -33,16 +33,22 @@ from kuberec.components.models.recommend import Select, user_batch
 
 
 def evaluate_split(
-    model: Recommender, data: EncodedData, split: Split, dataset: Dataset, k: int = 10,
-    *, select: Select = top_k,
+    model: Recommender,
+    data: EncodedData,
+    split: Split,
+    dataset: Dataset,
+    k: int = 10,
+    *,
+    select: Select = top_k,
 ) -> dict[str, Any]:
     """Metrics of ``model`` (trained on ``split.train``, encoded as ``data``) on the test split."""
     truth = split.test[["user_id", "item_id"]]
     if split.ranking == "sampled":
         ranked = _rank_candidates(model, data, split.candidates("test"))
     else:
-        ranked = full_ranking(model, data, split.seen("test"), truth["user_id"].unique(), k,
-                              select=select)
+        ranked = full_ranking(
+            model, data, split.seen("test"), truth["user_id"].unique(), k, select=select
+        )
     result: dict[str, Any] = {
         "protocol": split.protocol,
         "k": k,
@@ -63,8 +69,13 @@ def evaluate_split(
 
 
 def full_ranking(
-    model: Recommender, data: EncodedData, seen: pd.DataFrame, user_ids: np.ndarray, k: int,
-    *, select: Select = top_k,
+    model: Recommender,
+    data: EncodedData,
+    seen: pd.DataFrame,
+    user_ids: np.ndarray,
+    k: int,
+    *,
+    select: Select = top_k,
 ) -> pd.DataFrame:
     """Top-K ``user_id, item_id, score, rank`` for known users, excluding ``seen`` pairs."""
     users = data.user_index.encode(user_ids, unknown=-1)

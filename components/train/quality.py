@@ -77,8 +77,9 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe(AUTO, {}),
 )
 #: Amazon Games (leave-one-out, full ranking): the closed-form types and auto's choice.
-GAMES_RECIPES = tuple(r for r in RECIPES if r.model_type in ("popularity", "item_knn",
-                                                              "sparse_ease", AUTO))
+GAMES_RECIPES = tuple(
+    r for r in RECIPES if r.model_type in ("popularity", "item_knn", "sparse_ease", AUTO)
+)
 
 
 def run_protocol(
@@ -233,8 +234,11 @@ def run_benchmark(
             progress(f"games: {row['model']} seed {row['seed']} ndcg {row['ndcg']:.4f}")
 
         results = run_protocol(games, "leave-one-out", subset, seeds, on_result=show_games)
-        lines += [f"### leave-one-out, full ranking (Amazon Games, K=10, seeds "
-                  f"{', '.join(map(str, seeds))})", ""]
+        lines += [
+            f"### leave-one-out, full ranking (Amazon Games, K=10, seeds "
+            f"{', '.join(map(str, seeds))})",
+            "",
+        ]
         lines += [summarise(results).to_markdown(index=False), "", *_auto_choices(results)]
     if stratified is not None and DEFAULT_MODEL in set(stratified["model"]):
         met, scores = default_model_meets_target(stratified)

@@ -93,8 +93,13 @@ def plot_curves(curves: Mapping[str, pd.DataFrame], path: Path, *, k: int = 10) 
         if frame["ild_genres"].notna().all():
             ax.plot(frame["ild_genres"], frame["ndcg"], "s--", label="ILD (genres)")
         for _, row in frame.iterrows():
-            ax.annotate(f"{row['diversity']:g}", (row["ild_similarity"], row["ndcg"]),
-                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                f"{row['diversity']:g}",
+                (row["ild_similarity"], row["ndcg"]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         ax.set_xlabel("intra-list diversity (labels: the diversity weight)")
         ax.set_ylabel(f"NDCG@{k}")
         ax.set_title(name)

@@ -70,8 +70,13 @@ def train_run(
     model_type = model_type or DEFAULT_MODEL
     if model_type == AUTO:
         require_no_hparams(hparams)
-        selection = selection or select(dataset, auto or AutoSpec(), settings,
-                                        text_embeddings=text_embeddings, progress=progress)
+        selection = selection or select(
+            dataset,
+            auto or AutoSpec(),
+            settings,
+            text_embeddings=text_embeddings,
+            progress=progress,
+        )
         model_type = selection.chosen
     out.mkdir(parents=True, exist_ok=True)
     storage = settings.storage_path or out / "ray"
@@ -82,7 +87,11 @@ def train_run(
     _write(out, outcome, settings, source or {"dataset": dataset.name}, overwrite, selection)
     dataset.items[["item_id", "title"]].to_parquet(out / ITEMS, index=False)
     return RunSummary(
-        out, model_type, outcome.best_epoch, outcome.validation, round(outcome.seconds, 2),
+        out,
+        model_type,
+        outcome.best_epoch,
+        outcome.validation,
+        round(outcome.seconds, 2),
         selection,
     )
 

@@ -41,8 +41,10 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 def read_json(run_dir: Path, name: str) -> dict[str, Any]:
     path = Path(run_dir) / name
     if not path.exists():
-        raise ConfigError(f"{run_dir} is not a kuberec run directory (no {name}); train one with "
-                          "`kuberec train ... --out RUN_DIR`")
+        raise ConfigError(
+            f"{run_dir} is not a kuberec run directory (no {name}); train one with "
+            "`kuberec train ... --out RUN_DIR`"
+        )
     return json.loads(path.read_text())
 
 

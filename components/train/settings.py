@@ -94,5 +94,4 @@ def _at_least(name: str, value: float, minimum: float) -> None:
 
 
 #: The fields a job's ``spec.training`` sets; the others are the loop's own.
-JOB_FIELDS = tuple(f.name for f in fields(TrainSettings)
-                   if f.name in TrainingSpec.model_fields)
+JOB_FIELDS = tuple(f.name for f in fields(TrainSettings) if f.name in TrainingSpec.model_fields)

@@ -17,8 +17,9 @@ class ModelCatalogue(Protocol):
         """Every value ``model.type`` accepts, ``auto`` first (the CRD's enum)."""
         ...
 
-    def check(self, model_type: str, hyperparameters: Mapping[str, Any],
-              auto: Mapping[str, Any]) -> None:
+    def check(
+        self, model_type: str, hyperparameters: Mapping[str, Any], auto: Mapping[str, Any]
+    ) -> None:
         """Raise ``ConfigError`` unless the type, its hyperparameters and ``auto`` are valid."""
         ...
 

@@ -80,8 +80,7 @@ class DataFeedbackSpec(CamelModel):
     """Train on the job's own traffic: the events of ``spec.feedback.sink`` join the data."""
 
     include: bool = False
-    events: list[FeedbackEvent] = Field(default_factory=lambda: ["click", "purchase"],
-                                        min_length=1)
+    events: list[FeedbackEvent] = Field(default_factory=lambda: ["click", "purchase"], min_length=1)
     weight: float = Field(1.0, gt=0, description="the rating column of feedback rows")
 
 
@@ -108,9 +107,8 @@ class DataSpec(CamelModel):
         chosen = [n for n in ("movielens", "interactions", "synthetic") if getattr(self, n)]
         if len(chosen) != 1:
             raise ValueError(
-                "set exactly one of movielens, interactions, synthetic" + (
-                    f" (found {chosen})" if chosen else ""
-                )
+                "set exactly one of movielens, interactions, synthetic"
+                + (f" (found {chosen})" if chosen else "")
             )
         if (self.items or self.users) and not self.interactions:
             raise ValueError("items and users files go with interactions, not with " + chosen[0])
@@ -143,8 +141,11 @@ class AutoModelSpec(CamelModel):
 
     def settings(self) -> dict[str, Any]:
         """Keyword arguments of ``components.train.auto.AutoSpec``."""
-        return {"budget_seconds": self.budget_seconds, "candidates": tuple(self.candidates),
-                "memory_gib": self.memory_gib}
+        return {
+            "budget_seconds": self.budget_seconds,
+            "candidates": tuple(self.candidates),
+            "memory_gib": self.memory_gib,
+        }
 
 
 class ModelSpec(CamelModel):
@@ -163,8 +164,11 @@ class ModelSpec(CamelModel):
         a named type, hyperparameters, or candidates other than the default ones.
         """
         auto = self.auto.settings()
-        if self.type == AUTO_MODEL and not self.hyperparameters \
-                and auto["candidates"] == AUTO_CANDIDATES:
+        if (
+            self.type == AUTO_MODEL
+            and not self.hyperparameters
+            and auto["candidates"] == AUTO_CANDIDATES
+        ):
             return self
         try:
             model_types.catalogue().check(self.type, self.hyperparameters, auto)
@@ -343,14 +347,23 @@ class RankingSpec(CamelModel):
     novelty: float = Field(0.0, ge=0, le=1, description="boost for rarely taken items")
     freshness: float = Field(0.0, ge=0, le=1, description="boost for recently added items")
     max_per_category: int | None = Field(
-        None, ge=1, description="at most this many items of one category (genre) per page")
+        None, ge=1, description="at most this many items of one category (genre) per page"
+    )
     page_size: int = Field(10, ge=1, le=1000, description="positions a category cap counts over")
-    pinned: list[ItemId] = Field(default_factory=list, max_length=MAX_PINNED,
-                                 description="item ids shown first, in this order")
-    excluded: list[ItemId] = Field(default_factory=list, max_length=MAX_EXCLUDED,
-                                   description="item ids never recommended")
-    candidates: int = Field(DEFAULT_CANDIDATES, ge=1, le=100_000,
-                            description="the pool re-ranked: the best-scored items")
+    pinned: list[ItemId] = Field(
+        default_factory=list,
+        max_length=MAX_PINNED,
+        description="item ids shown first, in this order",
+    )
+    excluded: list[ItemId] = Field(
+        default_factory=list, max_length=MAX_EXCLUDED, description="item ids never recommended"
+    )
+    candidates: int = Field(
+        DEFAULT_CANDIDATES,
+        ge=1,
+        le=100_000,
+        description="the pool re-ranked: the best-scored items",
+    )
 
     def override(self, values: RankingSpec | None) -> RankingSpec:
         """This strategy with the fields a request set replaced; ``excluded`` adds up.
@@ -361,8 +374,10 @@ class RankingSpec(CamelModel):
             return self
         update = {name: getattr(values, name) for name in values.model_fields_set}
         if "excluded" in update:
-            update["excluded"] = [*self.excluded, *(i for i in values.excluded
-                                                    if i not in self.excluded)]
+            update["excluded"] = [
+                *self.excluded,
+                *(i for i in values.excluded if i not in self.excluded),
+            ]
         return self.model_copy(update=update)
 
     def to_json(self) -> str:
@@ -380,13 +395,22 @@ class ServingSpec(CamelModel):
 class FeedbackSpec(CamelModel):
     """Where served traffic goes: Feast's online store at once, and a durable Parquet sink."""
 
-    sink: str | None = Field(None, min_length=1, description="folder or URI of the Parquet "
-                             "dataset (partitioned by day) that feedback events land in")
+    sink: str | None = Field(
+        None,
+        min_length=1,
+        description="folder or URI of the Parquet "
+        "dataset (partitioned by day) that feedback events land in",
+    )
     push: bool = Field(True, description="push clicks and purchases to the Feast online store")
-    impressions: bool = Field(False, description="also record every served item as an "
-                              "impression in the sink")
-    queue_size: int = Field(10_000, ge=1, description="events waiting to be pushed; beyond "
-                            "it they are dropped and counted, never blocking a request")
+    impressions: bool = Field(
+        False, description="also record every served item as an impression in the sink"
+    )
+    queue_size: int = Field(
+        10_000,
+        ge=1,
+        description="events waiting to be pushed; beyond "
+        "it they are dropped and counted, never blocking a request",
+    )
 
 
 class JobSpec(CamelModel):
@@ -408,8 +432,9 @@ class JobSpec(CamelModel):
     @model_validator(mode="after")
     def _feedback_has_a_sink(self) -> JobSpec:
         if self.data.feedback.include and not self.feedback.sink:
-            raise ValueError("data.feedback.include reads the events of feedback.sink; "
-                             "set feedback.sink")
+            raise ValueError(
+                "data.feedback.include reads the events of feedback.sink; set feedback.sink"
+            )
         return self
 
 
@@ -446,7 +471,9 @@ def spec_hash(spec: JobSpec) -> str:
     (with a default that keeps today's behaviour) does not retrain every job.
     """
     relevant = spec.model_dump(
-        mode="json", by_alias=True, exclude={"serving", "feedback", "suspend"},
+        mode="json",
+        by_alias=True,
+        exclude={"serving", "feedback", "suspend"},
         exclude_defaults=True,
     )
     text = json.dumps(relevant, sort_keys=True)

@@ -20,12 +20,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         help="comma-separated; leave-one-out-sampled runs the sequence models and auto only",
     )  # fmt: skip
     quality.add_argument("--seeds", default="42,43,44")
-    quality.add_argument("--games", type=Path,
-                         help="Amazon Games Video.txt: adds its leave-one-out full-ranking table")
+    quality.add_argument(
+        "--games",
+        type=Path,
+        help="Amazon Games Video.txt: adds its leave-one-out full-ranking table",
+    )
     quality.add_argument("--models", help="comma-separated model types (default: all)")
     quality.add_argument("--png", type=Path, default=Path("benchmarks/quality.png"))
     add_data_dir(quality)
     quality.set_defaults(handler=_benchmark_quality)
+
 
 def _benchmark_quality(args: argparse.Namespace) -> int:
     from kuberec.components.datasets.movielens import load_movielens

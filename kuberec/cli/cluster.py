@@ -24,32 +24,59 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
                     "Platform endpoints come from KUBEREC_* variables (the chart's ConfigMap).",
     )  # fmt: skip
     scope = run.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", action="append", default=[],
-                       help="watch this namespace (repeatable; glob patterns allowed)")
-    scope.add_argument("-A", "--all-namespaces", action="store_true",
-                       help="watch every namespace (cluster-wide RBAC)")
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable; glob patterns allowed)",
+    )
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (cluster-wide RBAC)",
+    )
     peering = run.add_mutually_exclusive_group()
-    peering.add_argument("--peering", metavar="NAME",
-                         help="kopf peering object: one active replica at a time")
+    peering.add_argument(
+        "--peering", metavar="NAME", help="kopf peering object: one active replica at a time"
+    )
     peering.add_argument("--standalone", action="store_true", help="no peering (one replica)")
-    run.add_argument("--priority", type=int, default=None,
-                     help="peering priority of this replica: the highest active one works, "
-                          "the others stand by (default: random, so replicas never tie; kopf "
-                          "pauses every replica of a tied priority)")
-    run.add_argument("--liveness", metavar="URL",
-                     help="health endpoint, e.g. http://0.0.0.0:8080/healthz")
-    run.add_argument("--metrics-port", type=int,
-                     default=int(os.environ.get("KUBEREC_OPERATOR_METRICS_PORT", "9102")),
-                     help="port of the operator's /metrics (0: off; default 9102)")
-    run.add_argument("--metrics-host", metavar="ADDRESS",
-                     default=os.environ.get("KUBEREC_OPERATOR_METRICS_HOST", "127.0.0.1"),
-                     help="address /metrics binds (default 127.0.0.1: this machine only; the "
-                          "chart passes 0.0.0.0 so that Prometheus reaches it in the pod)")
-    run.add_argument("--poll-interval", type=float, default=None, metavar="SECONDS",
-                     help="timer: follow runs and analyse canaries this often "
-                          "(default $KUBEREC_POLL_INTERVAL or 5)")
-    run.add_argument("--workers", type=int, default=16,
-                     help="jobs reconciled concurrently (threads)")
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority of this replica: the highest active one works, "
+        "the others stand by (default: random, so replicas never tie; kopf "
+        "pauses every replica of a tied priority)",
+    )
+    run.add_argument(
+        "--liveness", metavar="URL", help="health endpoint, e.g. http://0.0.0.0:8080/healthz"
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("KUBEREC_OPERATOR_METRICS_PORT", "9102")),
+        help="port of the operator's /metrics (0: off; default 9102)",
+    )
+    run.add_argument(
+        "--metrics-host",
+        metavar="ADDRESS",
+        default=os.environ.get("KUBEREC_OPERATOR_METRICS_HOST", "127.0.0.1"),
+        help="address /metrics binds (default 127.0.0.1: this machine only; the "
+        "chart passes 0.0.0.0 so that Prometheus reaches it in the pod)",
+    )
+    run.add_argument(
+        "--poll-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="timer: follow runs and analyse canaries this often "
+        "(default $KUBEREC_POLL_INTERVAL or 5)",
+    )
+    run.add_argument(
+        "--workers", type=int, default=16, help="jobs reconciled concurrently (threads)"
+    )
     run.set_defaults(handler=_operator_run)
 
 

@@ -26,10 +26,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     synthetic.add_argument("--overwrite", action="store_true")
     synthetic.set_defaults(handler=_data_synthetic)
 
+
 def _data_summary(args: argparse.Namespace) -> int:
     dataset = load_dataset(args)
     console.print_json(json.dumps(dataset.summary()))
     return 0
+
 
 def _data_synthetic(args: argparse.Namespace) -> int:
     from kuberec.components.datasets.synthetic import SyntheticSpec, write_parquet

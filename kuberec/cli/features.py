@@ -47,6 +47,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     online.add_argument("ids", nargs="+", help="entity ids")
     online.set_defaults(handler=_features_online)
 
+
 def _features_ingest(args: argparse.Namespace) -> int:
     from kuberec.components.features.ingest import ingest
 
@@ -62,6 +63,7 @@ def _features_ingest(args: argparse.Namespace) -> int:
     console.print_json(json.dumps({"sources": str(result.sources_dir), "rows": result.rows}))
     return 0
 
+
 def _features_apply(args: argparse.Namespace) -> int:
     from kuberec.components.features import operations
     from kuberec.components.features.store import open_store
@@ -69,6 +71,7 @@ def _features_apply(args: argparse.Namespace) -> int:
     views = operations.apply(open_store(store_settings(args)))
     console.print(f"applied feature views: {', '.join(views)}")
     return 0
+
 
 def _features_materialize(args: argparse.Namespace) -> int:
     from kuberec.components.features import operations
@@ -78,6 +81,7 @@ def _features_materialize(args: argparse.Namespace) -> int:
     done = ", ".join(result.views) if result.views else "nothing new (up to date)"
     console.print(f"materialized up to {result.end.isoformat()}: {done}")
     return 0
+
 
 def _features_training_frame(args: argparse.Namespace) -> int:
     from kuberec.components.datasets.generic import load_files
@@ -89,6 +93,7 @@ def _features_training_frame(args: argparse.Namespace) -> int:
     write_frame(frame, args.out)
     console.print(f"wrote {len(frame):,} rows x {frame.shape[1]} columns to {args.out}")
     return 0
+
 
 def _features_online(args: argparse.Namespace) -> int:
     from kuberec.components.features import operations

@@ -39,6 +39,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     compile_.add_argument("-o", "--out", type=Path, required=True, help="pipeline.yaml to write")
     compile_.set_defaults(handler=_compile)
 
+
 def _run(args: argparse.Namespace) -> int:
     from kuberec.api.spec import load_job
 
@@ -65,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         raise KuberecError(f"{job.metadata.name}: {message}")
     return 0
 
+
 def _status(args: argparse.Namespace) -> int:
     from kuberec.cli.run_summary import summary_table
     from kuberec.operator.local.store import load_status
@@ -76,6 +78,7 @@ def _status(args: argparse.Namespace) -> int:
     console.print(summary_table(name, status, workdir))
     return 0
 
+
 def _stop(args: argparse.Namespace) -> int:
     from kuberec.serving.canary.local import LocalRollout
 
@@ -83,6 +86,7 @@ def _stop(args: argparse.Namespace) -> int:
     LocalRollout(workdir / "serving").stop()
     console.print(f"stopped the servers of {name}")
     return 0
+
 
 def _local_job(args: argparse.Namespace) -> tuple[str, Path]:
     """(job name, job directory) from a job file or a bare name."""
@@ -96,6 +100,7 @@ def _local_job(args: argparse.Namespace) -> tuple[str, Path]:
         raise ConfigError(f"no job directory {workdir}; pass --workdir")
     check_owner(workdir, name)
     return name, workdir
+
 
 def _compile(args: argparse.Namespace) -> int:
     from kuberec.api.spec import load_job

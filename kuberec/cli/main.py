@@ -24,6 +24,7 @@ from kuberec.errors import KuberecError
 #: The command groups, in the order ``kuberec --help`` lists their commands.
 GROUPS = (jobs, data, train, benchmark, features, serving, cluster)
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -40,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_error(exc)
         return 2
 
+
 def print_error(exc: BaseException) -> None:
     """One line on stderr, the message as plain text: brackets in paths or patterns stay as given.
 
@@ -49,6 +51,7 @@ def print_error(exc: BaseException) -> None:
     message = " ".join(str(exc).split())
     err_console.print(Text.assemble(("error:", "bold red"), " ", message),
                       highlight=False, soft_wrap=True)  # fmt: skip
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -62,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     for group in GROUPS:
         group.add_commands(commands)
     return parser
+
 
 def _hide_library_warnings() -> None:
     """Library deprecation chatter (Feast, ibis, pandas) is for their developers, not users.
@@ -80,6 +84,7 @@ def _hide_library_warnings() -> None:
 
     warnings.showwarning = showwarning
 
+
 def _configure_logging(fmt: str, verbose: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING
     if fmt == "json":
@@ -90,6 +95,7 @@ def _configure_logging(fmt: str, verbose: bool) -> None:
 
         handler = RichHandler(console=err_console, show_path=False)
     logging.basicConfig(level=level, handlers=[handler], force=True)
+
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:

@@ -20,6 +20,7 @@ console = Console()
 err_console = Console(stderr=True)
 Handler = Callable[[argparse.Namespace], int]
 
+
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
@@ -27,6 +28,7 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
         help="folder holding MovieLens releases (ml-100k/ ...), used instead of downloading; "
         "default $KUBEREC_DATA_DIR",
     )
+
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
@@ -44,12 +46,12 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     )
     add_data_dir(parser)
 
+
 def add_store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", type=Path, required=True, help="the job's feature data folder")
     parser.add_argument("--profile", choices=["default", "production"], default="default")
-    parser.add_argument(
-        "--project", help="Feast project name (default: the store's, else kuberec)"
-    )
+    parser.add_argument("--project", help="Feast project name (default: the store's, else kuberec)")
+
 
 def load_dataset(args: argparse.Namespace) -> Dataset:
     from kuberec.components.datasets.generic import load_files
@@ -63,10 +65,12 @@ def load_dataset(args: argparse.Namespace) -> Dataset:
     columns = dict(key_value(item, "--column") for item in args.column)
     return load_files(args.interactions, items=args.items, users=args.users, columns=columns)
 
+
 def store_settings(args: argparse.Namespace) -> StoreSettings:
     from kuberec.components.features.store import StoreSettings
 
     return StoreSettings(args.store, profile=args.profile, project=args.project)
+
 
 def typed_key_value(text: str) -> tuple[str, object]:
     """``--set key=value`` with YAML typing: 0.01 is a float, 64 an int, [64, 32] a list."""
@@ -78,11 +82,13 @@ def typed_key_value(text: str) -> tuple[str, object]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {text!r}: the value is not valid YAML ({exc})") from exc
 
+
 def key_value(text: str, flag: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key or not value:
         raise ConfigError(f"{flag} {text!r}: expected KEY=VALUE")
     return key.strip(), value.strip()
+
 
 def write_frame(frame: pd.DataFrame, path: Path) -> None:
     from kuberec.components.datasets.atomic import atomic_path
@@ -95,6 +101,7 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
             frame.to_csv(tmp, index=False)
         else:
             frame.to_parquet(tmp, index=False)
+
 
 def json_value(value: object) -> object:
     """NaN and numpy values as JSON; long vectors shortened for the terminal."""

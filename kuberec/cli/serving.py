@@ -15,14 +15,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 
 def add_serve_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = commands.add_parser(
-        "serve", help="serve a model over HTTP with BentoML (/recommend, /similar, ...)",
+        "serve",
+        help="serve a model over HTTP with BentoML (/recommend, /similar, ...)",
         description="Serve a run directory, a BentoML model tag (name[:version]) or an "
-                    "exported artifact URI until interrupted.",
+        "exported artifact URI until interrupted.",
     )
     serve.add_argument("model", metavar="RUN_DIR|MODEL_TAG|ARTIFACT_URI")
     serve.add_argument("--port", type=int, default=3000)
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (0.0.0.0 for every interface)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)"
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -33,8 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port: must be in 1..65535, got {args.port}")
     resolved = resolve_reference(args.model)  # fails here, in one line, on a bad reference
-    print(f"serving {resolved} on http://{args.host}:{args.port} (Ctrl-C stops)",
-          file=sys.stderr)
+    print(f"serving {resolved} on http://{args.host}:{args.port} (Ctrl-C stops)", file=sys.stderr)
     process = start_server(resolved, args.port, args.host, capture=False)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the server too, not only Ctrl-C
     try:
@@ -60,17 +61,24 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
                     "an impression: the online signal a canary is judged on.",
     )  # fmt: skip
     replay.add_argument("url", help="a server or the canary router, e.g. http://127.0.0.1:3000")
-    replay.add_argument("--interactions", type=Path, required=True,
-                        help="held-out CSV/Parquet with user_id,item_id[,timestamp]")
+    replay.add_argument(
+        "--interactions",
+        type=Path,
+        required=True,
+        help="held-out CSV/Parquet with user_id,item_id[,timestamp]",
+    )
     replay.add_argument("--rate", type=float, required=True, help="requests per second")
     replay.add_argument("--k", type=int, default=10)
     replay.add_argument("--limit", type=int, help="visits to send (default: each user once)")
     replay.add_argument("--impressions", choices=["item", "list"], default="item",
                         help="item: an impression per shown item (default); list: one per "
                              "answer and at most one click")  # fmt: skip
-    replay.add_argument("--synthetic", action="store_true",
-                        help="mark the traffic synthetic (canary analysis): served and "
-                             "counted, never pushed to features nor stored for training")
+    replay.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="mark the traffic synthetic (canary analysis): served and "
+        "counted, never pushed to features nor stored for training",
+    )
 
     def run(args: argparse.Namespace) -> int:
         import json

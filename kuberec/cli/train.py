@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from kuberec.api.spec import DataSpec, RankingSpec
     from kuberec.components.train.auto import Selection
 
+
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """``train``, ``recommend``, ``evaluate``."""
     train = commands.add_parser("train", help="train a model on Ray and write a run directory")
@@ -40,10 +41,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     train.add_argument(
         "--model", help="model type (default: auto, the best of the candidates on validation)"
     )
-    train.add_argument("--budget-seconds", type=float,
-                       help="auto: seconds the candidates may take together (default 300)")
-    train.add_argument("--candidates", help="auto: comma-separated model types to try "
-                       "(default ease_t,ease,sparse_ease,item_knn,popularity)")
+    train.add_argument(
+        "--budget-seconds",
+        type=float,
+        help="auto: seconds the candidates may take together (default 300)",
+    )
+    train.add_argument(
+        "--candidates",
+        help="auto: comma-separated model types to try "
+        "(default ease_t,ease,sparse_ease,item_knn,popularity)",
+    )
     train.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="a hyperparameter or training setting, e.g. --set dim=128 --set workers=2",
@@ -67,11 +74,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     evaluate.add_argument("--k", type=int, default=10)
     evaluate.add_argument("--seed", type=int, default=42)
     _add_ranking(evaluate, curve=True)
-    evaluate.add_argument("--png", type=Path,
-                          help="where the accuracy-diversity plot goes when diversity has "
-                               "several values (default: RUN_DIR/ranking-curve.png)")
+    evaluate.add_argument(
+        "--png",
+        type=Path,
+        help="where the accuracy-diversity plot goes when diversity has "
+        "several values (default: RUN_DIR/ranking-curve.png)",
+    )
     add_data_dir(evaluate)
     evaluate.set_defaults(handler=_evaluate)
+
 
 def _train(args: argparse.Namespace) -> int:
     from kuberec.api.spec import DataSpec, FileSpec, JobSpec, load_job
@@ -114,10 +125,12 @@ def _train(args: argparse.Namespace) -> int:
     console.print_json(describe(summary))
     return 0
 
+
 def _add_ranking(parser: argparse.ArgumentParser, *, curve: bool = False) -> None:
     """``-f JOB`` (its spec.serving.ranking) and ``--ranking KEY=VALUE`` over it."""
-    parser.add_argument("-f", "--file", type=Path,
-                        help="re-rank as this job's spec.serving.ranking says")
+    parser.add_argument(
+        "-f", "--file", type=Path, help="re-rank as this job's spec.serving.ranking says"
+    )
     sweep = " (several comma-separated diversities: one evaluation each, and a plot)"
     parser.add_argument(
         "--ranking", action="append", default=[], metavar="KEY=VALUE",
@@ -126,6 +139,7 @@ def _add_ranking(parser: argparse.ArgumentParser, *, curve: bool = False) -> Non
              + (sweep if curve else ""),
     )  # fmt: skip
 
+
 def _ranking(args: argparse.Namespace, assignments: list[str]) -> RankingSpec:
     """The strategy of ``-f`` with ``assignments`` over it."""
     from kuberec.api.spec import RankingSpec, load_job
@@ -133,6 +147,7 @@ def _ranking(args: argparse.Namespace, assignments: list[str]) -> RankingSpec:
 
     base = load_job(args.file).spec.serving.ranking if args.file else RankingSpec()
     return base.override(parse_assignments(assignments)) if assignments else base
+
 
 def _diversities(assignments: list[str]) -> tuple[list[str], list[float] | None]:
     """``diversity=0,0.5,1`` taken out of the assignments as a sweep."""
@@ -151,6 +166,7 @@ def _diversities(assignments: list[str]) -> tuple[list[str], list[float] | None]
             rest.append(text)
     return rest, sweep
 
+
 def _auto(args: argparse.Namespace) -> dict[str, Any]:
     """The CLI's overrides of ``model.auto``."""
     values: dict[str, Any] = {}
@@ -159,6 +175,7 @@ def _auto(args: argparse.Namespace) -> dict[str, Any]:
     if args.candidates:
         values["candidates"] = tuple(c.strip() for c in args.candidates.split(",") if c.strip())
     return values
+
 
 def _selection_table(selection: Selection) -> Table:
     from kuberec.components.train.auto import TABLE_COLUMNS, table
@@ -169,6 +186,7 @@ def _selection_table(selection: Selection) -> Table:
     for row in table(selection.to_dict()):
         grid.add_row(*row)
     return grid
+
 
 def _recommend(args: argparse.Namespace) -> int:
     from kuberec.components.datasets.generic import read_ids
@@ -185,6 +203,7 @@ def _recommend(args: argparse.Namespace) -> int:
         skipped = (f"{len(unknown)} user(s) unknown to the model, skipped: ", "yellow")
         err_console.print(Text.assemble(skipped, shown), highlight=False)
     return 0
+
 
 def _evaluate(args: argparse.Namespace) -> int:
     from kuberec.components.train.evaluate_run import evaluate_run
@@ -210,6 +229,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             curve.add_row(*(f"{v:.4f}" for v in point.values()))
         console.print(curve)
     return 0
+
 
 def _absolute(data: DataSpec, base: Path) -> DataSpec:
     """File URIs made absolute, so a run directory can be evaluated from anywhere."""

@@ -132,7 +132,7 @@ def _sink_events(fingerprint: str | None) -> int | None:
     """The sink's event count in a fingerprint written by :meth:`DataWatcher.observe`."""
     for part in (fingerprint or "").split("+"):
         if part.startswith(SINK_PREFIX):
-            count = part[len(SINK_PREFIX):].split(":", 1)[0]
+            count = part[len(SINK_PREFIX) :].split(":", 1)[0]
             return int(count) if count.isdigit() else None
     return None
 
@@ -142,8 +142,11 @@ def _sink_files(fs: Any, root: str) -> list[tuple[str, int]]:
     if not fs.exists(root):
         return []
     found = fs.find(root, detail=True)
-    return sorted((str(p), int(i.get("size") or 0)) for p, i in found.items()
-                  if str(p).endswith(".parquet") and not PurePosixPath(str(p)).name.startswith("."))
+    return sorted(
+        (str(p), int(i.get("size") or 0))
+        for p, i in found.items()
+        if str(p).endswith(".parquet") and not PurePosixPath(str(p)).name.startswith(".")
+    )
 
 
 def _count_events(fs: Any, path: str, events: Sequence[str]) -> int:

@@ -329,7 +329,9 @@ def _meta(body: Any) -> Any:
 
     meta = body["metadata"]
     return Metadata.model_construct(
-        name=meta["name"], namespace=meta.get("namespace", "default"), uid=meta.get("uid"),
+        name=meta["name"],
+        namespace=meta.get("namespace", "default"),
+        uid=meta.get("uid"),
         generation=meta.get("generation"),
     )
 
@@ -348,5 +350,4 @@ def build_operator(settings: ClusterSettings) -> Operator:
     else:
         api_client = config.new_client_from_config()
     platform = KubernetesPlatform(settings, api_client)
-    return Operator(platform=platform, writer=StatusWriter(api_client),
-                    resync_s=settings.resync_s)
+    return Operator(platform=platform, writer=StatusWriter(api_client), resync_s=settings.resync_s)

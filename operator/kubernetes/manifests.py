@@ -134,8 +134,11 @@ def feast_env(job: RecommenderJob, settings: ClusterSettings) -> dict[str, str]:
     """
     if job.spec.features.profile != "production":
         return {}
-    env = {FEAST_REPO_ENV: FEAST_REPO_PATH, PROJECT_ENV: job.metadata.name,
-           PROFILE_ENV: job.spec.features.profile}
+    env = {
+        FEAST_REPO_ENV: FEAST_REPO_PATH,
+        PROJECT_ENV: job.metadata.name,
+        PROFILE_ENV: job.spec.features.profile,
+    }
     if settings.feast_redis:
         env[REDIS_ENV] = settings.feast_redis
     return env

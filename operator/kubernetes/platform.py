@@ -251,8 +251,11 @@ class KubernetesPlatform:
                 self._apply(manifests.track_service(job, track))
             self._apply(manifests.http_route(job, weight, self.settings))
         if canary is None:
-            self._delete(self.apps.delete_namespaced_deployment,
-                         manifests.deployment_name(job, "canary"), job.metadata.namespace)
+            self._delete(
+                self.apps.delete_namespaced_deployment,
+                manifests.deployment_name(job, "canary"),
+                job.metadata.namespace,
+            )
 
     def _deployments(self, job: RecommenderJob) -> dict[Track, Any]:
         listed = self._call(self.apps.list_namespaced_deployment, job.metadata.namespace,

@@ -38,7 +38,7 @@ def _quote(value: str) -> str:
 def queries(namespace: str, versions: list[str], window_s: int) -> dict[str, str]:
     """The five PromQL queries of one window, each grouped by ``model_version``."""
     pattern = "|".join(_regex_escape(v) for v in versions)
-    scope = f'namespace={_quote(namespace)}, model_version=~{_quote(pattern)}'
+    scope = f"namespace={_quote(namespace)}, model_version=~{_quote(pattern)}"
     window = f"[{max(int(window_s), 1)}s]"
     by = "sum by (model_version)"
     return {
@@ -83,8 +83,10 @@ class Prometheus:
         wanted = [v for v in versions.values() if v]
         if not wanted or window_s < 1:
             return {}
-        answers = {name: self.query(q) for name, q in queries(namespace, wanted,
-                                                              math.ceil(window_s)).items()}
+        answers = {
+            name: self.query(q)
+            for name, q in queries(namespace, wanted, math.ceil(window_s)).items()
+        }
         result = {}
         for track, version in versions.items():
             if not version:

@@ -46,7 +46,9 @@ def ray_cluster_manifest(job: RecommenderJob, image: str) -> dict[str, Any]:
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
         "metadata": {
-            "name": cluster_name(job), "namespace": job.metadata.namespace, "labels": labels,
+            "name": cluster_name(job),
+            "namespace": job.metadata.namespace,
+            "labels": labels,
         },
         "spec": {
             "rayVersion": ray.__version__,
@@ -104,8 +106,10 @@ def _head_container(image: str) -> dict[str, Any]:
             {"containerPort": 8265, "name": "dashboard"},
             {"containerPort": CLIENT_PORT, "name": "client"},
         ],
-        "resources": {"requests": {"cpu": "1", "memory": "2Gi"},
-                      "limits": {"cpu": "2", "memory": "4Gi"}},
+        "resources": {
+            "requests": {"cpu": "1", "memory": "2Gi"},
+            "limits": {"cpu": "2", "memory": "4Gi"},
+        },
     }
 
 

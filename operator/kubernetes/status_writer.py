@@ -61,7 +61,13 @@ class StatusWriter:
                   "plural": PLURAL, "name": job.metadata.name}  # fmt: skip
         headers = {"Content-Type": "application/json-patch+json", "Accept": "application/json"}
         return self.api_client.call_api(  # type: ignore[no-any-return]
-            path, "PATCH", path_params=params, header_params=headers, body=body,
-            response_type="object", auth_settings=["BearerToken"],
-            _return_http_data_only=True, _preload_content=True,
+            path,
+            "PATCH",
+            path_params=params,
+            header_params=headers,
+            body=body,
+            response_type="object",
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+            _preload_content=True,
         )

@@ -36,12 +36,14 @@ def read_token(path: Path) -> str:
         mode = path.stat().st_mode
         token = path.read_text().strip()
     except OSError as exc:
-        raise ConfigError(f"cannot read the router's admin token {path}: {exc.strerror}; "
-                          "`kuberec stop` and `kuberec run` start a router with a new one"
-                          ) from None
+        raise ConfigError(
+            f"cannot read the router's admin token {path}: {exc.strerror}; "
+            "`kuberec stop` and `kuberec run` start a router with a new one"
+        ) from None
     if stat.S_IMODE(mode) & 0o077:
-        raise ConfigError(f"{path} is readable by others (mode {stat.S_IMODE(mode):o}); "
-                          f"`chmod 600 {path}`")
+        raise ConfigError(
+            f"{path} is readable by others (mode {stat.S_IMODE(mode):o}); `chmod 600 {path}`"
+        )
     if not token:
         raise ConfigError(f"{path} is empty; `kuberec stop` and `kuberec run` write a new token")
     return token

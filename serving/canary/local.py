@@ -77,6 +77,8 @@ from kuberec.serving.processes import (
 )
 
 log = logging.getLogger(__name__)
+
+
 class LocalRollout:
     """Stable and canary BentoML servers behind one router URL, managed from ``state_dir``."""
 
@@ -161,9 +163,7 @@ class LocalRollout:
             self._stop(record)
         return router.url
 
-    def deploy_canary(
-        self, reference: str | Path, *, weight: int = 0, shadow: bool = False
-    ) -> str:
+    def deploy_canary(self, reference: str | Path, *, weight: int = 0, shadow: bool = False) -> str:
         """Start ``reference`` as the canary with ``weight`` percent (or mirrored, ``shadow``)."""
         self._require("router", "stable")
         if "canary" in self.records:
@@ -424,7 +424,8 @@ class LocalRollout:
         if missing:
             raise ConfigError(
                 f"no {' and '.join(missing)} is running here ({self.state_dir / STATE_FILE}); "
-                "deploy a stable version first" if "stable" in missing or "router" in missing
+                "deploy a stable version first"
+                if "stable" in missing or "router" in missing
                 else f"no {' and '.join(missing)} is running here; deploy a canary first"
             )
 

@@ -100,9 +100,7 @@ def default_starter(log_dir: Path) -> ServerStarter:
     """``serving/server.py``'s :func:`start_server`, logging to ``log_dir/<port>.log``."""
     from kuberec.serving.server import start_server
 
-    def starter(
-        reference: str, port: int, host: str, env: Mapping[str, str]
-    ) -> subprocess.Popen:
+    def starter(reference: str, port: int, host: str, env: Mapping[str, str]) -> subprocess.Popen:
         log_dir.mkdir(parents=True, exist_ok=True)
         return start_server(reference, port=port, host=host, env=env,
                             log_path=log_dir / f"{port}.log")  # fmt: skip

@@ -97,6 +97,7 @@ class Counters:
         """The increase since ``earlier``; a counter that went down restarted from zero."""
         if earlier is None:
             return self
+
         def inc(now: float, then: float) -> float:
             return now - then if now >= then else now
 
@@ -108,8 +109,7 @@ class Counters:
             impressions=inc(self.impressions, earlier.impressions),
             clicks=inc(self.clicks, earlier.clicks),
             buckets=tuple(
-                (le, count if reset else inc(count, old.get(le, 0.0)))
-                for le, count in self.buckets
+                (le, count if reset else inc(count, old.get(le, 0.0))) for le, count in self.buckets
             ),
         )
 
@@ -144,7 +144,8 @@ def parse(text: str, names: MetricNames) -> dict[str, Counters]:
                 continue
             for key, selector in wanted.items():
                 if sample.name in (
-                    selector.family, selector.family + "_total"
+                    selector.family,
+                    selector.family + "_total",
                 ) and selector.matches(sample.labels):
                     per = sums.setdefault(version, {})
                     per[key] = per.get(key, 0.0) + sample.value
@@ -172,9 +173,7 @@ def scrape(url: str, names: MetricNames, *, timeout: float = 5.0) -> dict[str, C
     return parse(text, names)
 
 
-def interval(
-    before: dict[str, Counters], after: dict[str, Counters]
-) -> dict[str, VersionMetrics]:
+def interval(before: dict[str, Counters], after: dict[str, Counters]) -> dict[str, VersionMetrics]:
     """Per-version metrics of the interval between two scrapes."""
     return {version: now.since(before.get(version)).metrics() for version, now in after.items()}
 

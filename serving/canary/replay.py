@@ -153,8 +153,15 @@ def replay(
     users = visits(held_out, limit)
     if limit is None and stop is not None:
         users = _cycle(users)  # type: ignore[assignment]
-    player = _Player(url.rstrip("/"), truth(held_out), k, impressions, timeout_s, report,
-                     {TRAFFIC_HEADER: SYNTHETIC} if synthetic else {})
+    player = _Player(
+        url.rstrip("/"),
+        truth(held_out),
+        k,
+        impressions,
+        timeout_s,
+        report,
+        {TRAFFIC_HEADER: SYNTHETIC} if synthetic else {},
+    )
     return asyncio.run(player.run(users, rate, stop))
 
 
@@ -180,8 +187,9 @@ class _Player:
         started = time.perf_counter()
         tasks: set[asyncio.Task[None]] = set()
         connector = aiohttp.TCPConnector(limit=64)
-        async with aiohttp.ClientSession(timeout=self.timeout, connector=connector,
-                                         headers=self.headers) as session:
+        async with aiohttp.ClientSession(
+            timeout=self.timeout, connector=connector, headers=self.headers
+        ) as session:
             for i, user in enumerate(users):
                 if stop is not None and stop.is_set():
                     break

@@ -148,8 +148,10 @@ class Router:
     def _validated(self, changes: dict[str, Any]) -> dict[str, Any]:
         for name in changes:
             if name not in ("stable", "canary", "weight", "shadow", "faults"):
-                raise FieldError(str(name)[:100], "unknown router setting (stable, canary, "
-                                 "weight, shadow, faults)")
+                raise FieldError(
+                    str(name)[:100],
+                    "unknown router setting (stable, canary, weight, shadow, faults)",
+                )
         checked: dict[str, Any] = {}
         for name in ("stable", "canary"):
             if name in changes:
@@ -175,8 +177,11 @@ class Router:
         allowed = {u.rstrip("/") for u in self.servers()}
         allowed |= {u for u in self.backends.values() if u}
         if not isinstance(url, str) or url.rstrip("/") not in allowed:
-            raise FieldError(name, f"{_shown(url)} is not a server of this job "
-                             f"(known: {', '.join(sorted(allowed)) or 'none'})")
+            raise FieldError(
+                name,
+                f"{_shown(url)} is not a server of this job "
+                f"(known: {', '.join(sorted(allowed)) or 'none'})",
+            )
         return url.rstrip("/")
 
     def state(self) -> dict[str, Any]:
@@ -213,8 +218,12 @@ class Router:
     def _admin(self, handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
         async def checked(request: web.Request) -> web.StreamResponse:
             if not self._authorized(request):
-                return _client_error(request, 401, "the admin endpoints need the job's token: "
-                                     "Authorization: Bearer <serving/router.token>")
+                return _client_error(
+                    request,
+                    401,
+                    "the admin endpoints need the job's token: "
+                    "Authorization: Bearer <serving/router.token>",
+                )
             return await handler(request)
 
         return checked
@@ -269,9 +278,13 @@ class Router:
             served = self._served_by.get(str((payload or {}).get("request_id")))
             if served is None:
                 self._feedback_rejected.inc()
-                return _client_error(request, 422, "request_id: not an answer of this router "
-                                     f"(feedback is credited only to the last "
-                                     f"{REMEMBERED_REQUESTS} /recommend request ids it issued)")
+                return _client_error(
+                    request,
+                    422,
+                    "request_id: not an answer of this router "
+                    f"(feedback is credited only to the last "
+                    f"{REMEMBERED_REQUESTS} /recommend request ids it issued)",
+                )
         track = self._choose(request, endpoint, payload)
         started = time.perf_counter()
         status, headers, content = await self._forward(track, request, body)
@@ -291,7 +304,8 @@ class Router:
     def _choose(self, request: web.Request, endpoint: str, payload: dict | None) -> Track:
         pinned = request.headers.get(TRACK_HEADER)
         if (
-            pinned in ("stable", "canary") and self.backends[pinned] is not None  # type: ignore[index]
+            pinned in ("stable", "canary")
+            and self.backends[pinned] is not None  # type: ignore[index]
             and self._authorized(request)
         ):
             return pinned  # type: ignore[return-value]
@@ -331,9 +345,7 @@ class Router:
                 request.method, base + request.path_qs, data=body, headers=headers
             ) as response:
                 content = await response.read()
-                out = {
-                    k: v for k, v in response.headers.items() if k.lower() not in _HOP_HEADERS
-                }
+                out = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_HEADERS}
                 return response.status, out, content
         except (aiohttp.ClientError, TimeoutError) as exc:
             message = json.dumps({"error": f"{track} backend unavailable: {exc!r}"})
@@ -450,8 +462,9 @@ def _check_faults(faults: object) -> dict[str, dict[str, float]]:
             raise FieldError(f"faults.{track}", "must be an object with delay_ms, abort_rate")
         unknown = sorted(str(k)[:100] for k in fault if k not in ("delay_ms", "abort_rate"))
         if unknown:
-            raise FieldError(f"faults.{track}.{unknown[0]}", "unknown setting "
-                             "(delay_ms, abort_rate)")
+            raise FieldError(
+                f"faults.{track}.{unknown[0]}", "unknown setting (delay_ms, abort_rate)"
+            )
         delay = _number(fault, "delay_ms", f"faults.{track}.delay_ms", MAX_DELAY_MS)
         rate = _number(fault, "abort_rate", f"faults.{track}.abort_rate", 1.0)
         checked[track] = {"delay_ms": delay, "abort_rate": rate}
@@ -536,11 +549,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weight", type=int, default=0, help="canary percent, 0..100")
     parser.add_argument("--shadow", action="store_true", help="mirror to the canary instead")
     parser.add_argument("--salt", default="", help="reshuffles who is on the canary")
-    parser.add_argument("--token-file", type=Path, required=True,
-                        help="the admin token (mode 0600), see kuberec.serving.canary.admin")
-    parser.add_argument("--servers-file", type=Path,
-                        help="a JSON list of the job's server URLs, read at each config change; "
-                             "the only URLs a config may name (default: --stable, --canary)")
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        required=True,
+        help="the admin token (mode 0600), see kuberec.serving.canary.admin",
+    )
+    parser.add_argument(
+        "--servers-file",
+        type=Path,
+        help="a JSON list of the job's server URLs, read at each config change; "
+        "the only URLs a config may name (default: --stable, --canary)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     servers = None

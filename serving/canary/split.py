@@ -27,8 +27,9 @@ def bucket(user_id: object, salt: str = "") -> int:
 def check_weight(weight: int) -> int:
     """A canary weight is a whole percentage in 0..100."""
     if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= BUCKETS:
-        raise ConfigError(f"canary weight must be a whole percentage within 0..100, got "
-                          f"{repr(weight)[:40]}")
+        raise ConfigError(
+            f"canary weight must be a whole percentage within 0..100, got {repr(weight)[:40]}"
+        )
     return weight
 
 

@@ -18,11 +18,14 @@ from kuberec.api.spec import DataSpec, EvaluationSpec, ModelSpec
 
 
 def test_loading_the_contract_imports_no_model_code() -> None:
-    code = ("import sys, kuberec.api.spec; "
-            "print(sorted(m for m in ('torch', 'ray', 'kuberec.components.models') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import sys, kuberec.api.spec; "
+        "print(sorted(m for m in ('torch', 'ray', 'kuberec.components.models') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"
 
 

@@ -20,8 +20,12 @@ from .fixtures import crd_files
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.envtest")
     parser.add_argument("--build", action="store_true", help="build the binaries if missing")
-    parser.add_argument("--dir", type=Path, default=None,
-                        help="working folder, kept afterwards (default: a temporary one)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="working folder, kept afterwards (default: a temporary one)",
+    )
     args = parser.parse_args()
     try:
         bin_dir = binaries(build=args.build)

@@ -189,8 +189,12 @@ class ControlPlane:
                     tail = self.log(name, 800)
                     self.stop_quietly()
                     raise ControlPlaneUnavailable(f"{name} exited {process.returncode}: {tail}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(
-                    f"{self.url}/readyz", context=context, timeout=5) as response:
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(
+                    f"{self.url}/readyz", context=context, timeout=5
+                ) as response,
+            ):
                 if response.status == 200:
                     return
             last = self.log("kube-apiserver", 800)
@@ -208,7 +212,9 @@ def request_token(api_client: Any, name: str, namespace: str, seconds: int = 360
     from kubernetes import client
 
     body = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=seconds))
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=seconds)
+    )
     made = client.CoreV1Api(api_client).create_namespaced_service_account_token(
-        name, namespace, body)
+        name, namespace, body
+    )
     return str(made.status.token)

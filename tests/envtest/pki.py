@@ -79,8 +79,9 @@ def write_pki(folder: Path) -> Pki:
                                     x509.DNSName("localhost"), x509.DNSName("kubernetes"),
                                     x509.DNSName("kubernetes.default.svc")]  # fmt: skip
     server_auth = [x509.ExtendedKeyUsageOID.SERVER_AUTH]
-    pki.server_cert.write_bytes(_sign(_name("kube-apiserver"), server_key, ca_name, ca_key,
-                                      sans=sans, usage=server_auth))
+    pki.server_cert.write_bytes(
+        _sign(_name("kube-apiserver"), server_key, ca_name, ca_key, sans=sans, usage=server_auth)
+    )
     pki.server_key.write_bytes(_pem_key(server_key))
 
     # system:masters: the harness (and kube-controller-manager) act as cluster admins; the
@@ -93,8 +94,11 @@ def write_pki(folder: Path) -> Pki:
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pki.sa_key.write_bytes(_pem_key(sa_key))
-    pki.sa_pub.write_bytes(sa_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    pki.sa_pub.write_bytes(
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     for path in (pki.server_key, pki.admin_key, pki.sa_key):
         path.chmod(0o600)
     return pki

@@ -44,15 +44,15 @@ def chart_crds() -> list[dict[str, Any]]:
 
 
 def one(manifests: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    found = [m for m in manifests
-             if m["kind"] == kind and name in (None, m["metadata"]["name"])]
+    found = [m for m in manifests if m["kind"] == kind and name in (None, m["metadata"]["name"])]
     assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
     return found[0]
 
 
 def operator_container(manifests: list[dict[str, Any]]) -> dict[str, Any]:
     container: dict[str, Any] = one(manifests, "Deployment")["spec"]["template"]["spec"][
-        "containers"][0]
+        "containers"
+    ][0]
     return container
 
 
@@ -216,7 +216,8 @@ def test_platform_configmap_feeds_the_operator_environment() -> None:
     config = one(manifests, "ConfigMap")
     assert config["data"]["KUBEREC_KFP_ENDPOINT"] == "http://kfp:8888"
     assert {"KUBEREC_PROMETHEUS_URL", "KUBEREC_FEAST_REGISTRY", "KUBEREC_ARTIFACT_STORE"} <= set(
-        config["data"])
+        config["data"]
+    )
     env_from = operator_container(manifests)["envFrom"]
     assert env_from == [{"configMapRef": {"name": config["metadata"]["name"]}}]
 
@@ -239,7 +240,10 @@ def test_cluster_wide_install_grants_a_cluster_role_and_watches_all_namespaces()
     assert not [m for m in manifests if m["kind"] in ("Role", "RoleBinding")]
     workload = one(manifests, "ClusterRole", "kuberec")
     assert grants(rules_of(workload), "kuberec.io", "recommenderjobs/status") == {
-        "get", "patch", "update"}
+        "get",
+        "patch",
+        "update",
+    }
     assert "--all-namespaces" in operator_container(manifests)["args"]
     one(manifests, "ClusterKopfPeering")
 
@@ -259,9 +263,9 @@ def test_bindings_name_the_operator_service_account() -> None:
     assert bindings
     for binding in bindings:
         assert binding["subjects"] == [
-            {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]
-    assert one(manifests, "Deployment")["spec"]["template"]["spec"][
-        "serviceAccountName"] == account
+            {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+        ]
+    assert one(manifests, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == account
 
 
 # -- ServiceMonitor --------------------------------------------------------------------------

@@ -85,15 +85,17 @@ def method_not_allowed(message: str) -> ApiError:
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown "
-                    f"format - accepted media types include: application/json-patch+json, "
-                    f"application/merge-patch+json, application/apply-patch+yaml, "
-                    f"application/strategic-merge-patch+json (got {content_type!r})")
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown "
+        f"format - accepted media types include: application/json-patch+json, "
+        f"application/merge-patch+json, application/apply-patch+yaml, "
+        f"application/strategic-merge-patch+json (got {content_type!r})",
+    )
 
 
-def invalid(
-    kind: str, group: str, name: str, causes: list[tuple[str, str, str]]
-) -> ApiError:
+def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str, str]]) -> ApiError:
     """422 with the real server's message: `Kind.group "name" is invalid: field: reason`.
 
     `causes` holds (reason, field, message) triples, e.g.

@@ -12,12 +12,19 @@ from dataclasses import dataclass, field
 from .errors import ApiError
 
 _REASONS = {
-    409: ("Conflict", "the object has been modified; please apply your changes to the latest "
-          "version and try again"),
-    429: ("TooManyRequests", "the server has received too many requests and has asked us to "
-          "try again later"),
-    500: ("InternalError", "an error on the server (\"injected fault\") has prevented the "
-          "request from succeeding"),
+    409: (
+        "Conflict",
+        "the object has been modified; please apply your changes to the latest "
+        "version and try again",
+    ),
+    429: (
+        "TooManyRequests",
+        "the server has received too many requests and has asked us to try again later",
+    ),
+    500: (
+        "InternalError",
+        'an error on the server ("injected fault") has prevented the request from succeeding',
+    ),
     503: ("ServiceUnavailable", "the server is currently unable to handle the request"),
     504: ("Timeout", "the server was unable to return a response in the time allotted"),
 }

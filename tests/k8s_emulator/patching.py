@@ -104,8 +104,11 @@ def json_patch(target: Any, operations: Any) -> Any:
             doc = _remove(doc, parts)
         elif kind == "replace":
             _get(doc, parts)
-            doc = _add(_remove(doc, parts), parts, copy.deepcopy(op["value"])) if parts else (
-                copy.deepcopy(op["value"]))
+            doc = (
+                _add(_remove(doc, parts), parts, copy.deepcopy(op["value"]))
+                if parts
+                else (copy.deepcopy(op["value"]))
+            )
         elif kind in ("move", "copy"):
             source = _pointer(op["from"])
             value = copy.deepcopy(_get(doc, source))

@@ -69,8 +69,9 @@ def _core(plural: str, kind: str, namespaced: bool = True, **kw: Any) -> Resourc
 
 
 BUILTIN: tuple[ResourceType, ...] = (
-    _core("namespaces", "Namespace", namespaced=False, short_names=("ns",),
-          status_subresource=True),
+    _core(
+        "namespaces", "Namespace", namespaced=False, short_names=("ns",), status_subresource=True
+    ),
     _core("configmaps", "ConfigMap", short_names=("cm",)),
     _core("secrets", "Secret"),
     _core("services", "Service", short_names=("svc",), status_subresource=True),
@@ -78,19 +79,44 @@ BUILTIN: tuple[ResourceType, ...] = (
     _core("events", "Event", short_names=("ev",)),
     _core("pods", "Pod", short_names=("po",), status_subresource=True),
     _core("endpoints", "Endpoints", short_names=("ep",)),
-    _core("persistentvolumeclaims", "PersistentVolumeClaim", short_names=("pvc",),
-          status_subresource=True),
-    ResourceType("apps", "v1", "deployments", "Deployment", True, short_names=("deploy",),
-                 status_subresource=True, has_generation=True),
-    ResourceType("batch", "v1", "jobs", "Job", True, status_subresource=True,
-                 has_generation=True),
+    _core(
+        "persistentvolumeclaims",
+        "PersistentVolumeClaim",
+        short_names=("pvc",),
+        status_subresource=True,
+    ),
+    ResourceType(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        True,
+        short_names=("deploy",),
+        status_subresource=True,
+        has_generation=True,
+    ),
+    ResourceType("batch", "v1", "jobs", "Job", True, status_subresource=True, has_generation=True),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
     ResourceType("events.k8s.io", "v1", "events", "Event", True, short_names=("ev",)),
-    ResourceType("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", True,
-                 status_subresource=True, has_generation=True),
-    ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
-                 "CustomResourceDefinition", False, short_names=("crd", "crds"),
-                 status_subresource=True, has_generation=True),
+    ResourceType(
+        "gateway.networking.k8s.io",
+        "v1",
+        "httproutes",
+        "HTTPRoute",
+        True,
+        status_subresource=True,
+        has_generation=True,
+    ),
+    ResourceType(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        False,
+        short_names=("crd", "crds"),
+        status_subresource=True,
+        has_generation=True,
+    ),
 )
 
 
@@ -141,15 +167,11 @@ class Registry:
             versions = [
                 {"groupVersion": f"{group}/{v}", "version": v} for v in self.versions_of(group)
             ]
-            groups.append(
-                {"name": group, "versions": versions, "preferredVersion": versions[-1]}
-            )
+            groups.append({"name": group, "versions": versions, "preferredVersion": versions[-1]})
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
     def api_group(self, group: str) -> dict[str, Any] | None:
-        versions = [
-            {"groupVersion": f"{group}/{v}", "version": v} for v in self.versions_of(group)
-        ]
+        versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in self.versions_of(group)]
         if not versions:
             return None
         return {

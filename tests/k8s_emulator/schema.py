@@ -209,13 +209,19 @@ def _object(value: dict[str, Any], schema: dict[str, Any], path: str) -> list[Fi
     where = f"{path} in body"
     if "minProperties" in schema and len(value) < schema["minProperties"]:
         errors.append(
-            _invalid(path, len(value), f"{where} should have at least "
-                     f"{schema['minProperties']} properties")
+            _invalid(
+                path,
+                len(value),
+                f"{where} should have at least {schema['minProperties']} properties",
+            )
         )
     if "maxProperties" in schema and len(value) > schema["maxProperties"]:
         errors.append(
-            _invalid(path, len(value), f"{where} should have at most "
-                     f"{schema['maxProperties']} properties")
+            _invalid(
+                path,
+                len(value),
+                f"{where} should have at most {schema['maxProperties']} properties",
+            )
         )
     return errors
 
@@ -225,13 +231,17 @@ def _combinators(value: Any, schema: dict[str, Any], path: str) -> list[FieldErr
     for sub in schema.get("allOf") or []:
         errors.extend(validate(value, sub, path))
     if schema.get("anyOf") and all(validate(value, s, path) for s in schema["anyOf"]):
-        errors.append(_invalid(path, value, f"{path} in body must match at least one schema "
-                               "in anyOf"))
+        errors.append(
+            _invalid(path, value, f"{path} in body must match at least one schema in anyOf")
+        )
     if schema.get("oneOf"):
         passing = sum(1 for s in schema["oneOf"] if not validate(value, s, path))
         if passing != 1:
-            errors.append(_invalid(path, value, f"{path} in body must validate one and only one "
-                                   "schema (oneOf)"))
+            errors.append(
+                _invalid(
+                    path, value, f"{path} in body must validate one and only one schema (oneOf)"
+                )
+            )
     if "not" in schema and not validate(value, schema["not"], path):
         errors.append(_invalid(path, value, f"{path} in body must not validate the schema (not)"))
     return errors

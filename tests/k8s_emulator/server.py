@@ -140,10 +140,14 @@ class _Handler(BaseHTTPRequestHandler):
             parts = [p for p in url.path.split("/") if p]
             route = parse_route(parts)
             verb = self._verb(route, query)
-            emulator._record(RequestRecord(self.command, url.path, query, verb,
-                                           route.plural if route else None, body))
-            fault = emulator.faults.take(verb, route.group if route else None,
-                                         route.plural if route else None)
+            emulator._record(
+                RequestRecord(
+                    self.command, url.path, query, verb, route.plural if route else None, body
+                )
+            )
+            fault = emulator.faults.take(
+                verb, route.group if route else None, route.plural if route else None
+            )
             if fault is not None:
                 raise fault
             if route is None:
@@ -232,17 +236,34 @@ class _Handler(BaseHTTPRequestHandler):
             result = store.create(rt, namespace, body, warnings=warnings, **options)
             code = 201
         elif verb == "update":
-            result = store.replace(rt, namespace, name, body, subresource=sub,  # type: ignore[arg-type]
-                                   warnings=warnings, **options)
+            result = store.replace(
+                rt,
+                namespace,
+                name,
+                body,
+                subresource=sub,  # type: ignore[arg-type]
+                warnings=warnings,
+                **options,
+            )
         elif verb == "patch":
             content_type = self.headers.get("Content-Type", "application/merge-patch+json")
-            result = store.patch(rt, namespace, name, body, content_type,  # type: ignore[arg-type]
-                                 subresource=sub, warnings=warnings, **options)
+            result = store.patch(
+                rt,
+                namespace,
+                name,
+                body,
+                content_type,  # type: ignore[arg-type]
+                subresource=sub,
+                warnings=warnings,
+                **options,
+            )
         elif verb == "delete":
             opts = body if isinstance(body, dict) else {}
             pre = opts.get("preconditions") or {}
             result = store.delete(
-                rt, namespace, name,  # type: ignore[arg-type]
+                rt,
+                namespace,
+                name,  # type: ignore[arg-type]
                 propagation=query.get("propagationPolicy") or opts.get("propagationPolicy"),
                 precondition_rv=pre.get("resourceVersion"),
                 precondition_uid=pre.get("uid"),
@@ -267,7 +288,11 @@ class _Handler(BaseHTTPRequestHandler):
         timeout = float(query.get("timeoutSeconds") or self.server.emulator.watch_timeout)
         bookmarks = query.get("allowWatchBookmarks", "").lower() in ("true", "1")
         events = store.watch(
-            rt, namespace, query.get("resourceVersion"), self._predicate(query), timeout,
+            rt,
+            namespace,
+            query.get("resourceVersion"),
+            self._predicate(query),
+            timeout,
             self.server.emulator.bookmark_interval if bookmarks else None,
         )
         self.send_response(200)
@@ -330,8 +355,10 @@ class KubeEmulator:
         self._server = _Server((self.host, self.port), self)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"k8s-emulator:{self.port}", daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"k8s-emulator:{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -392,7 +419,8 @@ class KubeEmulator:
     ) -> list[RequestRecord]:
         with self._lock:
             return [
-                r for r in self.requests
+                r
+                for r in self.requests
                 if verb in (None, r.verb) and resource in (None, r.resource)
             ]
 
@@ -454,14 +482,22 @@ class KubeEmulator:
         return items
 
     def set_status(
-        self, api_version: str, kind: str, name: str, status: dict[str, Any],
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        status: dict[str, Any],
         namespace: str | None = "default",
     ) -> dict[str, Any]:
         """Write an object's status as a controller would (e.g. a Deployment becoming ready)."""
         rt = self._type(api_version, kind)
         return self.store.patch(
-            rt, namespace if rt.namespaced else None, name, {"status": status},
-            "application/merge-patch+json", subresource="status" if rt.status_subresource else None,
+            rt,
+            namespace if rt.namespaced else None,
+            name,
+            {"status": status},
+            "application/merge-patch+json",
+            subresource="status" if rt.status_subresource else None,
         )
 
     def create_namespace(self, name: str) -> dict[str, Any]:

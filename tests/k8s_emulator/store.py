@@ -120,12 +120,29 @@ class Store:
 
     def _check_name(self, rt: ResourceType, name: str) -> None:
         if not name:
-            raise self._invalid(rt, "", [FieldError(
-                "FieldValueRequired", "metadata.name",
-                "Required value: name or generateName is required")])
+            raise self._invalid(
+                rt,
+                "",
+                [
+                    FieldError(
+                        "FieldValueRequired",
+                        "metadata.name",
+                        "Required value: name or generateName is required",
+                    )
+                ],
+            )
         if len(name) > 253 or not _NAME_RE.match(name):
-            raise self._invalid(rt, name, [FieldError(
-                "FieldValueInvalid", "metadata.name", f'Invalid value: "{name}": {_NAME_HELP}')])
+            raise self._invalid(
+                rt,
+                name,
+                [
+                    FieldError(
+                        "FieldValueInvalid",
+                        "metadata.name",
+                        f'Invalid value: "{name}": {_NAME_HELP}',
+                    )
+                ],
+            )
 
     def _admit(
         self,
@@ -165,9 +182,13 @@ class Store:
         if not problems:
             expected = f"{names.get('plural')}.{spec['group']}"
             if name != expected:
-                problems.append(FieldError(
-                    "FieldValueInvalid", "metadata.name",
-                    f'Invalid value: "{name}": must be spec.names.plural+"."+spec.group'))
+                problems.append(
+                    FieldError(
+                        "FieldValueInvalid",
+                        "metadata.name",
+                        f'Invalid value: "{name}": must be spec.names.plural+"."+spec.group',
+                    )
+                )
         if problems:
             raise self._invalid(rt, name, problems)
 
@@ -177,9 +198,7 @@ class Store:
         with self._cond:
             return self._view(rt, self._stored(rt, namespace, name))
 
-    def list(
-        self, rt: ResourceType, namespace: str | None, predicate: Predicate
-    ) -> dict[str, Any]:
+    def list(self, rt: ResourceType, namespace: str | None, predicate: Predicate) -> dict[str, Any]:
         with self._cond:
             items = [
                 self._view(rt, obj)
@@ -301,9 +320,17 @@ class Store:
             old = self._stored(rt, namespace, name)
             rv = meta.get("resourceVersion")
             if not rv and rt.custom:
-                raise self._invalid(rt, name, [FieldError(
-                    "FieldValueInvalid", "metadata.resourceVersion",
-                    "Invalid value: 0x0: must be specified for an update")])
+                raise self._invalid(
+                    rt,
+                    name,
+                    [
+                        FieldError(
+                            "FieldValueInvalid",
+                            "metadata.resourceVersion",
+                            "Invalid value: 0x0: must be specified for an update",
+                        )
+                    ],
+                )
             return self._update(rt, old, body, rv, subresource, dry_run, strict, warnings)
 
     def patch(
@@ -328,9 +355,7 @@ class Store:
             if not isinstance(body, dict):
                 raise errors.bad_request("the patch must produce an object")
             body.setdefault("metadata", {})["name"] = name
-            return self._update(
-                rt, old, body, requested_rv, subresource, dry_run, strict, warnings
-            )
+            return self._update(rt, old, body, requested_rv, subresource, dry_run, strict, warnings)
 
     def _update(
         self,
@@ -361,8 +386,15 @@ class Store:
                 else:
                     new.pop("status", None)
         meta = new.setdefault("metadata", {})
-        for field in ("uid", "creationTimestamp", "deletionTimestamp", "generation",
-                      "deletionGracePeriodSeconds", "namespace", "name"):
+        for field in (
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "generation",
+            "deletionGracePeriodSeconds",
+            "namespace",
+            "name",
+        ):
             if field in old_meta:
                 meta[field] = old_meta[field]
             else:
@@ -372,8 +404,11 @@ class Store:
             added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
             if added:
                 raise errors.ApiError(
-                    422, "Forbidden", "no new finalizers can be added if the object is being "
-                    f"deleted, found new finalizers {sorted(added)}")
+                    422,
+                    "Forbidden",
+                    "no new finalizers can be added if the object is being "
+                    f"deleted, found new finalizers {sorted(added)}",
+                )
         new = self._admit(rt, new, old, strict, warnings)
         if new == old:
             return self._view(rt, old)  # a no-op write keeps the resourceVersion, as on k8s
@@ -483,8 +518,13 @@ class Store:
                 continue
             if orphan:
                 kept = [r for r in refs if r.get("uid") != uid]
-                self.patch(rt, key[2], key[3], {"metadata": {"ownerReferences": kept or None}},
-                           "application/merge-patch+json")
+                self.patch(
+                    rt,
+                    key[2],
+                    key[3],
+                    {"metadata": {"ownerReferences": kept or None}},
+                    "application/merge-patch+json",
+                )
             else:
                 self.delete(rt, key[2] or None, key[3])
 
@@ -504,15 +544,17 @@ class Store:
         for served in types_from_crd(obj):
             self.registry.add(served)
         conditions = [
-            {"type": t, "status": "True", "reason": r, "message": m,
-             "lastTransitionTime": _now()}
+            {"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": _now()}
             for t, r, m in (
                 ("NamesAccepted", "NoConflicts", "no conflicts found"),
                 ("Established", "InitialNamesAccepted", "the initial names have been accepted"),
             )
         ]
-        status = {"conditions": conditions, "acceptedNames": spec["names"],
-                  "storedVersions": [v["name"] for v in spec["versions"] if v.get("storage")]}
+        status = {
+            "conditions": conditions,
+            "acceptedNames": spec["names"],
+            "storedVersions": [v["name"] for v in spec["versions"] if v.get("storage")],
+        }
         if obj.get("status") != status:
             obj["status"] = status
             obj["metadata"]["resourceVersion"] = str(self._next_rv())
@@ -576,8 +618,9 @@ class Store:
                 else:
                     initial = []
                     cursor = bisect.bisect_right([e.rv for e in self.history], since_rv)
-        return self._stream(rt, namespace, predicate, initial, cursor, closed_at, deadline,
-                            bookmark_every)
+        return self._stream(
+            rt, namespace, predicate, initial, cursor, closed_at, deadline, bookmark_every
+        )
 
     def _stream(
         self,

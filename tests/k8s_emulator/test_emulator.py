@@ -39,61 +39,87 @@ TEST_CRD: dict[str, Any] = {
     "spec": {
         "group": GROUP,
         "scope": "Namespaced",
-        "names": {"kind": "RecommenderJob", "plural": PLURAL, "singular": "recommenderjob",
-                  "shortNames": ["rj"]},
-        "versions": [{
-            "name": VERSION,
-            "served": True,
-            "storage": True,
-            "subresources": {"status": {}},
-            "schema": {"openAPIV3Schema": {
-                "type": "object",
-                "properties": {
-                    "spec": {
+        "names": {
+            "kind": "RecommenderJob",
+            "plural": PLURAL,
+            "singular": "recommenderjob",
+            "shortNames": ["rj"],
+        },
+        "versions": [
+            {
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
                         "type": "object",
-                        "required": ["dataset", "training"],
-                        "x-kubernetes-validations": [
-                            {"rule": "self.dataset == oldSelf.dataset",
-                             "message": "dataset is immutable"},
-                        ],
                         "properties": {
-                            "dataset": {"type": "string", "pattern": "^[a-z0-9-]+$"},
-                            "platform": {"type": "string", "enum": ["kubernetes", "local"],
-                                         "default": "kubernetes"},
-                            "training": {
+                            "spec": {
                                 "type": "object",
-                                "x-kubernetes-validations": [{
-                                    "rule": "!has(self.gpus) || self.gpus <= self.workers",
-                                    "message": "gpus must not exceed workers",
-                                }],
+                                "required": ["dataset", "training"],
+                                "x-kubernetes-validations": [
+                                    {
+                                        "rule": "self.dataset == oldSelf.dataset",
+                                        "message": "dataset is immutable",
+                                    },
+                                ],
                                 "properties": {
-                                    "workers": {"type": "integer", "minimum": 1,
-                                                "maximum": 64},
-                                    "gpus": {"type": "integer", "minimum": 0},
+                                    "dataset": {"type": "string", "pattern": "^[a-z0-9-]+$"},
+                                    "platform": {
+                                        "type": "string",
+                                        "enum": ["kubernetes", "local"],
+                                        "default": "kubernetes",
+                                    },
+                                    "training": {
+                                        "type": "object",
+                                        "x-kubernetes-validations": [
+                                            {
+                                                "rule": "!has(self.gpus) || self.gpus <= self.workers",  # noqa: E501
+                                                "message": "gpus must not exceed workers",
+                                            }
+                                        ],
+                                        "properties": {
+                                            "workers": {
+                                                "type": "integer",
+                                                "minimum": 1,
+                                                "maximum": 64,
+                                            },
+                                            "gpus": {"type": "integer", "minimum": 0},
+                                        },
+                                    },
+                                    "metrics": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "items": {"type": "string"},
+                                        "x-kubernetes-validations": [
+                                            {
+                                                "rule": "size(self) == 0 || self[0] != 'none'",
+                                                "message": "the first metric cannot be 'none'",
+                                            },
+                                            {
+                                                "rule": "self.all(m, m.startsWith('ndcg') || "
+                                                "m.startsWith('recall'))",
+                                                "message": "metrics must be ndcg@k or recall@k",
+                                            },
+                                        ],
+                                    },
+                                    "note": {"type": "string", "nullable": True},
+                                    "extra": {
+                                        "type": "object",
+                                        "x-kubernetes-preserve-unknown-fields": True,
+                                    },
                                 },
                             },
-                            "metrics": {
-                                "type": "array",
-                                "minItems": 1,
-                                "items": {"type": "string"},
-                                "x-kubernetes-validations": [{
-                                    "rule": "size(self) == 0 || self[0] != 'none'",
-                                    "message": "the first metric cannot be 'none'",
-                                }, {
-                                    "rule": "self.all(m, m.startsWith('ndcg') || "
-                                            "m.startsWith('recall'))",
-                                    "message": "metrics must be ndcg@k or recall@k",
-                                }],
+                            "status": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
                             },
-                            "note": {"type": "string", "nullable": True},
-                            "extra": {"type": "object",
-                                      "x-kubernetes-preserve-unknown-fields": True},
                         },
-                    },
-                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                    }
                 },
-            }},
-        }],
+            }
+        ],
     },
 }
 
@@ -149,8 +175,12 @@ def test_kubeconfig_loads_with_load_kube_config(k8s_kubeconfig: Path) -> None:  
 
 def test_discovery_lists_the_groups_kuberec_uses(k8s_client: Any) -> None:  # noqa: F811
     groups = {g.name for g in client.ApisApi(k8s_client).get_api_versions().groups}
-    assert {"apps", "coordination.k8s.io", "gateway.networking.k8s.io",
-            "apiextensions.k8s.io"} <= groups
+    assert {
+        "apps",
+        "coordination.k8s.io",
+        "gateway.networking.k8s.io",
+        "apiextensions.k8s.io",
+    } <= groups
     core_resources = client.CoreV1Api(k8s_client).get_api_resources().resources
     assert {"configmaps", "services", "events", "secrets", "serviceaccounts"} <= {
         r.name for r in core_resources
@@ -171,7 +201,8 @@ def test_custom_kind_is_not_served_before_its_crd(k8s_client: Any) -> None:  # n
 
 
 def test_deleting_a_crd_removes_its_objects_and_kind(
-    k8s_client: Any, custom: client.CustomObjectsApi  # noqa: F811
+    k8s_client: Any,  # noqa: F811
+    custom: client.CustomObjectsApi,
 ) -> None:
     create_job(custom, job())
     client.ApiextensionsV1Api(k8s_client).delete_custom_resource_definition(f"{PLURAL}.{GROUP}")
@@ -211,7 +242,9 @@ def test_creating_an_existing_name_is_409_already_exists(core: client.CoreV1Api)
 def test_getting_a_missing_object_is_404_not_found(core: client.CoreV1Api) -> None:
     code, status = api_error(lambda: core.read_namespaced_config_map("nope", "default"))
     assert (code, status["reason"], status["message"]) == (
-        404, "NotFound", 'configmaps "nope" not found'
+        404,
+        "NotFound",
+        'configmaps "nope" not found',
     )
 
 
@@ -243,12 +276,18 @@ def test_patch_carrying_a_stale_resource_version_is_409_conflict(
     custom: client.CustomObjectsApi,
 ) -> None:
     made = create_job(custom, job())
-    custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "movies",
-                                          {"metadata": {"labels": {"x": "1"}}})
-    stale = {"metadata": {"resourceVersion": made["metadata"]["resourceVersion"]},
-             "spec": {"training": {"workers": 3}}}
-    code, _ = api_error(lambda: custom.patch_namespaced_custom_object(
-        GROUP, VERSION, "default", PLURAL, "movies", stale))
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, "default", PLURAL, "movies", {"metadata": {"labels": {"x": "1"}}}
+    )
+    stale = {
+        "metadata": {"resourceVersion": made["metadata"]["resourceVersion"]},
+        "spec": {"training": {"workers": 3}},
+    }
+    code, _ = api_error(
+        lambda: custom.patch_namespaced_custom_object(
+            GROUP, VERSION, "default", PLURAL, "movies", stale
+        )
+    )
     assert code == 409
 
 
@@ -256,32 +295,42 @@ def test_replacing_a_custom_resource_requires_a_resource_version(
     custom: client.CustomObjectsApi,
 ) -> None:
     create_job(custom, job())
-    code, status = api_error(lambda: custom.replace_namespaced_custom_object(
-        GROUP, VERSION, "default", PLURAL, "movies", job()))
+    code, status = api_error(
+        lambda: custom.replace_namespaced_custom_object(
+            GROUP, VERSION, "default", PLURAL, "movies", job()
+        )
+    )
     assert code == 422 and "metadata.resourceVersion" in status["message"]
 
 
 def test_json_patch_applies_operations_in_order(core: client.CoreV1Api) -> None:
     core.create_namespaced_config_map("default", {"metadata": {"name": "a"}, "data": {"x": "1"}})
-    patched = core.patch_namespaced_config_map("a", "default", [
-        {"op": "add", "path": "/data/y", "value": "2"},
-        {"op": "remove", "path": "/data/x"},
-    ])
+    patched = core.patch_namespaced_config_map(
+        "a",
+        "default",
+        [
+            {"op": "add", "path": "/data/y", "value": "2"},
+            {"op": "remove", "path": "/data/x"},
+        ],
+    )
     assert patched.data == {"y": "2"}
 
 
 def test_merge_patch_null_removes_a_key(core: client.CoreV1Api) -> None:
-    core.create_namespaced_config_map("default",
-                                      {"metadata": {"name": "a"}, "data": {"x": "1", "y": "2"}})
+    core.create_namespaced_config_map(
+        "default", {"metadata": {"name": "a"}, "data": {"x": "1", "y": "2"}}
+    )
     patched = core.patch_namespaced_config_map("a", "default", {"data": {"x": None}})
     assert patched.data == {"y": "2"}
 
 
 def test_list_filters_by_label_selector(core: client.CoreV1Api) -> None:
-    for name, labels in [("a", {"app": "rec", "tier": "web"}), ("b", {"app": "rec"}),
-                         ("c", {"app": "other"})]:
-        core.create_namespaced_config_map("default",
-                                          {"metadata": {"name": name, "labels": labels}})
+    for name, labels in [
+        ("a", {"app": "rec", "tier": "web"}),
+        ("b", {"app": "rec"}),
+        ("c", {"app": "other"}),
+    ]:
+        core.create_namespaced_config_map("default", {"metadata": {"name": name, "labels": labels}})
 
     def names(selector: str) -> list[str]:
         items = core.list_namespaced_config_map("default", label_selector=selector).items
@@ -293,14 +342,17 @@ def test_list_filters_by_label_selector(core: client.CoreV1Api) -> None:
     assert names("app!=rec") == ["c"]
 
 
-def test_cluster_wide_list_spans_namespaces(core: client.CoreV1Api,
-                                            k8s_emulator: KubeEmulator) -> None:  # noqa: F811
+def test_cluster_wide_list_spans_namespaces(
+    core: client.CoreV1Api,
+    k8s_emulator: KubeEmulator,  # noqa: F811
+) -> None:
     k8s_emulator.create_namespace("team-a")
     core.create_namespaced_config_map("default", {"metadata": {"name": "a"}})
     core.create_namespaced_config_map("team-a", {"metadata": {"name": "b"}})
     items = core.list_config_map_for_all_namespaces().items
     assert {(i.metadata.namespace, i.metadata.name) for i in items} == {
-        ("default", "a"), ("team-a", "b")
+        ("default", "a"),
+        ("team-a", "b"),
     }
 
 
@@ -355,16 +407,20 @@ def test_watch_without_resource_version_starts_with_current_objects(
 
 
 def test_watch_from_a_compacted_resource_version_is_410_gone(
-    core: client.CoreV1Api, k8s_emulator: KubeEmulator  # noqa: F811
+    core: client.CoreV1Api,
+    k8s_emulator: KubeEmulator,  # noqa: F811
 ) -> None:
     old = core.create_namespaced_config_map("default", {"metadata": {"name": "a"}})
     core.patch_namespaced_config_map("a", "default", {"data": {"k": "v"}})
     k8s_emulator.compact()
     stream = watch.Watch()
     with pytest.raises(ApiException) as caught:
-        for _ in stream.stream(core.list_namespaced_config_map, "default",
-                               resource_version=old.metadata.resource_version,
-                               timeout_seconds=2):
+        for _ in stream.stream(
+            core.list_namespaced_config_map,
+            "default",
+            resource_version=old.metadata.resource_version,
+            timeout_seconds=2,
+        ):
             pass
     assert caught.value.status == 410
 
@@ -375,14 +431,16 @@ def test_watch_from_a_compacted_resource_version_is_410_gone(
 def test_spec_change_bumps_generation(custom: client.CustomObjectsApi) -> None:
     assert create_job(custom, job())["metadata"]["generation"] == 1
     patched = custom.patch_namespaced_custom_object(
-        GROUP, VERSION, "default", PLURAL, "movies", {"spec": {"training": {"workers": 4}}})
+        GROUP, VERSION, "default", PLURAL, "movies", {"spec": {"training": {"workers": 4}}}
+    )
     assert patched["metadata"]["generation"] == 2
 
 
 def test_status_write_does_not_bump_generation(custom: client.CustomObjectsApi) -> None:
     create_job(custom, job())
     patched = custom.patch_namespaced_custom_object_status(
-        GROUP, VERSION, "default", PLURAL, "movies", {"status": {"phase": "Training"}})
+        GROUP, VERSION, "default", PLURAL, "movies", {"status": {"phase": "Training"}}
+    )
     assert patched["status"] == {"phase": "Training"}
     assert patched["metadata"]["generation"] == 1
 
@@ -390,22 +448,29 @@ def test_status_write_does_not_bump_generation(custom: client.CustomObjectsApi) 
 def test_metadata_change_does_not_bump_generation(custom: client.CustomObjectsApi) -> None:
     create_job(custom, job())
     patched = custom.patch_namespaced_custom_object(
-        GROUP, VERSION, "default", PLURAL, "movies", {"metadata": {"labels": {"a": "b"}}})
+        GROUP, VERSION, "default", PLURAL, "movies", {"metadata": {"labels": {"a": "b"}}}
+    )
     assert patched["metadata"]["generation"] == 1
 
 
 def test_main_resource_write_ignores_status(custom: client.CustomObjectsApi) -> None:
     create_job(custom, job())
     patched = custom.patch_namespaced_custom_object(
-        GROUP, VERSION, "default", PLURAL, "movies", {"status": {"phase": "Forged"}})
+        GROUP, VERSION, "default", PLURAL, "movies", {"status": {"phase": "Forged"}}
+    )
     assert "status" not in patched
 
 
 def test_status_write_ignores_spec(custom: client.CustomObjectsApi) -> None:
     create_job(custom, job())
     patched = custom.patch_namespaced_custom_object_status(
-        GROUP, VERSION, "default", PLURAL, "movies",
-        {"spec": {"training": {"workers": 9}}, "status": {"phase": "Ready"}})
+        GROUP,
+        VERSION,
+        "default",
+        PLURAL,
+        "movies",
+        {"spec": {"training": {"workers": 9}}, "status": {"phase": "Ready"}},
+    )
     assert patched["spec"]["training"]["workers"] == 2
     assert patched["status"]["phase"] == "Ready"
 
@@ -414,9 +479,13 @@ def test_deployment_status_is_a_subresource(k8s_client: Any) -> None:  # noqa: F
     apps = client.AppsV1Api(k8s_client)
     deployment = {
         "metadata": {"name": "web"},
-        "spec": {"selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "c", "image": "x"}]}}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "x"}]},
+            },
+        },
     }
     apps.create_namespaced_deployment("default", deployment)
     apps.patch_namespaced_deployment_status("web", "default", {"status": {"readyReplicas": 1}})
@@ -429,7 +498,8 @@ def test_deployment_status_is_a_subresource(k8s_client: Any) -> None:  # noqa: F
 
 def test_delete_with_a_finalizer_only_marks_for_deletion(core: client.CoreV1Api) -> None:
     core.create_namespaced_config_map(
-        "default", {"metadata": {"name": "a", "finalizers": ["kuberec.io/cleanup"]}})
+        "default", {"metadata": {"name": "a", "finalizers": ["kuberec.io/cleanup"]}}
+    )
     core.delete_namespaced_config_map("a", "default")
     marked = core.read_namespaced_config_map("a", "default")
     assert marked.metadata.deletion_timestamp is not None
@@ -437,7 +507,8 @@ def test_delete_with_a_finalizer_only_marks_for_deletion(core: client.CoreV1Api)
 
 def test_removing_the_last_finalizer_deletes_the_object(core: client.CoreV1Api) -> None:
     core.create_namespaced_config_map(
-        "default", {"metadata": {"name": "a", "finalizers": ["kuberec.io/cleanup"]}})
+        "default", {"metadata": {"name": "a", "finalizers": ["kuberec.io/cleanup"]}}
+    )
     core.delete_namespaced_config_map("a", "default")
     core.patch_namespaced_config_map("a", "default", {"metadata": {"finalizers": None}})
     code, _ = api_error(lambda: core.read_namespaced_config_map("a", "default"))
@@ -448,10 +519,16 @@ def test_deleting_an_owner_deletes_its_dependents(
     core: client.CoreV1Api, custom: client.CustomObjectsApi
 ) -> None:
     owner = create_job(custom, job())
-    reference = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RecommenderJob",
-                 "name": "movies", "uid": owner["metadata"]["uid"], "controller": True}
+    reference = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RecommenderJob",
+        "name": "movies",
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+    }
     core.create_namespaced_config_map(
-        "default", {"metadata": {"name": "owned", "ownerReferences": [reference]}})
+        "default", {"metadata": {"name": "owned", "ownerReferences": [reference]}}
+    )
     core.create_namespaced_config_map("default", {"metadata": {"name": "free"}})
     custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "movies")
     names = [i.metadata.name for i in core.list_namespaced_config_map("default").items]
@@ -462,12 +539,18 @@ def test_orphan_propagation_keeps_dependents(
     core: client.CoreV1Api, custom: client.CustomObjectsApi
 ) -> None:
     owner = create_job(custom, job())
-    reference = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RecommenderJob",
-                 "name": "movies", "uid": owner["metadata"]["uid"]}
+    reference = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RecommenderJob",
+        "name": "movies",
+        "uid": owner["metadata"]["uid"],
+    }
     core.create_namespaced_config_map(
-        "default", {"metadata": {"name": "owned", "ownerReferences": [reference]}})
-    custom.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "movies",
-                                           propagation_policy="Orphan")
+        "default", {"metadata": {"name": "owned", "ownerReferences": [reference]}}
+    )
+    custom.delete_namespaced_custom_object(
+        GROUP, VERSION, "default", PLURAL, "movies", propagation_policy="Orphan"
+    )
     kept = core.read_namespaced_config_map("owned", "default")
     assert kept.metadata.owner_references is None
 
@@ -500,8 +583,10 @@ def test_missing_required_field_is_rejected(custom: client.CustomObjectsApi) -> 
 
 def test_value_outside_enum_is_rejected(custom: client.CustomObjectsApi) -> None:
     _, status = api_error(lambda: create_job(custom, job(platform="mainframe")))
-    assert 'spec.platform: Unsupported value: "mainframe": supported values: ' \
-           '"kubernetes", "local"' in status["message"]
+    assert (
+        'spec.platform: Unsupported value: "mainframe": supported values: '
+        '"kubernetes", "local"' in status["message"]
+    )
 
 
 def test_wrong_type_is_rejected(custom: client.CustomObjectsApi) -> None:
@@ -520,8 +605,7 @@ def test_too_few_items_is_rejected(custom: client.CustomObjectsApi) -> None:
 
 
 def test_several_errors_are_reported_together(custom: client.CustomObjectsApi) -> None:
-    _, status = api_error(
-        lambda: create_job(custom, job(platform="x", training={"workers": 0})))
+    _, status = api_error(lambda: create_job(custom, job(platform="x", training={"workers": 0})))
     assert len(status["details"]["causes"]) == 2
     assert status["message"].count(": [") == 1
 
@@ -535,8 +619,11 @@ def test_unknown_fields_are_pruned(custom: client.CustomObjectsApi) -> None:
 def test_unknown_fields_are_rejected_with_strict_field_validation(
     custom: client.CustomObjectsApi,
 ) -> None:
-    code, status = api_error(lambda: custom.create_namespaced_custom_object(
-        GROUP, VERSION, "default", PLURAL, job(typo=True), field_validation="Strict"))
+    code, status = api_error(
+        lambda: custom.create_namespaced_custom_object(
+            GROUP, VERSION, "default", PLURAL, job(typo=True), field_validation="Strict"
+        )
+    )
     assert code == 400 and 'unknown field "spec.typo"' in status["message"]
 
 
@@ -557,7 +644,8 @@ def test_nullable_field_keeps_null_and_other_nulls_are_dropped(
 
 def test_cel_rule_failure_is_422_with_its_message(custom: client.CustomObjectsApi) -> None:
     code, status = api_error(
-        lambda: create_job(custom, job(name="x", training={"workers": 1, "gpus": 2})))
+        lambda: create_job(custom, job(name="x", training={"workers": 1, "gpus": 2}))
+    )
     assert code == 422
     assert status["message"] == (
         'RecommenderJob.kuberec.io "x" is invalid: spec.training: Invalid value: "object": '
@@ -579,8 +667,11 @@ def test_cel_rules_index_lists_and_quantify_over_them(custom: client.CustomObjec
 
 def test_cel_transition_rule_compares_with_old_self(custom: client.CustomObjectsApi) -> None:
     create_job(custom, job())
-    code, status = api_error(lambda: custom.patch_namespaced_custom_object(
-        GROUP, VERSION, "default", PLURAL, "movies", {"spec": {"dataset": "ml-1m"}}))
+    code, status = api_error(
+        lambda: custom.patch_namespaced_custom_object(
+            GROUP, VERSION, "default", PLURAL, "movies", {"spec": {"dataset": "ml-1m"}}
+        )
+    )
     assert code == 422 and "dataset is immutable" in status["message"]
 
 
@@ -588,19 +679,22 @@ def test_cel_transition_rule_compares_with_old_self(custom: client.CustomObjects
 
 
 def test_injected_conflicts_fail_the_next_matching_requests_only(
-    core: client.CoreV1Api, k8s_emulator: KubeEmulator  # noqa: F811
+    core: client.CoreV1Api,
+    k8s_emulator: KubeEmulator,  # noqa: F811
 ) -> None:
     core.create_namespaced_config_map("default", {"metadata": {"name": "a"}})
     k8s_emulator.fail_next(2, status=409, verb="patch", resource="configmaps")
-    codes = [api_error(lambda: core.patch_namespaced_config_map("a", "default", {}))[0]
-             for _ in range(2)]
+    codes = [
+        api_error(lambda: core.patch_namespaced_config_map("a", "default", {}))[0] for _ in range(2)
+    ]
     assert codes == [409, 409]
     assert core.read_namespaced_config_map("a", "default").metadata.name == "a"
     assert core.patch_namespaced_config_map("a", "default", {"data": {"k": "v"}}).data
 
 
 def test_injected_server_error_is_500(
-    core: client.CoreV1Api, k8s_emulator: KubeEmulator  # noqa: F811
+    core: client.CoreV1Api,
+    k8s_emulator: KubeEmulator,  # noqa: F811
 ) -> None:
     k8s_emulator.fail_next(1, status=500)
     code, status = api_error(lambda: core.list_namespaced_config_map("default"))
@@ -608,7 +702,8 @@ def test_injected_server_error_is_500(
 
 
 def test_unreachable_server_refuses_then_returns_with_its_state(
-    core: client.CoreV1Api, k8s_emulator: KubeEmulator  # noqa: F811
+    core: client.CoreV1Api,
+    k8s_emulator: KubeEmulator,  # noqa: F811
 ) -> None:
     core.create_namespaced_config_map("default", {"metadata": {"name": "kept"}})
     with k8s_emulator.unreachable(), pytest.raises(MaxRetryError):
@@ -618,7 +713,8 @@ def test_unreachable_server_refuses_then_returns_with_its_state(
 
 
 def test_requests_are_recorded_for_assertions(
-    core: client.CoreV1Api, k8s_emulator: KubeEmulator  # noqa: F811
+    core: client.CoreV1Api,
+    k8s_emulator: KubeEmulator,  # noqa: F811
 ) -> None:
     core.create_namespaced_config_map("default", {"metadata": {"name": "a"}})
     assert [r.path for r in k8s_emulator.requests_for("create", "configmaps")] == [
@@ -628,26 +724,38 @@ def test_requests_are_recorded_for_assertions(
 
 # -- kopf --------------------------------------------------------------------------------------
 
-OPERATOR = '''
+OPERATOR = """
 import kopf
 
 @kopf.on.create("kuberec.io", "v1alpha1", "recommenderjobs")
 def created(spec, patch, **_):
     patch.status["phase"] = "Accepted"
-'''
+"""
 
 
 @pytest.fixture
 def kopf_operator(
-    k8s_kubeconfig: Path, tmp_path: Path, crd: dict[str, Any]  # noqa: F811
+    k8s_kubeconfig: Path,  # noqa: F811
+    tmp_path: Path,
+    crd: dict[str, Any],
 ) -> Iterator[subprocess.Popen[str]]:
     script = tmp_path / "operator.py"
     script.write_text(OPERATOR)
     process = subprocess.Popen(
-        [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", "default",
-         str(script)],
+        [
+            sys.executable,
+            "-m",
+            "kopf",
+            "run",
+            "--standalone",
+            "--namespace",
+            "default",
+            str(script),
+        ],
         env={**os.environ, "KUBECONFIG": str(k8s_kubeconfig)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         yield process
@@ -658,7 +766,8 @@ def kopf_operator(
 
 @pytest.mark.slow
 def test_kopf_operator_reconciles_a_custom_resource(
-    k8s_emulator: KubeEmulator, kopf_operator: subprocess.Popen[str]  # noqa: F811
+    k8s_emulator: KubeEmulator,  # noqa: F811
+    kopf_operator: subprocess.Popen[str],
 ) -> None:
     k8s_emulator.apply(job() | {"metadata": {"name": "movies", "namespace": "default"}})
     deadline = time.monotonic() + 60

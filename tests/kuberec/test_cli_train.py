@@ -105,18 +105,29 @@ def test_a_bad_ranking_weight_is_a_one_line_error(run_dir: Path, tmp_path: Path)
                      "--ranking", "diversity=2", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: --ranking.diversity: Input should be less than or equal to 1"]
+        "error: --ranking.diversity: Input should be less than or equal to 1"
+    ]
 
 
 @pytest.mark.slow
 def test_evaluate_sweeps_diversity_and_plots_the_curve(run_dir: Path, tmp_path: Path) -> None:
     png = tmp_path / "curve.png"
-    result = kuberec("evaluate", str(run_dir), "--protocol", "stratified",
-                     "--ranking", "diversity=0,1", "--png", str(png), cwd=tmp_path)
+    result = kuberec(
+        "evaluate",
+        str(run_dir),
+        "--protocol",
+        "stratified",
+        "--ranking",
+        "diversity=0,1",
+        "--png",
+        str(png),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert png.stat().st_size > 0
     curve = json.loads((run_dir / "metrics.json").read_text())["evaluations"]["stratified"][
-        "ranking_curve"]
+        "ranking_curve"
+    ]
     assert [point["diversity"] for point in curve] == [0.0, 1.0]
     assert curve[1]["ild_similarity"] > curve[0]["ild_similarity"]
 
@@ -126,8 +137,7 @@ def test_train_from_a_job_file_uses_its_model_and_training(
 ) -> None:
     job = tmp_path / "job.yaml"
     job.write_text(
-        job_yaml("shop")
-        + "spec:\n  data:\n    interactions:\n"
+        job_yaml("shop") + "spec:\n  data:\n    interactions:\n"
         f"      uri: {files['events']}\n      columns: {{user_id: customer, item_id: sku}}\n"
         "  model: {type: popularity}\n  training: {backend: local}\n"
     )

@@ -68,7 +68,8 @@ def job_name(api: Any) -> Iterator[str]:
     yield name
     try:
         client.CustomObjectsApi(api).delete_namespaced_custom_object(
-            GROUP, VERSION, NAMESPACE, PLURAL, name)
+            GROUP, VERSION, NAMESPACE, PLURAL, name
+        )
     except client.ApiException as exc:
         if exc.status != 404:
             raise
@@ -98,11 +99,14 @@ def wait_phase(api: Any, name: str, phases: set[str], timeout: float) -> dict[st
 def test_the_crd_rejects_an_invalid_job(api: Any) -> None:
     from kubernetes import client
 
-    bad = manifest("e2e-invalid", data={"movielens": "ml-100k",
-                                        "synthetic": {"users": 1, "items": 1, "interactions": 1}})
+    bad = manifest(
+        "e2e-invalid",
+        data={"movielens": "ml-100k", "synthetic": {"users": 1, "items": 1, "interactions": 1}},
+    )
     with pytest.raises(client.ApiException) as caught:
         client.CustomObjectsApi(api).create_namespaced_custom_object(
-            GROUP, VERSION, NAMESPACE, PLURAL, bad, dry_run="All")
+            GROUP, VERSION, NAMESPACE, PLURAL, bad, dry_run="All"
+        )
     assert caught.value.status == 422
     assert "set exactly one of movielens, interactions, synthetic" in str(caught.value.body)
 
@@ -111,14 +115,18 @@ def test_a_job_is_trained_and_served(api: Any, job_name: str) -> None:
     from kubernetes import client
 
     client.CustomObjectsApi(api).create_namespaced_custom_object(
-        GROUP, VERSION, NAMESPACE, PLURAL, manifest(job_name))
+        GROUP, VERSION, NAMESPACE, PLURAL, manifest(job_name)
+    )
     status = wait_phase(api, job_name, {"Training", "Evaluating", "Serving", "Failed"}, 120)
     assert status["phase"] != "Failed", status
     status = wait_phase(api, job_name, {"Serving", "Failed", "Rejected"}, TIMEOUT)
     assert status["phase"] == "Serving", status
     assert status["url"].startswith(f"http://{job_name}.{NAMESPACE}.svc")
-    deployments = client.AppsV1Api(api).list_namespaced_deployment(
-        NAMESPACE, label_selector=f"kuberec.io/job={job_name}").items
+    deployments = (
+        client.AppsV1Api(api)
+        .list_namespaced_deployment(NAMESPACE, label_selector=f"kuberec.io/job={job_name}")
+        .items
+    )
     assert [d.metadata.name for d in deployments] == [f"{job_name}-stable"]
 
 
@@ -132,10 +140,14 @@ def test_deleting_a_job_removes_its_serving_objects(api: Any, job_name: str) -> 
     deadline = time.monotonic() + 120
     selector = f"kuberec.io/job={job_name}"
     while time.monotonic() < deadline:
-        left = client.AppsV1Api(api).list_namespaced_deployment(NAMESPACE,
-                                                                 label_selector=selector).items
-        services = client.CoreV1Api(api).list_namespaced_service(NAMESPACE,
-                                                                 label_selector=selector).items
+        left = (
+            client.AppsV1Api(api)
+            .list_namespaced_deployment(NAMESPACE, label_selector=selector)
+            .items
+        )
+        services = (
+            client.CoreV1Api(api).list_namespaced_service(NAMESPACE, label_selector=selector).items
+        )
         if not left and not services:
             return
         time.sleep(3)

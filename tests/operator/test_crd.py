@@ -95,7 +95,9 @@ def test_the_api_server_refuses_an_unknown_model_type(k8s_emulator: Any) -> None
     ids=["negative", "negative-allowed", "integer-zero", "default"],
 )
 def test_the_api_server_refuses_a_negative_min_improvement_unless_allowed(
-    k8s_emulator: Any, gates: dict[str, Any], accepted: bool  # noqa: F811
+    k8s_emulator: Any,  # noqa: F811
+    gates: dict[str, Any],
+    accepted: bool,
 ) -> None:
     load_chart_crds(k8s_emulator)
     evaluation = {"gates": gates}

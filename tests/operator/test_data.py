@@ -88,9 +88,14 @@ def test_a_fingerprint_is_read_at_most_once_per_poll_interval(tmp_path: Path) ->
 
 
 def feedback_job(sink: str, data: dict, min_new: int) -> RecommenderJob:
-    return recommender_job("shop", {
-        "data": {**data, "feedback": {"include": True, "events": ["click"]}},
-        "feedback": {"sink": sink}, "training": {"retrainOn": {"minNewInteractions": min_new}}})
+    return recommender_job(
+        "shop",
+        {
+            "data": {**data, "feedback": {"include": True, "events": ["click"]}},
+            "feedback": {"sink": sink},
+            "training": {"retrainOn": {"minNewInteractions": min_new}},
+        },
+    )
 
 
 def store(sink: str, clicks: int, impressions: int = 0) -> None:

@@ -137,7 +137,10 @@ def test_the_chart_is_accepted_server_side_with_the_service_monitor(
      "the local backend runs one worker; use backend ray for more"),
 ], ids=["data-oneof-cel", "enum", "workers-cel"])  # fmt: skip
 def test_an_invalid_job_is_refused_by_kubectl_with_the_servers_one_line_message(
-    cluster: RealCluster, spec: dict[str, Any], field: str, message: str,  # noqa: F811
+    cluster: RealCluster,  # noqa: F811
+    spec: dict[str, Any],
+    field: str,
+    message: str,
 ) -> None:
     import yaml
 
@@ -231,7 +234,9 @@ def test_a_restart_mid_canary_resumes_without_relaunching(
 
 
 def test_two_peered_replicas_launch_one_run(
-    cluster: RealCluster, kfp: KfpStandIn, start_operator: Any,  # noqa: F811
+    cluster: RealCluster,  # noqa: F811
+    kfp: KfpStandIn,
+    start_operator: Any,
 ) -> None:
     replicas = [start_operator(peering="kuberec"), start_operator(peering="kuberec")]
 
@@ -251,7 +256,10 @@ def test_two_peered_replicas_launch_one_run(
 
 
 def test_deleting_a_served_job_runs_the_finalizer_and_removes_what_it_made(
-    cluster: RealCluster, kfp: KfpStandIn, start_operator: Any, artifacts: str,  # noqa: F811
+    cluster: RealCluster,  # noqa: F811
+    kfp: KfpStandIn,
+    start_operator: Any,
+    artifacts: str,
 ) -> None:
     start_operator()
     cluster.apply(job_manifest("movies"))
@@ -264,7 +272,10 @@ def test_deleting_a_served_job_runs_the_finalizer_and_removes_what_it_made(
 
 
 def test_the_garbage_collector_removes_the_owned_objects_when_no_operator_runs(
-    cluster: RealCluster, kfp: KfpStandIn, start_operator: Any, artifacts: str,  # noqa: F811
+    cluster: RealCluster,  # noqa: F811
+    kfp: KfpStandIn,
+    start_operator: Any,
+    artifacts: str,
 ) -> None:
     operator = start_operator()
     cluster.apply(job_manifest("movies"))
@@ -309,7 +320,9 @@ def test_a_missing_permission_is_a_condition_and_an_event_not_a_crash(
 
 
 def test_the_control_plane_runs_with_rbac_enforced(
-    control_plane: ControlPlane, cluster: RealCluster, operator_kubeconfig: Path,  # noqa: F811
+    control_plane: ControlPlane,  # noqa: F811
+    cluster: RealCluster,  # noqa: F811
+    operator_kubeconfig: Path,  # noqa: F811
 ) -> None:
     from kubernetes import client, config
 

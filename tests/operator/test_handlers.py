@@ -56,7 +56,10 @@ def stored_status(emulator: KubeEmulator) -> dict[str, Any]:
 
 
 def test_the_run_key_is_in_status_before_the_run_is_submitted(
-    operator: Operator, body: kopf.Body, k8s_emulator: KubeEmulator, kfp: KfpStandIn  # noqa: F811
+    operator: Operator,
+    body: kopf.Body,
+    k8s_emulator: KubeEmulator,  # noqa: F811
+    kfp: KfpStandIn,
 ) -> None:
     kfp.unavailable = True  # the submission fails after the write-ahead
     operator.reconcile(body, "create")
@@ -96,7 +99,9 @@ def test_every_phase_transition_is_an_event(
 
 
 def test_a_settled_job_rests_between_resyncs(
-    operator: Operator, body: kopf.Body, k8s_emulator: KubeEmulator  # noqa: F811
+    operator: Operator,
+    body: kopf.Body,
+    k8s_emulator: KubeEmulator,  # noqa: F811
 ) -> None:
     body = kopf.Body(k8s_emulator.apply(job_manifest("movies", suspend=True)))
     settled = operator.reconcile(body, "timer")  # the first pass always runs

@@ -131,16 +131,20 @@ def test_spelling_out_a_default_does_not_change_the_spec_hash(tmp_path: Path) ->
 
 
 def test_a_ranking_weight_out_of_range_names_the_field_path(tmp_path: Path) -> None:
-    path = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
-                          "  serving:\n    ranking: {diversity: 1.5}\n")
+    path = _job(
+        tmp_path, "spec:\n  data: {movielens: ml-100k}\n  serving:\n    ranking: {diversity: 1.5}\n"
+    )
     with pytest.raises(ConfigError, match=r"spec\.serving\.ranking\.diversity: Input should be"):
         load_job(path)
 
 
 def test_a_ranking_declares_pins_and_exclusions_by_item_id(tmp_path: Path) -> None:
-    path = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n  serving:\n    ranking:\n"
-                          "      diversity: 0.2\n      maxPerCategory: 3\n"
-                          "      pinned: [50, sku-7]\n      excluded: [181]\n")
+    path = _job(
+        tmp_path,
+        "spec:\n  data: {movielens: ml-100k}\n  serving:\n    ranking:\n"
+        "      diversity: 0.2\n      maxPerCategory: 3\n"
+        "      pinned: [50, sku-7]\n      excluded: [181]\n",
+    )
     ranking = load_job(path).spec.serving.ranking
     assert (ranking.diversity, ranking.max_per_category) == (0.2, 3)
     assert ranking.pinned == [50, "sku-7"] and ranking.excluded == [181]
@@ -151,15 +155,24 @@ def test_a_ranking_declares_pins_and_exclusions_by_item_id(tmp_path: Path) -> No
     [
         ("{type: ease, hyperparameters: {lam: -300}}", r"spec.model: ease hyperparameter 'lam': "),
         ("{type: deepfm}", r"spec.model: unknown model type 'deepfm'; valid: \[.*'ease_t'"),
-        ("{type: mf, hyperparameters: {dimension: 8}}",
-         r"spec.model: unknown hyperparameter\(s\) \['dimension'\] for model type 'mf'"),
+        (
+            "{type: mf, hyperparameters: {dimension: 8}}",
+            r"spec.model: unknown hyperparameter\(s\) \['dimension'\] for model type 'mf'",
+        ),
         ("{hyperparameters: {lam: 0}}", r"spec.model: hyperparameters \['lam'\] need a model type"),
         ("{auto: {candidates: [ease, deepfm]}}", r"spec.model: unknown model type 'deepfm'"),
         ("{type: sasrec, hyperparameters: {dim: 10, nHeads: 3}}", r"unknown hyperparameter"),
         ("{type: sasrec, hyperparameters: {dim: 10, n_heads: 3}}", r"'n_heads': must divide"),
     ],
-    ids=["out-of-range", "unknown-type", "unknown-key", "auto-with-hyperparameters",
-         "unknown-candidate", "camel-key", "cross"],
+    ids=[
+        "out-of-range",
+        "unknown-type",
+        "unknown-key",
+        "auto-with-hyperparameters",
+        "unknown-candidate",
+        "camel-key",
+        "cross",
+    ],
 )
 def test_model_type_and_hyperparameters_are_checked_when_the_job_loads(
     tmp_path: Path, model: str, rule: str
@@ -173,9 +186,12 @@ def test_model_type_and_hyperparameters_are_checked_when_the_job_loads(
 def test_a_negative_min_improvement_needs_allow_regression(tmp_path: Path) -> None:
     refused = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
                              "  evaluation: {gates: {minImprovement: -0.05}}\n")  # fmt: skip
-    with pytest.raises(ConfigError, match=r"spec.evaluation.gates: minImprovement -0.05 lets a "
-                                          r"worse model replace the champion; set "
-                                          r"gates.allowRegression: true"):
+    with pytest.raises(
+        ConfigError,
+        match=r"spec.evaluation.gates: minImprovement -0.05 lets a "
+        r"worse model replace the champion; set "
+        r"gates.allowRegression: true",
+    ):
         load_job(refused)
     allowed = _job(tmp_path, "spec:\n  data: {movielens: ml-100k}\n"
                              "  evaluation: {gates: {minImprovement: -0.05, "

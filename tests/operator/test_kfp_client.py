@@ -75,7 +75,10 @@ def test_a_failed_run_names_the_failed_task_and_the_error(
                              {"display_name": "train", "state": "FAILED"}])  # fmt: skip
     seen = runs.observe(JOB, "k1")
     assert seen is not None and (seen.state, seen.step, seen.message) == (
-        "Failed", "train", "OOMKilled")
+        "Failed",
+        "train",
+        "OOMKilled",
+    )
 
 
 def test_a_succeeded_run_returns_the_result_the_package_step_wrote(

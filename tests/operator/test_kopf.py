@@ -137,8 +137,9 @@ def test_the_operator_serves_its_metrics_and_liveness(
 
     def metrics() -> str | None:
         code, text = operator.get("/metrics")
-        return text if code == 200 and 'kuberec_operator_jobs{phase="Training"} 1.0' in text \
-            else None
+        return (
+            text if code == 200 and 'kuberec_operator_jobs{phase="Training"} 1.0' in text else None
+        )
 
     text = wait_for(metrics, what="the operator metrics")
     assert "kuberec_operator_reconciles_total" in text

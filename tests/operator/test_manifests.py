@@ -58,7 +58,9 @@ def test_the_http_route_has_the_gateway_api_shape() -> None:
     assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/recs/movies"}}]
     assert rule["filters"][0]["type"] == "URLRewrite"
     assert [(b["name"], b["port"], b["weight"]) for b in rule["backendRefs"]] == [
-        ("movies-stable", 80, 75), ("movies-canary", 80, 25)]
+        ("movies-stable", 80, 75),
+        ("movies-canary", 80, 25),
+    ]
 
 
 def test_without_a_canary_the_route_sends_everything_to_stable() -> None:
@@ -161,10 +163,12 @@ def test_the_content_hash_changes_only_with_the_content() -> None:
 def test_a_production_profile_pod_gets_what_it_renders_the_pipelines_feast_repo_from() -> None:
     document = job().model_dump(mode="json", by_alias=True, exclude_none=True)
     document["spec"]["features"] = {"profile": "production"}
-    settings = ClusterSettings(feast_registry="postgresql+psycopg://feast@pg/feast",
-                               feast_redis="redis.feast:6379")
-    deployment = manifests.deployment(RecommenderJob.model_validate(document), "stable",
-                                      model(), 1, 0, settings)
+    settings = ClusterSettings(
+        feast_registry="postgresql+psycopg://feast@pg/feast", feast_redis="redis.feast:6379"
+    )
+    deployment = manifests.deployment(
+        RecommenderJob.model_validate(document), "stable", model(), 1, 0, settings
+    )
     kubernetes_validate.validate(deployment, KUBE_VERSION, strict=True)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}

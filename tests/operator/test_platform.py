@@ -71,7 +71,9 @@ def weights(emulator: KubeEmulator) -> list[tuple[str, int]]:
 
 
 def test_deploy_stable_serves_one_version_behind_a_route(
-    platform: KubernetesPlatform, job: RecommenderJob, k8s_emulator: KubeEmulator  # noqa: F811
+    platform: KubernetesPlatform,
+    job: RecommenderJob,
+    k8s_emulator: KubeEmulator,  # noqa: F811
 ) -> None:
     platform.execute(job, DeployStable(model("movies:v1")))
     assert deployments(k8s_emulator) == {"movies-stable": 2}
@@ -81,7 +83,9 @@ def test_deploy_stable_serves_one_version_behind_a_route(
 
 
 def test_a_canary_gets_its_exact_weight_then_promotion_replaces_stable(
-    platform: KubernetesPlatform, job: RecommenderJob, k8s_emulator: KubeEmulator  # noqa: F811
+    platform: KubernetesPlatform,
+    job: RecommenderJob,
+    k8s_emulator: KubeEmulator,  # noqa: F811
 ) -> None:
     v1, v2 = model("movies:v1"), model("movies:v2")
     platform.execute(job, DeployStable(v1))
@@ -99,7 +103,9 @@ def test_a_canary_gets_its_exact_weight_then_promotion_replaces_stable(
 
 
 def test_a_rollback_stops_the_canary_and_keeps_stable(
-    platform: KubernetesPlatform, job: RecommenderJob, k8s_emulator: KubeEmulator  # noqa: F811
+    platform: KubernetesPlatform,
+    job: RecommenderJob,
+    k8s_emulator: KubeEmulator,  # noqa: F811
 ) -> None:
     v1, v2 = model("movies:v1"), model("movies:v2")
     platform.execute(job, DeployStable(v1))
@@ -112,7 +118,9 @@ def test_a_rollback_stops_the_canary_and_keeps_stable(
 
 
 def test_applying_the_same_state_twice_writes_nothing(
-    platform: KubernetesPlatform, job: RecommenderJob, k8s_emulator: KubeEmulator  # noqa: F811
+    platform: KubernetesPlatform,
+    job: RecommenderJob,
+    k8s_emulator: KubeEmulator,  # noqa: F811
 ) -> None:
     platform.execute(job, DeployStable(model("movies:v1")))
     before = len(k8s_emulator.requests_for("patch")) + len(k8s_emulator.requests_for("create"))
@@ -136,7 +144,9 @@ def test_serving_is_observed_once_the_deployments_are_rolled_out(
 
 
 def test_cleanup_deletes_deployments_services_and_the_route(
-    platform: KubernetesPlatform, job: RecommenderJob, k8s_emulator: KubeEmulator  # noqa: F811
+    platform: KubernetesPlatform,
+    job: RecommenderJob,
+    k8s_emulator: KubeEmulator,  # noqa: F811
 ) -> None:
     platform.execute(job, DeployStable(model("movies:v1")))
     deleted = platform.cleanup(job)
@@ -147,7 +157,9 @@ def test_cleanup_deletes_deployments_services_and_the_route(
 
 
 def test_a_server_error_is_a_transient_kubernetes_error(
-    platform: KubernetesPlatform, job: RecommenderJob, k8s_emulator: KubeEmulator  # noqa: F811
+    platform: KubernetesPlatform,
+    job: RecommenderJob,
+    k8s_emulator: KubeEmulator,  # noqa: F811
 ) -> None:
     k8s_emulator.fail_next(1, status=500, resource="deployments")
     with pytest.raises(KubernetesUnavailable, match="500"):

@@ -28,7 +28,8 @@ def test_a_window_gives_the_analysis_its_numbers_per_track(prometheus: Prometheu
         "other:v9": Traffic(requests=1000),
     }
     window = Prometheus(prometheus.url).window(
-        "default", {"stable": "movies:v1", "canary": "movies:v2"}, 61.2)
+        "default", {"stable": "movies:v1", "canary": "movies:v2"}, 61.2
+    )
     assert window == {
         "stable": VersionMetrics(requests=200, errors=1, latency_p95_ms=42.1, impressions=150,
                                  clicks=15),

@@ -44,7 +44,9 @@ def _launch(platform: KubernetesPlatform, job: RecommenderJob) -> None:
 
 
 def test_a_launch_creates_the_jobs_ray_cluster_with_gpu_placement(
-    k8s_emulator: KubeEmulator, platform: KubernetesPlatform, kfp: KfpStandIn  # noqa: F811
+    k8s_emulator: KubeEmulator,  # noqa: F811
+    platform: KubernetesPlatform,
+    kfp: KfpStandIn,
 ) -> None:
     load_chart_crds(k8s_emulator)
     install_kuberay(k8s_emulator)
@@ -61,7 +63,9 @@ def test_a_launch_creates_the_jobs_ray_cluster_with_gpu_placement(
 
 
 def test_a_job_naming_its_own_ray_cluster_gets_none_created(
-    k8s_emulator: KubeEmulator, platform: KubernetesPlatform, kfp: KfpStandIn  # noqa: F811
+    k8s_emulator: KubeEmulator,  # noqa: F811
+    platform: KubernetesPlatform,
+    kfp: KfpStandIn,
 ) -> None:
     load_chart_crds(k8s_emulator)
     install_kuberay(k8s_emulator)
@@ -73,7 +77,9 @@ def test_a_job_naming_its_own_ray_cluster_gets_none_created(
 
 
 def test_without_kuberay_the_error_says_what_to_install_and_nothing_is_submitted(
-    k8s_emulator: KubeEmulator, platform: KubernetesPlatform, kfp: KfpStandIn  # noqa: F811
+    k8s_emulator: KubeEmulator,  # noqa: F811
+    platform: KubernetesPlatform,
+    kfp: KfpStandIn,
 ) -> None:
     load_chart_crds(k8s_emulator)
     job = _job(k8s_emulator, **GPU_TRAINING)

@@ -148,8 +148,9 @@ def test_a_failing_request_fails_alone() -> None:
     batcher = MicroBatcher(doubler, BatchSettings(max_batch_size=8, max_latency_ms=5))
 
     async def main() -> list[object]:
-        return await asyncio.gather(*(batcher.submit(i) for i in (1, -1, 2, 3)),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *(batcher.submit(i) for i in (1, -1, 2, 3)), return_exceptions=True
+        )
 
     results = asyncio.run(main())
     assert results[0] == 2 and results[2] == 4 and results[3] == 6

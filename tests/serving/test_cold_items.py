@@ -42,25 +42,36 @@ def files(ml100k: Dataset, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 
 
 def _items_csv(items: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"item_id": items["item_id"], "title": items["title"],
-                         "genres": ["|".join(g) for g in items["genres"]],
-                         "year": items["year"]})
+    return pd.DataFrame(
+        {
+            "item_id": items["item_id"],
+            "title": items["title"],
+            "genres": ["|".join(g) for g in items["genres"]],
+            "year": items["year"],
+        }
+    )
 
 
 def _train(files: tuple[Path, Path], out: Path, model_type: str, hparams: dict) -> Path:
     interactions, items_file = files
     dataset = load_files(interactions, items=items_file)
-    source = {"spec": {"interactions": {"uri": str(interactions)},
-                       "items": {"uri": str(items_file)}}}
-    train_run(dataset, out, model_type=model_type, hparams=hparams,
-              settings=TrainSettings(backend="local", epochs=5, patience=5), source=source,
-              text_embeddings=embed_items(dataset.items))
+    source = {
+        "spec": {"interactions": {"uri": str(interactions)}, "items": {"uri": str(items_file)}}
+    }
+    train_run(
+        dataset,
+        out,
+        model_type=model_type,
+        hparams=hparams,
+        settings=TrainSettings(backend="local", epochs=5, patience=5),
+        source=source,
+        text_embeddings=embed_items(dataset.items),
+    )
     return out
 
 
 @pytest.fixture(scope="module")
-def runs(files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-         ) -> tuple[Path, Path]:
+def runs(files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A two-tower and an EASE run; then the item source gains two items."""
     folder = tmp_path_factory.mktemp("cold-runs")
     tower = _train(files, folder / "tower", "two_tower", {"id_dropout": 0.5})
@@ -78,15 +89,15 @@ def engine(runs: tuple[Path, Path]) -> Engine:
     return Engine.load(runs[0], ranking=RankingSpec(diversity=0.0))
 
 
-def test_a_new_item_with_text_joins_the_catalogue_after_the_trained_items(
-        engine: Engine) -> None:
+def test_a_new_item_with_text_joins_the_catalogue_after_the_trained_items(engine: Engine) -> None:
     assert engine.new_items.added == (COPY,)
     assert engine.items([COPY])[0].tolist() == [engine.n_items - 1]
     assert engine.titles[-1] == "Star Wars (1977)"
 
 
 def test_the_trained_items_score_as_before_the_new_item_was_added(
-        runs: tuple[Path, Path], engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: tuple[Path, Path], engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(ITEMS_ENV, str(runs[0] / "no-such-items.csv"))  # unreadable: none added
     plain = Engine.load(runs[0], ranking=RankingSpec(diversity=0.0))
     assert plain.n_items == engine.n_items - 1
@@ -108,8 +119,11 @@ def test_a_new_items_nearest_neighbour_is_the_item_with_the_same_text(engine: En
 def test_a_new_item_is_recommended_to_users_who_would_get_its_twin(engine: Engine) -> None:
     [copy] = engine.items([COPY])[0].tolist()
     [star_wars] = engine.items([STAR_WARS])[0].tolist()
-    users = [u for u in range(engine.loaded.history.n_users)
-             if star_wars not in engine.loaded.history.of(u)]
+    users = [
+        u
+        for u in range(engine.loaded.history.n_users)
+        if star_wars not in engine.loaded.history.of(u)
+    ]
     ranked = engine.rank([Query(u, k=10) for u in users])
     with_twin = [r for r in ranked if star_wars in r.items.tolist()]
     assert with_twin, "nobody who has not seen Star Wars gets it: the fixture is too weak"
@@ -117,15 +131,15 @@ def test_a_new_item_is_recommended_to_users_who_would_get_its_twin(engine: Engin
     assert hits >= len(with_twin) // 4  # measured: 28 of 58 (id embedding zero, text alone)
 
 
-def test_an_item_without_text_is_never_recommended_and_similar_says_why(
-        engine: Engine) -> None:
+def test_an_item_without_text_is_never_recommended_and_similar_says_why(engine: Engine) -> None:
     assert engine.items([BARE])[0].size == 0
     refusal = similar_refusal(engine, BARE)
     assert refusal is not None and "no title, text or category" in refusal
 
 
 def test_a_model_that_reads_no_text_skips_new_items_and_similar_says_why(
-        runs: tuple[Path, Path]) -> None:
+    runs: tuple[Path, Path],
+) -> None:
     ease = Engine.load(runs[1])
     assert ease.new_items.added == ()
     assert ease.items([COPY])[0].size == 0
@@ -134,7 +148,8 @@ def test_a_model_that_reads_no_text_skips_new_items_and_similar_says_why(
 
 
 def test_evaluating_a_run_under_cold_items_scores_the_withheld_items(
-        runs: tuple[Path, Path]) -> None:
+    runs: tuple[Path, Path],
+) -> None:
     from kuberec.components.train.evaluate_run import evaluate_run
 
     result = evaluate_run(runs[0], "cold-items", options={"share": 0.2})

@@ -18,8 +18,13 @@ from kuberec.serving.engine import Engine, Query, RequestError
 @pytest.fixture(scope="module")
 def ease_run(ml100k: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("serving-engine") / "ease"
-    train_run(ml100k, out, model_type="ease_t", settings=TrainSettings(backend="local"),
-              source={"spec": {"movielens": "ml-100k"}})
+    train_run(
+        ml100k,
+        out,
+        model_type="ease_t",
+        settings=TrainSettings(backend="local"),
+        source={"spec": {"movielens": "ml-100k"}},
+    )
     return out
 
 
@@ -85,12 +90,19 @@ def test_ann_retrieval_agrees_with_exact_for_a_dot_product_model(
     ml100k: Dataset, tmp_path: Path
 ) -> None:
     run = tmp_path / "mf"
-    train_run(ml100k, run, model_type="mf", hparams={"dim": 16},
-              settings=TrainSettings(backend="local", epochs=1))
+    train_run(
+        ml100k,
+        run,
+        model_type="mf",
+        hparams={"dim": 16},
+        settings=TrainSettings(backend="local", epochs=1),
+    )
     exact, ann = Engine.load(run), Engine.load(run, ann_min_items=1)
     users = [Query(u, k=10) for u in range(0, 900, 9)]
-    overlap = [len(set(a.items.tolist()) & set(e.items.tolist())) / 10
-               for a, e in zip(ann.rank(users), exact.rank(users), strict=True)]
+    overlap = [
+        len(set(a.items.tolist()) & set(e.items.tolist())) / 10
+        for a, e in zip(ann.rank(users), exact.rank(users), strict=True)
+    ]
     assert np.mean(overlap) >= 0.9
 
 
@@ -129,7 +141,8 @@ def test_scores_of_given_items_match_the_ranked_scores(engine: Engine) -> None:
     user = engine.user(1)
     [ranked] = engine.rank([Query(user, k=5)])
     [(scores, fallback), (cold, cold_fallback)] = engine.score(
-        [(Query(user), ranked.items), (Query(-1), ranked.items)])
+        [(Query(user), ranked.items), (Query(-1), ranked.items)]
+    )
     assert not fallback and cold_fallback
     assert np.allclose(scores, ranked.scores, atol=1e-4)
     assert cold.tolist() == engine.popularity[ranked.items].tolist()
@@ -171,8 +184,13 @@ def test_a_sparse_ease_run_ranks_by_its_sparse_scores(tmp_path: Path) -> None:
     from kuberec.components.datasets.synthetic import SyntheticSpec, generate
 
     out = tmp_path / "sparse"
-    train_run(generate(SyntheticSpec(120, 70, 3000, seed=2)), out, model_type="sparse_ease",
-              hparams={"neighbours": 20}, settings=TrainSettings(backend="local"))
+    train_run(
+        generate(SyntheticSpec(120, 70, 3000, seed=2)),
+        out,
+        model_type="sparse_ease",
+        hparams={"neighbours": 20},
+        settings=TrainSettings(backend="local"),
+    )
     engine = Engine.load(out, ranking=RankingSpec(diversity=0))  # plain top-K, no re-ranking
     user = 5
     [ranked] = engine.rank([Query(user=user, k=10)])

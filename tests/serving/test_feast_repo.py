@@ -29,8 +29,7 @@ def test_a_pod_renders_the_pipelines_repo_and_its_clicks_reach_the_same_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = f"pod_{uuid.uuid4().hex[:6]}"
-    pipeline = StoreSettings(tmp_path / "pipeline" / "data", profile="production",
-                             project=project)
+    pipeline = StoreSettings(tmp_path / "pipeline" / "data", profile="production", project=project)
     run_features(generate(SyntheticSpec(30, 40, 600, seed=3)), pipeline, text_embeddings=False)
     pod_repo = tmp_path / "pod" / "feature_repo"  # nothing of the pipeline's pod is here
     monkeypatch.setenv(FEAST_REPO_ENV, str(pod_repo))

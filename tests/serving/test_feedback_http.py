@@ -42,8 +42,11 @@ def url(dataset: Dataset, sink: Path, tmp_path_factory: pytest.TempPathFactory) 
     run_dir = tmp_path_factory.mktemp("run") / "run"
     train_run(dataset, run_dir, model_type="ease_t", settings=TrainSettings(backend="local"))
     port = free_port()
-    process = start_server(run_dir, port, env={
-        FEAST_REPO_ENV: str(settings.repo_dir), SINK_ENV: str(sink), FLUSH_ENV: "0.2"})
+    process = start_server(
+        run_dir,
+        port,
+        env={FEAST_REPO_ENV: str(settings.repo_dir), SINK_ENV: str(sink), FLUSH_ENV: "0.2"},
+    )
     address = f"http://127.0.0.1:{port}"
     try:
         wait_ready(address, 180, process=process)
@@ -79,23 +82,31 @@ def _items(url: str, user: object) -> list[object]:
 def test_a_click_leaves_the_users_next_recommendations(url: str) -> None:
     status, answer = _post(url, "/recommend", {"user_id": 4, "k": 5})
     top = answer["items"][0]["item_id"]
-    status, accepted = _post(url, "/feedback", {"request_id": answer["request_id"],
-                                                "user_id": 4, "item_id": top, "event": "click"})
+    status, accepted = _post(
+        url,
+        "/feedback",
+        {"request_id": answer["request_id"], "user_id": 4, "item_id": top, "event": "click"},
+    )
     assert (status, accepted["accepted"]) == (200, True)
     assert _until(lambda: top not in _items(url, 4))
 
 
 def test_a_new_users_first_click_turns_the_fallback_personal(url: str) -> None:
     assert _post(url, "/recommend", {"user_id": "newcomer"})[1]["fallback"] is True
-    _post(url, "/feedback", {"request_id": "r-x", "user_id": "newcomer", "item_id": 3,
-                             "event": "purchase"})
-    assert _until(lambda: _post(url, "/recommend", {"user_id": "newcomer"})[1]["fallback"]
-                  is False)
+    _post(
+        url,
+        "/feedback",
+        {"request_id": "r-x", "user_id": "newcomer", "item_id": 3, "event": "purchase"},
+    )
+    assert _until(lambda: _post(url, "/recommend", {"user_id": "newcomer"})[1]["fallback"] is False)
 
 
 def test_feedback_on_an_unknown_item_is_a_422_naming_item_id_and_counted(url: str) -> None:
-    status, body = _post(url, "/feedback", {"request_id": "r-1", "user_id": 4,
-                                            "item_id": "no-such-item", "event": "click"})
+    status, body = _post(
+        url,
+        "/feedback",
+        {"request_id": "r-1", "user_id": 4, "item_id": "no-such-item", "event": "click"},
+    )
     assert status == 422
     assert body["detail"][0]["loc"] == ["item_id"]
     with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
@@ -107,8 +118,17 @@ def test_accepted_events_land_in_the_sink_with_the_serving_model_version(
     url: str, sink: Path
 ) -> None:
     answer = _post(url, "/recommend", {"user_id": 9, "k": 3})[1]
-    _post(url, "/feedback", {"request_id": answer["request_id"], "user_id": 9,
-                             "item_id": answer["items"][1]["item_id"], "event": "click"})
+    _post(
+        url,
+        "/feedback",
+        {
+            "request_id": answer["request_id"],
+            "user_id": 9,
+            "item_id": answer["items"][1]["item_id"],
+            "event": "click",
+        },
+    )
+
     def stored() -> bool:
         rows = read_sink(str(sink))
         return answer["request_id"] in set(rows["request_id"])
@@ -125,13 +145,24 @@ def test_synthetic_feedback_is_answered_but_moves_no_feature_and_is_not_stored(
     marked = {TRAFFIC_HEADER: SYNTHETIC}
     status, answer = _post(url, "/recommend", {"user_id": 11, "k": 5}, marked)
     top = answer["items"][0]["item_id"]
-    status, accepted = _post(url, "/feedback", {"request_id": answer["request_id"],
-                                                "user_id": 11, "item_id": top,
-                                                "event": "click"}, marked)
+    status, accepted = _post(
+        url,
+        "/feedback",
+        {"request_id": answer["request_id"], "user_id": 11, "item_id": top, "event": "click"},
+        marked,
+    )
     assert (status, accepted["accepted"]) == (200, True)
     later = _post(url, "/recommend", {"user_id": 12, "k": 3})[1]  # a real click, queued after
-    _post(url, "/feedback", {"request_id": later["request_id"], "user_id": 12,
-                             "item_id": later["items"][0]["item_id"], "event": "click"})
+    _post(
+        url,
+        "/feedback",
+        {
+            "request_id": later["request_id"],
+            "user_id": 12,
+            "item_id": later["items"][0]["item_id"],
+            "event": "click",
+        },
+    )
     assert _until(lambda: later["request_id"] in set(read_sink(str(sink))["request_id"]))
     assert answer["request_id"] not in set(read_sink(str(sink))["request_id"])
     assert top in _items(url, 11)  # the synthetic click was not pushed

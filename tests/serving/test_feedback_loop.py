@@ -36,8 +36,14 @@ class StuckStore:
         return len(events)
 
 
-def _accept(loop: FeedbackLoop, item: str = "5", *, user: bool = True, known: bool = True,
-            request: str = "r-1") -> None:
+def _accept(
+    loop: FeedbackLoop,
+    item: str = "5",
+    *,
+    user: bool = True,
+    known: bool = True,
+    request: str = "r-1",
+) -> None:
     loop.accept(request, "3", item, "click", "run-a", known_user=user, known_item=known)
 
 
@@ -62,8 +68,10 @@ def test_an_unknown_item_is_refused_and_counted(tmp_path: Path) -> None:
     with pytest.raises(Rejected) as refused:
         _accept(loop, "no-such-item", known=False)
     assert refused.value.field == "item_id"
-    assert _metric("kuberec_feedback_flagged_total", reason="unknown_item",
-                   outcome="rejected") == before + 1
+    assert (
+        _metric("kuberec_feedback_flagged_total", reason="unknown_item", outcome="rejected")
+        == before + 1
+    )
     loop.close()
     assert read_sink(str(tmp_path)).empty  # nothing stored for it
 
@@ -73,8 +81,10 @@ def test_an_unknown_user_is_accepted_and_counted(tmp_path: Path) -> None:
     before = _metric("kuberec_feedback_flagged_total", reason="unknown_user", outcome="accepted")
     _accept(loop, user=False)
     loop.close()
-    assert _metric("kuberec_feedback_flagged_total", reason="unknown_user",
-                   outcome="accepted") == before + 1
+    assert (
+        _metric("kuberec_feedback_flagged_total", reason="unknown_user", outcome="accepted")
+        == before + 1
+    )
     assert len(read_sink(str(tmp_path))) == 1
 
 
@@ -103,8 +113,9 @@ def test_synthetic_traffic_is_counted_but_neither_pushed_nor_stored(tmp_path: Pa
     loop = FeedbackLoop(store, ParquetSink(str(tmp_path)), impressions=True)  # type: ignore[arg-type]
     before = _metric("kuberec_feedback_synthetic_total")
     loop.served("r-canary", "3", [5, 6], "run-a", synthetic=True)
-    loop.accept("r-canary", "3", "5", "click", "run-a", known_user=True, known_item=True,
-                synthetic=True)
+    loop.accept(
+        "r-canary", "3", "5", "click", "run-a", known_user=True, known_item=True, synthetic=True
+    )
     _accept(loop, request="r-user")
     loop.close()
     assert _metric("kuberec_feedback_synthetic_total") == before + 1
@@ -115,8 +126,9 @@ def test_synthetic_traffic_is_counted_but_neither_pushed_nor_stored(tmp_path: Pa
 def test_synthetic_feedback_on_an_unknown_item_is_still_refused(tmp_path: Path) -> None:
     loop = FeedbackLoop(None, ParquetSink(str(tmp_path)))
     with pytest.raises(Rejected):
-        loop.accept("r-1", "3", "nope", "click", "run-a", known_user=True, known_item=False,
-                    synthetic=True)
+        loop.accept(
+            "r-1", "3", "nope", "click", "run-a", known_user=True, known_item=False, synthetic=True
+        )
     loop.close()
 
 
@@ -152,7 +164,7 @@ def test_the_jobs_spec_feedback_configures_the_server(
 
 
 def test_a_queue_bound_that_is_no_count_is_one_line_naming_it(
-    monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(SINK_ENV, "/tmp/anywhere")
     monkeypatch.setenv(QUEUE_ENV, "lots")

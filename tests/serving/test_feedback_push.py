@@ -25,12 +25,14 @@ def dataset() -> Dataset:
 
 
 @pytest.fixture(scope="module", params=["default", "production"])
-def repo(request: pytest.FixtureRequest, dataset: Dataset,
-         tmp_path_factory: pytest.TempPathFactory) -> Path:
+def repo(
+    request: pytest.FixtureRequest, dataset: Dataset, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The default profile (SQLite) and the production one (Redis + PostgreSQL registry)."""
     project = f"push_{request.param}_{uuid.uuid4().hex[:6]}"
-    settings = StoreSettings(tmp_path_factory.mktemp("feast") / "data", profile=request.param,
-                             project=project)
+    settings = StoreSettings(
+        tmp_path_factory.mktemp("feast") / "data", profile=request.param, project=project
+    )
     run_features(dataset, settings, text_embeddings=False)
     return settings.repo_dir
 

@@ -26,7 +26,9 @@ def test_events_land_in_one_folder_per_day_with_type_and_model_version(tmp_path:
     sink.add([_event(1), _event(2, "6", "purchase"), _event(2, "7", "impression")])
     assert sink.flush()
     assert sorted(p.name for p in (tmp_path / "sink").iterdir()) == [
-        "date=2026-12-01", "date=2026-12-02"]
+        "date=2026-12-01",
+        "date=2026-12-02",
+    ]
     stored = read_sink(str(tmp_path / "sink")).sort_values("item_id")
     assert stored["event"].tolist() == ["click", "purchase", "impression"]
     assert set(stored["model_version"]) == {"run-a"}

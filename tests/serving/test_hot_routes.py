@@ -31,13 +31,15 @@ class Echo:
     def ready(self) -> bool:
         return self.is_ready
 
-    async def answer(self, route: str, request: BaseModel, synthetic: bool = False
-                     ) -> tuple[int, bytes]:
+    async def answer(
+        self, route: str, request: BaseModel, synthetic: bool = False
+    ) -> tuple[int, bytes]:
         if self.fail:
             raise RuntimeError("the model broke")
         await asyncio.sleep(self.delay_s)
-        return 200, json.dumps({"route": route, "synthetic": synthetic,
-                                **request.model_dump()}).encode()
+        return 200, json.dumps(
+            {"route": route, "synthetic": synthetic, **request.model_dump()}
+        ).encode()
 
 
 @pytest.fixture
@@ -46,10 +48,16 @@ def bound() -> Iterator[None]:
     hot_routes._Bound.target = None
 
 
-async def _call(target: Echo | None, body: bytes, *, path: str = "/recommend",
-                method: str = "POST", content_type: bytes | None = b"application/json",
-                origin: bytes | None = None, extra: list[tuple[bytes, bytes]] | None = None,
-                ) -> tuple[int | None, Any, bool]:
+async def _call(
+    target: Echo | None,
+    body: bytes,
+    *,
+    path: str = "/recommend",
+    method: str = "POST",
+    content_type: bytes | None = b"application/json",
+    origin: bytes | None = None,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> tuple[int | None, Any, bool]:
     """(status, decoded body, whether the inner app got the request)."""
     hot_routes._Bound.target = target
     passed: list[bool] = []
@@ -59,14 +67,17 @@ async def _call(target: Echo | None, body: bytes, *, path: str = "/recommend",
         await send({"type": "http.response.start", "status": 299, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    app = HotRoutes(inner, routes={"/recommend": RecommendRequest, "/score": ScoreRequest},
-                    timeout_s=0.2)
+    app = HotRoutes(
+        inner, routes={"/recommend": RecommendRequest, "/score": ScoreRequest}, timeout_s=0.2
+    )
     headers = [(b"content-type", content_type)] if content_type is not None else []
     if origin is not None:
         headers.append((b"origin", origin))
     headers.extend(extra or [])
-    chunks = [{"type": "http.request", "body": body[:5], "more_body": True},
-              {"type": "http.request", "body": body[5:], "more_body": False}]
+    chunks = [
+        {"type": "http.request", "body": body[:5], "more_body": True},
+        {"type": "http.request", "body": body[5:], "more_body": False},
+    ]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -97,22 +108,24 @@ def test_a_json_post_to_a_hot_route_is_validated_and_answered_by_the_service() -
 
 @pytest.mark.usefixtures("bound")
 def test_canary_analysis_traffic_reaches_the_service_marked_synthetic() -> None:
-    status, body, passed = _run(Echo(), b'{"user_id": 7}',
-                                extra=[(b"x-kuberec-traffic", b"Synthetic")])
+    status, body, passed = _run(
+        Echo(), b'{"user_id": 7}', extra=[(b"x-kuberec-traffic", b"Synthetic")]
+    )
     assert (status, passed, body["synthetic"]) == (200, False, True)
 
 
 @pytest.mark.usefixtures("bound")
-@pytest.mark.parametrize(("body", "field"), [
-    (b'{"user_id": 1, "k": 0}', ["k"]),
-    (b'{"user_id": 1, "k": true}', ["k"]),
-    (b'{"user_id": 1, "exclude_sen": false}', ["exclude_sen"]),
-    (b'{"k": 3}', ["user_id"]),
-    (b"not json", []),
-])
-def test_an_invalid_body_gets_bentomls_422_naming_the_field(
-    body: bytes, field: list[str]
-) -> None:
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"user_id": 1, "k": 0}', ["k"]),
+        (b'{"user_id": 1, "k": true}', ["k"]),
+        (b'{"user_id": 1, "exclude_sen": false}', ["exclude_sen"]),
+        (b'{"k": 3}', ["user_id"]),
+        (b"not json", []),
+    ],
+)
+def test_an_invalid_body_gets_bentomls_422_naming_the_field(body: bytes, field: list[str]) -> None:
     status, answer, passed = _run(Echo(), body)
     assert (status, passed) == (422, False)
     assert answer["error"].endswith("validation error for RecommendRequest")
@@ -134,14 +147,17 @@ def test_an_answer_slower_than_the_timeout_gets_bentomls_504() -> None:
 
 
 @pytest.mark.usefixtures("bound")
-@pytest.mark.parametrize("case", [
-    {"target": Echo(ready=False)},  # BentoML answers 503 while the model loads
-    {"target": None},  # no service bound in this process
-    {"content_type": b"text/csv"},  # BentoML's content negotiation
-    {"origin": b"https://shop.example"},  # BentoML's CORS headers, when configured
-    {"path": "/similar"},
-    {"method": "GET"},
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"target": Echo(ready=False)},  # BentoML answers 503 while the model loads
+        {"target": None},  # no service bound in this process
+        {"content_type": b"text/csv"},  # BentoML's content negotiation
+        {"origin": b"https://shop.example"},  # BentoML's CORS headers, when configured
+        {"path": "/similar"},
+        {"method": "GET"},
+    ],
+)
 def test_other_requests_go_down_bentomls_path(case: dict[str, Any]) -> None:
     target = case.pop("target", Echo())
     status, _, passed = _run(target, b'{"user_id": 1}', **case)

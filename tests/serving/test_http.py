@@ -37,8 +37,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def tag(ml100k: Dataset, tmp_path_factory: pytest.TempPathFactory) -> str:
     run = tmp_path_factory.mktemp("serving-http") / "run"
-    train_run(ml100k, run, model_type="ease_t", settings=TrainSettings(backend="local"),
-              source={"spec": {"movielens": "ml-100k"}})
+    train_run(
+        ml100k,
+        run,
+        model_type="ease_t",
+        settings=TrainSettings(backend="local"),
+        source={"spec": {"movielens": "ml-100k"}},
+    )
     return package_run(run, "ml100k-ease", {"dataset": "ml-100k"}).tag
 
 
@@ -62,8 +67,9 @@ def url(server: subprocess.Popen[bytes]) -> str:
 
 
 def _post(url: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-    request = urllib.request.Request(url + path, json.dumps(body).encode(),
-                                     {"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -122,13 +128,18 @@ def test_a_lone_request_gets_the_answer_it_gets_inside_a_batch(url: str) -> None
     users = list(range(1, 25))
     alone = [_post(url, "/recommend", {"user_id": u, "k": 5})[1]["items"] for u in users]
     with ThreadPoolExecutor(12) as pool:
-        together = list(pool.map(lambda u: _post(url, "/recommend", {"user_id": u, "k": 5})[1],
-                                 users))
+        together = list(
+            pool.map(lambda u: _post(url, "/recommend", {"user_id": u, "k": 5})[1], users)
+        )
     assert [body["items"] for body in together] == alone
     status, metrics = _get(url, "/metrics")
-    batched = [line for line in metrics.splitlines()
-               if line.startswith("kuberec_batch_size_bucket") and 'le="1.0"' in line
-               and "/recommend" in line]
+    batched = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("kuberec_batch_size_bucket")
+        and 'le="1.0"' in line
+        and "/recommend" in line
+    ]
     assert status == 200 and batched  # batch sizes are still observed
 
 
@@ -146,28 +157,32 @@ def test_a_cold_user_is_answered_by_the_popularity_fallback_and_flagged(url: str
 
 
 def test_a_cold_user_with_recent_items_gets_a_personal_list(url: str) -> None:
-    status, body = _post(url, "/recommend",
-                         {"user_id": "someone-new", "k": 3, "recent_items": ["50"]})
+    status, body = _post(
+        url, "/recommend", {"user_id": "someone-new", "k": 3, "recent_items": ["50"]}
+    )
     assert status == 200
     assert body["fallback"] is False
     assert 50 not in [item["item_id"] for item in body["items"]]
     assert body["items"][0]["explanation"] == "because you liked Star Wars (1977)"
 
 
-@pytest.mark.parametrize(("path", "body", "field"), [
-    ("/recommend", {"user_id": 1, "k": 0}, "k"),
-    ("/recommend", {"user_id": 1, "k": True}, "k"),
-    ("/recommend", {"user_id": 1, "k": "5"}, "k"),
-    ("/recommend", {"user_id": 1, "exclude_seen": "yes"}, "exclude_seen"),
-    ("/similar", {"item_id": 50, "k": True}, "k"),
-    ("/recommend", {"k": 3}, "user_id"),
-    ("/recommend", {"user_id": 1, "filters": {"genres": ["Polka"]}}, "filters.genres"),
-    ("/recommend", {"user_id": 1, "exclude_sen": False}, "exclude_sen"),
-    ("/recommend", {"user_id": 1, "ranking": {"diversity": 1.5}}, "ranking.diversity"),
-    ("/recommend", {"user_id": 1, "ranking": {"pinned": ["nope"]}}, "ranking.pinned"),
-    ("/score", {"user_id": 1, "item_ids": []}, "item_ids"),
-    ("/feedback", {"request_id": "r", "user_id": 1, "item_id": 50, "event": "like"}, "event"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/recommend", {"user_id": 1, "k": 0}, "k"),
+        ("/recommend", {"user_id": 1, "k": True}, "k"),
+        ("/recommend", {"user_id": 1, "k": "5"}, "k"),
+        ("/recommend", {"user_id": 1, "exclude_seen": "yes"}, "exclude_seen"),
+        ("/similar", {"item_id": 50, "k": True}, "k"),
+        ("/recommend", {"k": 3}, "user_id"),
+        ("/recommend", {"user_id": 1, "filters": {"genres": ["Polka"]}}, "filters.genres"),
+        ("/recommend", {"user_id": 1, "exclude_sen": False}, "exclude_sen"),
+        ("/recommend", {"user_id": 1, "ranking": {"diversity": 1.5}}, "ranking.diversity"),
+        ("/recommend", {"user_id": 1, "ranking": {"pinned": ["nope"]}}, "ranking.pinned"),
+        ("/score", {"user_id": 1, "item_ids": []}, "item_ids"),
+        ("/feedback", {"request_id": "r", "user_id": 1, "item_id": 50, "event": "like"}, "event"),
+    ],
+)
 def test_an_invalid_request_gets_422_naming_the_field(
     url: str, path: str, body: dict[str, Any], field: str
 ) -> None:
@@ -196,18 +211,24 @@ def test_health_and_readiness_answer_once_the_model_is_loaded(url: str) -> None:
     assert _get(url, "/readyz")[0] == 200
 
 
-def test_metrics_carry_kuberec_counters_labelled_with_the_model_version(
-    url: str, tag: str
-) -> None:
+def test_metrics_carry_kuberec_counters_labelled_with_the_model_version(url: str, tag: str) -> None:
     _post(url, "/feedback", {"request_id": "r1", "user_id": 1, "item_id": 50, "event": "click"})
     _post(url, "/recommend", {"user_id": "metrics-cold-user", "k": 2})
     _, text = _get(url, "/metrics")
     version = f'model_version="{tag}"'
     lines = text.splitlines()
-    assert any(line.startswith("kuberec_requests_total{") and version in line
-               and 'endpoint="/recommend"' in line for line in lines)
-    assert any(line.startswith("kuberec_feedback_events_total{") and version in line
-               and 'event="click"' in line for line in lines)
+    assert any(
+        line.startswith("kuberec_requests_total{")
+        and version in line
+        and 'endpoint="/recommend"' in line
+        for line in lines
+    )
+    assert any(
+        line.startswith("kuberec_feedback_events_total{")
+        and version in line
+        and 'event="click"' in line
+        for line in lines
+    )
     assert any(line.startswith("kuberec_fallbacks_total{") and version in line for line in lines)
     assert any(line.startswith("kuberec_request_latency_seconds_bucket{") for line in lines)
 
@@ -235,8 +256,11 @@ def test_unknown_paths_are_counted_under_one_label(url: str) -> None:
             _get(url, f"/no-such-path-{n}")
     _, text = _get(url, "/metrics")
     assert "no-such-path" not in text
-    others = [line for line in text.splitlines()
-              if line.startswith("kuberec_requests_total{") and 'endpoint="other"' in line]
+    others = [
+        line
+        for line in text.splitlines()
+        if line.startswith("kuberec_requests_total{") and 'endpoint="other"' in line
+    ]
     assert sum(float(line.split()[-1]) for line in others) >= 100
 
 
@@ -265,10 +289,15 @@ def test_the_jobs_ranking_from_the_environment_is_applied(url: str) -> None:
 def test_a_request_overrides_the_ranking_and_keeps_the_jobs_exclusions(url: str) -> None:
     _, plain = _post(url, "/recommend", {"user_id": 1, "k": 10})
     pin = plain["items"][9]["item_id"]
-    status, body = _post(url, "/recommend", {
-        "user_id": 1, "k": 5,
-        "ranking": {"pinned": [pin], "maxPerCategory": 1, "excluded": []},
-    })
+    status, body = _post(
+        url,
+        "/recommend",
+        {
+            "user_id": 1,
+            "k": 5,
+            "ranking": {"pinned": [pin], "maxPerCategory": 1, "excluded": []},
+        },
+    )
     assert status == 200
     ids = [item["item_id"] for item in body["items"]]
     assert ids[0] == pin and 50 not in ids and len(ids) == 5

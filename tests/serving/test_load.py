@@ -31,8 +31,13 @@ CONCURRENCY = 32
 @pytest.fixture(scope="module")
 def run(ml100k: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("serving-load") / "run"
-    train_run(ml100k, out, model_type="ease_t", settings=TrainSettings(backend="local"),
-              source={"spec": {"movielens": "ml-100k"}})
+    train_run(
+        ml100k,
+        out,
+        model_type="ease_t",
+        settings=TrainSettings(backend="local"),
+        source={"spec": {"movielens": "ml-100k"}},
+    )
     return out
 
 
@@ -48,8 +53,9 @@ def _requests(n_recommend: int, n_score: int) -> list[tuple[str, dict[str, Any]]
         else:
             body = {"user_id": 1 + i % 943, "k": 10}
         out.append(("/recommend", body))
-    out += [("/score", {"user_id": 1 + i, "item_ids": [1, 50, "nope", 181]})
-            for i in range(n_score)]
+    out += [
+        ("/score", {"user_id": 1 + i, "item_ids": [1, 50, "nope", 181]}) for i in range(n_score)
+    ]
     return out
 
 

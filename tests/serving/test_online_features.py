@@ -61,9 +61,7 @@ def _recommend(url: str, body: dict) -> dict:
         return json.load(response)
 
 
-def test_recent_items_come_oldest_first_from_the_online_store(
-    repo: Path, dataset: Dataset
-) -> None:
+def test_recent_items_come_oldest_first_from_the_online_store(repo: Path, dataset: Dataset) -> None:
     found = OnlineHistory(repo).recent_items([NEWCOMER, "no-such-user"])
     mine = dataset.interactions[dataset.interactions["user_id"] == NEWCOMER]
     latest = mine.sort_values("timestamp", kind="stable")["item_id"].astype(str).tolist()[-10:]

@@ -86,8 +86,11 @@ def _state(pid: int) -> str:
 
 
 def _config(url: str, body: dict, headers: dict[str, str]) -> tuple[int, dict]:
-    request = urllib.request.Request(url + "/router/config", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json", **headers})
+    request = urllib.request.Request(
+        url + "/router/config",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **headers},
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, json.loads(response.read())

@@ -73,8 +73,11 @@ class KfpStandIn:
             if path == f"{PREFIX}/runs":
                 if method == "POST":
                     return self._create_run(body)
-                runs = [r for r in self.runs.values()
-                        if r["experiment_id"] in query.get("experiment_id", [r["experiment_id"]])]
+                runs = [
+                    r
+                    for r in self.runs.values()
+                    if r["experiment_id"] in query.get("experiment_id", [r["experiment_id"]])
+                ]
                 return 200, self._list(runs, query, "runs")
             if path.startswith(f"{PREFIX}/runs/") and path.endswith(":terminate"):
                 run_id = path.removeprefix(f"{PREFIX}/runs/").removesuffix(":terminate")

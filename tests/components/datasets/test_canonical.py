@@ -20,7 +20,7 @@ def test_id_index_is_sorted_and_dense() -> None:
     assert index.encode([20, 10]).tolist() == [1, 0]
 
 
-@given(st.lists(st.one_of(st.integers(-10**9, 10**9), st.text(min_size=1)), min_size=1))
+@given(st.lists(st.one_of(st.integers(-(10**9), 10**9), st.text(min_size=1)), min_size=1))
 def test_id_index_round_trips_any_mix_of_ids(ids: list[object]) -> None:
     index = IdIndex.fit(ids)
     assert index.decode(index.encode(ids)) == ids

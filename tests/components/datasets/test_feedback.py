@@ -36,8 +36,12 @@ def _job(tmp_path: Path, include: bool = True, **feedback: Any) -> RecommenderJo
 def _store(tmp_path: Path, *events: tuple[str, str, str]) -> None:
     sink = ParquetSink(str(tmp_path / "sink"))
     now = datetime.now(UTC)
-    sink.add([Event(f"r-{i}", user, item, kind, "run-a", now)
-              for i, (user, item, kind) in enumerate(events)])
+    sink.add(
+        [
+            Event(f"r-{i}", user, item, kind, "run-a", now)
+            for i, (user, item, kind) in enumerate(events)
+        ]
+    )
     assert sink.flush()
 
 
@@ -46,7 +50,7 @@ def test_clicks_and_purchases_join_the_data_rated_by_their_weight(tmp_path: Path
     _store(tmp_path, ("1", "2", "click"), ("1", "3", "purchase"), ("1", "4", "impression"))
     base = load_source(job.spec.data)
     data = with_feedback(base, job.spec)
-    added = data.interactions.iloc[len(base.interactions):]
+    added = data.interactions.iloc[len(base.interactions) :]
     assert added[["user_id", "item_id"]].values.tolist() == [[1, 2], [1, 3]]
     assert added["rating"].tolist() == [2.0, 2.0]
     assert data.interactions["user_id"].dtype == base.interactions["user_id"].dtype
@@ -59,9 +63,7 @@ def test_only_the_events_asked_for_are_read(tmp_path: Path) -> None:
     assert len(with_feedback(base, job.spec).interactions) == len(base.interactions) + 1
 
 
-def test_items_outside_the_catalogue_and_ids_of_another_kind_are_left_out(
-    tmp_path: Path
-) -> None:
+def test_items_outside_the_catalogue_and_ids_of_another_kind_are_left_out(tmp_path: Path) -> None:
     job = _job(tmp_path)
     _store(tmp_path, ("1", "99999", "click"), ("someone", "2", "click"), ("1", "2", "click"))
     base = load_source(job.spec.data)
@@ -89,17 +91,27 @@ def test_include_without_a_sink_is_refused_when_the_job_loads(tmp_path: Path) ->
         load_job(tmp_path / "job.yaml")
 
 
-def test_the_job_retrains_once_its_own_traffic_reaches_min_new_interactions(
-    tmp_path: Path
-) -> None:
+def test_the_job_retrains_once_its_own_traffic_reaches_min_new_interactions(tmp_path: Path) -> None:
     job = _job(tmp_path)
     platform = LocalPlatform(tmp_path / "work", serve=False)
     trained = platform.observe_data(job)
-    status = JobStatus.model_validate({"champion": {
-        "version": "loop:v1", "uri": "file:///m", "modelType": "ease_t",
-        "lineage": {"specHash": _spec_hash(job), "datasetDigest": trained.digest,
-                    "interactions": trained.interactions, "pipelineRun": "r",
-                    "codeVersion": "0", "trainedAt": datetime.now(UTC).isoformat()}}})
+    status = JobStatus.model_validate(
+        {
+            "champion": {
+                "version": "loop:v1",
+                "uri": "file:///m",
+                "modelType": "ease_t",
+                "lineage": {
+                    "specHash": _spec_hash(job),
+                    "datasetDigest": trained.digest,
+                    "interactions": trained.interactions,
+                    "pipelineRun": "r",
+                    "codeVersion": "0",
+                    "trainedAt": datetime.now(UTC).isoformat(),
+                },
+            }
+        }
+    )
     assert _trigger(job, status, platform) is None
     _store(tmp_path, ("1", "2", "click"), ("1", "3", "click"))  # 2 < minNewInteractions 3
     assert platform.observe_data(job).interactions == trained.interactions + 2
@@ -117,5 +129,6 @@ def _spec_hash(job: RecommenderJob) -> str:
 def _trigger(job: RecommenderJob, status: JobStatus, platform: LocalPlatform) -> str | None:
     from kuberec.operator.observations import Observations
 
-    return training_trigger(job, status, Observations(datetime.now(UTC),
-                                                      platform.observe_data(job)))
+    return training_trigger(
+        job, status, Observations(datetime.now(UTC), platform.observe_data(job))
+    )

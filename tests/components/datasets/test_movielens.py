@@ -75,7 +75,9 @@ def test_ml1m_format_is_double_colon_separated_latin1(tmp_path: Path) -> None:
     assert dataset.interactions["item_id"].tolist() == [10, 20]
     amelie = dataset.items.set_index("item_id").loc[10]
     assert (amelie["title"], list(amelie["genres"]), amelie["year"]) == (
-        "Amélie (2001)", ["Comedy", "Romance"], 2001
+        "Amélie (2001)",
+        ["Comedy", "Romance"],
+        2001,
     )
     assert dataset.users.set_index("user_id").loc[2, "age"] == 56
 

@@ -56,8 +56,9 @@ def test_parquet_output_equals_generate_whatever_the_chunk_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, block_target: int
 ) -> None:
     monkeypatch.setattr(synthetic, "_BLOCK_TARGET", block_target)
-    spec = SyntheticSpec(n_users=500, n_items=300, n_interactions=20_000, seed=7,
-                         chunk_interactions=chunk)
+    spec = SyntheticSpec(
+        n_users=500, n_items=300, n_interactions=20_000, seed=7, chunk_interactions=chunk
+    )
     out = write_parquet(spec, tmp_path / "ds")
     parts = sorted((out / "interactions").glob("part-*.parquet"))
     assert len(parts) == math.ceil(20_000 / chunk)
@@ -123,13 +124,17 @@ def test_ratings_are_whole_numbers_from_1_to_5(small: Dataset) -> None:
 def test_tables_have_the_canonical_dtypes(small: Dataset) -> None:
     inter, items, users = small.interactions, small.items, small.users
     assert inter.dtypes.astype(str).to_dict() == {
-        "user_id": "int64", "item_id": "int64", "rating": "float32",
+        "user_id": "int64",
+        "item_id": "int64",
+        "rating": "float32",
         "timestamp": "datetime64[ns, UTC]",
     }
     assert str(items["year"].dtype) == "Int64"
     assert all(isinstance(g, list) and all(isinstance(x, str) for x in g) for g in items["genres"])
     assert users.dtypes.astype(str).to_dict() == {
-        "user_id": "int64", "segment": "object", "age": "int64",
+        "user_id": "int64",
+        "segment": "object",
+        "age": "int64",
     }
 
 
@@ -156,10 +161,12 @@ def test_item_knn_beats_popularity(small: Dataset) -> None:
     items = small.interactions["item_id"].to_numpy() - 1
     held_out = np.random.default_rng(0).random(len(users)) < 0.2
     shape = (SMALL.n_users, SMALL.n_items)
-    train = sp.csr_matrix((np.ones((~held_out).sum()), (users[~held_out], items[~held_out])),
-                          shape=shape)
-    test = sp.csr_matrix((np.ones(held_out.sum()), (users[held_out], items[held_out])),
-                         shape=shape).toarray()
+    train = sp.csr_matrix(
+        (np.ones((~held_out).sum()), (users[~held_out], items[~held_out])), shape=shape
+    )
+    test = sp.csr_matrix(
+        (np.ones(held_out.sum()), (users[held_out], items[held_out])), shape=shape
+    ).toarray()
     popularity = np.tile(np.asarray(train.sum(axis=0)).ravel(), (SMALL.n_users, 1))
     cooc = (train.T @ train).toarray()
     norm = np.sqrt(np.diag(cooc)) + 1e-9
@@ -279,8 +286,11 @@ def test_reading_a_dir_without_manifest_raises_data_error(tmp_path: Path) -> Non
 
 def test_sizes_beyond_the_available_memory_are_refused_before_allocating() -> None:
     huge = SyntheticSpec(n_users=10**12, n_items=1000, n_interactions=10**6)
-    with pytest.raises(ConfigError, match=r"1,000,000,000,000 users.*needs about [\d,.]+ GiB "
-                                          r"of memory.*GiB is available: lower users"):
+    with pytest.raises(
+        ConfigError,
+        match=r"1,000,000,000,000 users.*needs about [\d,.]+ GiB "
+        r"of memory.*GiB is available: lower users",
+    ):
         generate(huge)
 
 

@@ -35,13 +35,15 @@ def test_no_interaction_of_a_withheld_item_reaches_training(parts: Split) -> Non
 
 
 def test_the_training_catalogue_holds_no_withheld_item(
-        ml100k: Dataset, parts: Split, data: EncodedData) -> None:
+    ml100k: Dataset, parts: Split, data: EncodedData
+) -> None:
     assert not training_dataset(ml100k, parts).items["item_id"].isin(parts.withheld_items).any()
     assert (data.item_index.encode(list(parts.withheld_items), unknown=-1) == -1).all()
 
 
 def test_test_is_every_interaction_with_a_withheld_item_by_a_user_with_training_rows(
-        ml100k: Dataset, parts: Split) -> None:
+    ml100k: Dataset, parts: Split
+) -> None:
     ratings = ml100k.interactions
     cold = ratings[ratings["item_id"].isin(parts.withheld_items)]
     expected = cold[cold["user_id"].isin(parts.train["user_id"])]
@@ -71,7 +73,8 @@ def _content(ml100k: Dataset, parts: Split, data: EncodedData):  # type: ignore[
 
 
 def test_the_random_baseline_hits_as_often_as_chance_says(
-        ml100k: Dataset, parts: Split, data: EncodedData) -> None:
+    ml100k: Dataset, parts: Split, data: EncodedData
+) -> None:
     content = _content(ml100k, parts, data)
     result = evaluate_cold("random", data, parts, content, k=10)
     m = len(content)
@@ -82,7 +85,8 @@ def test_the_random_baseline_hits_as_often_as_chance_says(
 
 
 def test_popularity_cannot_tell_new_items_apart_and_never_ranks_them_above_known_ones(
-        ml100k: Dataset, parts: Split, data: EncodedData) -> None:
+    ml100k: Dataset, parts: Split, data: EncodedData
+) -> None:
     content = _content(ml100k, parts, data)
     assert evaluate_cold("popularity", data, parts, content, candidates="all")["hit_rate"] == 0
     cold = evaluate_cold("popularity", data, parts, content, candidates="cold")
@@ -91,7 +95,8 @@ def test_popularity_cannot_tell_new_items_apart_and_never_ranks_them_above_known
 
 
 def test_a_model_that_reads_no_text_is_refused_by_name(
-        ml100k: Dataset, parts: Split, data: EncodedData) -> None:
+    ml100k: Dataset, parts: Split, data: EncodedData
+) -> None:
     model, _ = fit("ease", data)
     with pytest.raises(ConfigError, match="ease scores items by their interactions only"):
         evaluate_cold(model, data, parts, _content(ml100k, parts, data), model_type="ease")

@@ -14,21 +14,26 @@ from kuberec.errors import DataError
 def tiny_dataset(user_ids: list[object], item_ids: list[object]) -> Dataset:
     """3 users, 4 items; user 0 interacts out of time order, item 3 only in the catalogue."""
     u, i = user_ids, item_ids
-    interactions = pd.DataFrame({
-        "user_id": [u[0], u[0], u[0], u[1], u[1], u[2]],
-        "item_id": [i[2], i[0], i[1], i[0], i[0], i[1]],
-        "rating": np.array([4, 5, np.nan, 3, 3, 1], dtype=np.float32),
-        "timestamp": pd.to_datetime([30, 10, 20, 5, 6, 1], unit="s", utc=True),
-    })
-    items = pd.DataFrame({
-        "item_id": [i[0], i[1], i[2], i[3]],
-        "title": ["a", "b", "c", "d"],
-        "year": pd.array([1995, 2003, None, 1971], dtype="Int64"),
-        "genres": [["Drama"], ["Comedy", "Drama"], [], ["Horror"]],
-        "text": ["", "", "", ""],
-    })
-    users = pd.DataFrame({"user_id": [u[0], u[1], u[2]], "gender": ["F", "M", None],
-                          "age": [20.0, 40.0, np.nan]})
+    interactions = pd.DataFrame(
+        {
+            "user_id": [u[0], u[0], u[0], u[1], u[1], u[2]],
+            "item_id": [i[2], i[0], i[1], i[0], i[0], i[1]],
+            "rating": np.array([4, 5, np.nan, 3, 3, 1], dtype=np.float32),
+            "timestamp": pd.to_datetime([30, 10, 20, 5, 6, 1], unit="s", utc=True),
+        }
+    )
+    items = pd.DataFrame(
+        {
+            "item_id": [i[0], i[1], i[2], i[3]],
+            "title": ["a", "b", "c", "d"],
+            "year": pd.array([1995, 2003, None, 1971], dtype="Int64"),
+            "genres": [["Drama"], ["Comedy", "Drama"], [], ["Horror"]],
+            "text": ["", "", "", ""],
+        }
+    )
+    users = pd.DataFrame(
+        {"user_id": [u[0], u[1], u[2]], "gender": ["F", "M", None], "age": [20.0, 40.0, np.nan]}
+    )
     return Dataset("tiny", interactions, items, users)
 
 
@@ -102,5 +107,6 @@ def test_text_embeddings_follow_the_items_table_rows() -> None:
 
 def test_text_embeddings_of_the_wrong_shape_are_rejected() -> None:
     with pytest.raises(DataError, match="one row per row of the items table"):
-        EncodedData.from_dataset(tiny_dataset([1, 2, 3], [1, 2, 3, 4]),
-                                 text_embeddings=np.zeros((3, 384)))
+        EncodedData.from_dataset(
+            tiny_dataset([1, 2, 3], [1, 2, 3, 4]), text_embeddings=np.zeros((3, 384))
+        )

@@ -95,8 +95,9 @@ def test_cold_users_are_scored_from_history_alone(data: EncodedData) -> None:
 
 
 def test_sequence_models_can_train_with_the_sampled_binary_loss(data: EncodedData) -> None:
-    _, history = fit("sasrec", data, {**small("sasrec"), "loss": "bce"}, seed=0, epochs=4,
-                     device="cpu")
+    _, history = fit(
+        "sasrec", data, {**small("sasrec"), "loss": "bce"}, seed=0, epochs=4, device="cpu"
+    )
     assert history[-1].loss < history[0].loss
 
 
@@ -106,8 +107,9 @@ def test_gbce_scales_the_positive_term_by_beta_from_the_sampling_rate(
 ) -> None:
     """t = 0 is plain BCE over the k negatives (beta 1); t = 1 gives beta = alpha = k / (n - 1)."""
     torch.manual_seed(0)
-    hparams = resolve_hparams("sasrec", {**small("sasrec"), "loss": "gbce", "n_negatives": 5,
-                                         "gbce_t": t, "dropout": 0.0})
+    hparams = resolve_hparams(
+        "sasrec", {**small("sasrec"), "loss": "gbce", "n_negatives": 5, "gbce_t": t, "dropout": 0.0}
+    )
     model = build_model("sasrec", data, hparams).eval()
     batch = next(iter(make_sampler(model, data, hparams, seed=0).batches(0)))
     hidden, targets, negatives = model.encode(batch["inputs"]), batch["targets"], batch["negatives"]
@@ -116,7 +118,9 @@ def test_gbce_scales_the_positive_term_by_beta_from_the_sampling_rate(
     neg = torch.einsum("bld,bkd->blk", hidden, model.item_embeddings(negatives))
     neg = neg.masked_fill(negatives[:, None, :] == targets[:, :, None], -torch.inf)[real]
     expected_beta = beta if beta is not None else 5 / (data.n_items - 1)
-    expected = (-expected_beta * torch.nn.functional.logsigmoid(pos)
-                - torch.nn.functional.logsigmoid(-neg).sum(-1)).mean()
+    expected = (
+        -expected_beta * torch.nn.functional.logsigmoid(pos)
+        - torch.nn.functional.logsigmoid(-neg).sum(-1)
+    ).mean()
     with torch.no_grad():
         torch.testing.assert_close(model.loss(batch), expected)

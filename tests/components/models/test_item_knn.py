@@ -24,8 +24,11 @@ def _columns(data: EncodedData) -> tuple[sp.csr_matrix, np.ndarray]:
 
 
 def _positive(neighbours: np.ndarray, weights: np.ndarray, row: int) -> set[tuple[int, float]]:
-    return {(int(j), round(float(w), 5))
-            for j, w in zip(neighbours[row], weights[row], strict=True) if w > 0}
+    return {
+        (int(j), round(float(w), 5))
+        for j, w in zip(neighbours[row], weights[row], strict=True)
+        if w > 0
+    }
 
 
 @pytest.mark.parametrize("shrink", [0.0, 3.0])
@@ -79,8 +82,11 @@ def test_a_users_score_is_the_sum_of_its_distinct_items_neighbour_weights(
     model = build_model("item_knn", data, {"neighbours": 7})
     n = data.n_items
     expected = np.zeros((n, n), dtype=np.float32)
-    np.add.at(expected, (np.repeat(np.arange(n), 7), model.neighbours.numpy().ravel()),
-              model.weights.numpy().ravel())
+    np.add.at(
+        expected,
+        (np.repeat(np.arange(n), 7), model.neighbours.numpy().ravel()),
+        model.weights.numpy().ravel(),
+    )
     history = torch.tensor([[3, 5, 5, n], [n, n, n, 0]])  # n pads; 5 twice counts once
     scores = model.score(torch.tensor([0, 1]), history)
     assert torch.allclose(scores[0], torch.from_numpy(expected[3] + expected[5]))

@@ -48,8 +48,9 @@ def test_round_trip_gives_identical_scores(data: EncodedData, tmp_path: Path, na
     save_model(model, name, HPARAMS[name], data, tmp_path / "model")
     loaded = load_model(tmp_path / "model")
     users = np.arange(data.n_users)
-    assert torch.equal(score_users(model, data.history, users),
-                       score_users(loaded.model, loaded.history, users))
+    assert torch.equal(
+        score_users(model, data.history, users), score_users(loaded.model, loaded.history, users)
+    )
     assert loaded.model_type == name and loaded.schema == data.schema
 
 

@@ -28,8 +28,7 @@ SETTINGS: dict[str, tuple[dict[str, object], int]] = {
     "two_tower": ({"dim": 32}, 4),
     "sasrec": ({"dim": 32, "history_length": 20, "lr": 0.01}, 10),
     "gru4rec": ({"dim": 32, "history_length": 20, "lr": 0.01}, 10),
-    "multvae": ({"dim": 32, "hidden": 64, "batch_size": 32, "lr": 0.003, "anneal_steps": 100},
-                30),
+    "multvae": ({"dim": 32, "hidden": 64, "batch_size": 32, "lr": 0.003, "anneal_steps": 100}, 30),
 }
 #: Sampled sequence losses that beat popularity here (gbce does not on this small popular-item
 #: slice in 10 epochs: NDCG@10 0.221 vs popularity 0.261; its formula is tested in
@@ -95,8 +94,13 @@ def test_sasrec_trained_with_a_sampled_loss_beats_popularity_ndcg_at_10(
 def test_dcn_ranker_beats_popularity_auc_on_sampled_candidates() -> None:
     holdout = Holdout("leave-one-out-sampled", n_negatives=50)
     popularity, _ = fit("popularity", holdout.data, seed=0, epochs=0, device="cpu")
-    hparams = {"embed_dim": 8, "cross_layers": 2, "mlp_layers": [32], "n_negatives": 2,
-               "batch_size": 128}
+    hparams = {
+        "embed_dim": 8,
+        "cross_layers": 2,
+        "mlp_layers": [32],
+        "n_negatives": 2,
+        "batch_size": 128,
+    }
     dcn, _ = fit("dcn", holdout.data, hparams, seed=0, epochs=3, device="cpu")
     baseline, ranker = holdout.auc(popularity), holdout.auc(dcn)
     assert ranker > baseline + 0.03, f"DCN AUC {ranker:.4f} vs popularity {baseline:.4f}"

@@ -23,12 +23,13 @@ RNG = np.random.default_rng(7)
 # 30 users; items 0-5 are taken together (one "taste"), 6-11 together (another);
 # item 11 is taken by one user only (rare), item 0 by everyone (popular).
 _HISTORIES = [sorted(set(RNG.choice(6, 3, replace=False).tolist()) | {0}) for _ in range(15)]
-_HISTORIES += [sorted(set((RNG.choice(5, 3, replace=False) + 6).tolist()) | {0})
-               for _ in range(14)]
+_HISTORIES += [sorted(set((RNG.choice(5, 3, replace=False) + 6).tolist()) | {0}) for _ in range(14)]
 _HISTORIES += [[11]]
 HISTORY = UserHistory(
     np.concatenate([[0], np.cumsum([len(h) for h in _HISTORIES])]).astype(np.int64),
-    np.concatenate([np.asarray(h, np.int64) for h in _HISTORIES]), N_ITEMS)
+    np.concatenate([np.asarray(h, np.int64) for h in _HISTORIES]),
+    N_ITEMS,
+)
 ITEMS = IdIndex(np.array([100 + i for i in range(N_ITEMS)], dtype=object))
 #: genre 0 for items 0-7, genre 1 for items 6-11 (6 and 7 have both)
 GENRES = np.zeros((N_ITEMS, 2), dtype=np.float32)

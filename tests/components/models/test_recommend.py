@@ -20,8 +20,7 @@ def tiny() -> EncodedData:
     return EncodedData.from_dataset(generate(SyntheticSpec(5, 8, 20, seed=1)))
 
 
-SCORES = np.array([[0.1, 0.9, 0.5, 0.7, 0.3],
-                   [5.0, 4.0, 3.0, 2.0, 1.0]])
+SCORES = np.array([[0.1, 0.9, 0.5, 0.7, 0.3], [5.0, 4.0, 3.0, 2.0, 1.0]])
 
 
 def test_top_k_orders_by_score() -> None:
@@ -90,8 +89,9 @@ def test_bad_k_is_a_config_error() -> None:
 
 def test_genre_mask_selects_items_with_any_listed_genre() -> None:
     genres = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=np.float32)
-    np.testing.assert_array_equal(genre_mask(genres, ["Drama", "Comedy"], ["Comedy"]),
-                                  [False, True, True, False])
+    np.testing.assert_array_equal(
+        genre_mask(genres, ["Drama", "Comedy"], ["Comedy"]), [False, True, True, False]
+    )
     with pytest.raises(ConfigError, match="unknown genre"):
         genre_mask(genres, ["Drama", "Comedy"], ["Western"])
 

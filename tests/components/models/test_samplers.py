@@ -32,8 +32,9 @@ def _rows(batches: list[dict[str, torch.Tensor]], *keys: str) -> set[tuple[int, 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3])
 def test_shards_are_disjoint_equal_and_cover_the_epoch(world_size: int) -> None:
-    shards = [shard_rows(101, seed=1, epoch=2, rank=r, world_size=world_size)
-              for r in range(world_size)]
+    shards = [
+        shard_rows(101, seed=1, epoch=2, rank=r, world_size=world_size) for r in range(world_size)
+    ]
     together = np.concatenate(shards)
     assert len(set(together.tolist())) == len(together) == 101 - 101 % world_size
     assert len({len(s) for s in shards}) == 1
@@ -51,8 +52,11 @@ def test_bad_rank_is_a_config_error(data: EncodedData) -> None:
 
 def test_sampler_ranks_yield_disjoint_interactions(data: EncodedData) -> None:
     per_rank = [
-        list(InBatchSampler(data, history_length=3, batch_size=16, seed=5, rank=r,
-                            world_size=2).batches(0))
+        list(
+            InBatchSampler(
+                data, history_length=3, batch_size=16, seed=5, rank=r, world_size=2
+            ).batches(0)
+        )
         for r in range(2)
     ]
     assert len(per_rank[0]) == len(per_rank[1])
@@ -82,16 +86,18 @@ def test_pairwise_negatives_are_unseen_items(data: EncodedData) -> None:
 def test_pointwise_batches_hold_one_positive_per_group_of_negatives(data: EncodedData) -> None:
     batch = next(iter(PointwiseSampler(data, n_negatives=3, batch_size=10, seed=0).batches(0)))
     assert batch["users"].shape == batch["items"].shape == batch["labels"].shape == (40,)
-    np.testing.assert_array_equal(batch["labels"].view(10, 4).numpy(),
-                                  np.tile([1.0, 0.0, 0.0, 0.0], (10, 1)))
+    np.testing.assert_array_equal(
+        batch["labels"].view(10, 4).numpy(), np.tile([1.0, 0.0, 0.0, 0.0], (10, 1))
+    )
     assert batch["context"].shape == (40, 2) and batch["context"].min() >= 1
 
 
 def test_in_batch_history_holds_only_earlier_items(data: EncodedData) -> None:
     pad = data.n_items
     for batch in InBatchSampler(data, history_length=4, batch_size=50, seed=0).batches(0):
-        for user, item, history in zip(batch["users"], batch["items"], batch["history"],
-                                       strict=True):
+        for user, item, history in zip(
+            batch["users"], batch["items"], batch["history"], strict=True
+        ):
             sequence = data.history.of(int(user)).tolist()
             position = sequence.index(int(item))
             real = [h for h in history.tolist() if h != pad]
@@ -103,8 +109,9 @@ def test_sequence_windows_predict_every_next_item_once(data: EncodedData) -> Non
     pad = data.n_items
     targets: dict[int, list[int]] = {}
     for batch in sampler.batches(0):
-        for user, inputs, target in zip(batch["users"], batch["inputs"], batch["targets"],
-                                        strict=True):
+        for user, inputs, target in zip(
+            batch["users"], batch["inputs"], batch["targets"], strict=True
+        ):
             real = target != pad
             assert torch.equal(inputs[real][1:], target[real][:-1])  # targets are inputs shifted
             targets.setdefault(int(user), []).extend(target[real].tolist())

@@ -15,8 +15,9 @@ from kuberec.components.models.registry import create_model
 
 def _sasrec(n_items: int, dim: int = 50) -> torch.nn.Module:
     torch.manual_seed(0)
-    return create_model("sasrec", DataSchema(n_users=3, n_items=n_items),
-                        {"dim": dim, "n_heads": 1, "loss": "bce"})
+    return create_model(
+        "sasrec", DataSchema(n_users=3, n_items=n_items), {"dim": dim, "n_heads": 1, "loss": "bce"}
+    )
 
 
 def test_item_vectors_start_xavier_normal_scaled_by_the_catalogue() -> None:

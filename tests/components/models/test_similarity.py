@@ -14,8 +14,10 @@ from kuberec.components.models.similarity import DENSE_CELLS, Similarity
 def _history(n_users: int, n_items: int, per_user: int, seed: int = 0) -> UserHistory:
     rng = np.random.default_rng(seed)
     popularity = 1.0 / np.arange(1, n_items + 1)  # a long tail: many ties and empty rows
-    rows = [rng.choice(n_items, per_user, replace=False, p=popularity / popularity.sum())
-            for _ in range(n_users)]
+    rows = [
+        rng.choice(n_items, per_user, replace=False, p=popularity / popularity.sum())
+        for _ in range(n_users)
+    ]
     indptr = np.arange(0, (n_users + 1) * per_user, per_user)
     return UserHistory(indptr, np.concatenate(rows).astype(np.int64), n_items)
 

@@ -45,8 +45,9 @@ def test_each_column_is_the_ridge_regression_on_its_support(data: EncodedData) -
         assert np.allclose(weights[j][weights[j] != 0], direct, atol=1e-5)
 
 
-def test_large_catalogues_look_the_gram_matrix_up_by_search(monkeypatch: pytest.MonkeyPatch,
-                                                            data: EncodedData) -> None:
+def test_large_catalogues_look_the_gram_matrix_up_by_search(
+    monkeypatch: pytest.MonkeyPatch, data: EncodedData
+) -> None:
     gram = gram_matrix(data.seen)
     dense_path = fit_columns(gram, 10, lam=20.0)
     monkeypatch.setattr("kuberec.components.models.sparse_ease._DENSE_LOOKUP_ITEMS", 0)

@@ -74,12 +74,14 @@ def test_defaults_pass_their_own_rules(name: str) -> None:
 def test_same_seed_gives_identical_weights_and_scores(data: EncodedData) -> None:
     hparams = {"dim": 8, "history_length": 5, "dropout": 0.1}
     runs = [fit("two_tower", data, hparams, seed=3, epochs=2, device="cpu")[0] for _ in range(2)]
-    for (name, a), b in zip(runs[0].state_dict().items(), runs[1].state_dict().values(),
-                            strict=True):
+    for (name, a), b in zip(
+        runs[0].state_dict().items(), runs[1].state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
     users = np.arange(data.n_users)
-    assert torch.equal(score_users(runs[0], data.history, users),
-                       score_users(runs[1], data.history, users))
+    assert torch.equal(
+        score_users(runs[0], data.history, users), score_users(runs[1], data.history, users)
+    )
 
 
 def test_different_seeds_give_different_weights(data: EncodedData) -> None:
@@ -121,8 +123,15 @@ def test_train_epoch_reports_the_first_non_finite_loss(data: EncodedData) -> Non
 
 
 def test_returning_false_from_on_epoch_stops_training(data: EncodedData) -> None:
-    _, history = fit("mf", data, {"dim": 4}, seed=0, epochs=5, device="cpu",
-                     on_epoch=lambda record, model: record.epoch < 1)
+    _, history = fit(
+        "mf",
+        data,
+        {"dim": 4},
+        seed=0,
+        epochs=5,
+        device="cpu",
+        on_epoch=lambda record, model: record.epoch < 1,
+    )
     assert [r.epoch for r in history] == [0, 1]
 
 
@@ -138,8 +147,9 @@ def test_bad_epochs_is_a_config_error(data: EncodedData) -> None:
 
 def test_train_epoch_runs_a_ddp_wrapped_model(data: EncodedData, tmp_path: Path) -> None:
     """The Ray Train path: one gloo rank, the same epoch function, a DDP wrapper."""
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}",
-                            rank=0, world_size=1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1
+    )
     try:
         hparams = resolve_hparams("sasrec", {"dim": 8, "history_length": 6, "batch_size": 16})
         torch.manual_seed(0)

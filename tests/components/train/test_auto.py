@@ -92,8 +92,11 @@ def test_the_clock_never_skips_before_one_candidate_is_trained(
 
     real = auto_module.build_model
     monkeypatch.setattr(auto_module, "time", SlowMachine)
-    monkeypatch.setattr(auto_module, "build_model",
-                        lambda name, *a, **k: crash() if name == "ease" else real(name, *a, **k))
+    monkeypatch.setattr(
+        auto_module,
+        "build_model",
+        lambda name, *a, **k: crash() if name == "ease" else real(name, *a, **k),
+    )
     spec = AutoSpec(candidates=("ease", "popularity"), budget_seconds=10)
     selection = select(dataset, spec, SETTINGS)
     assert selection.chosen == "popularity"
@@ -168,8 +171,16 @@ def test_auto_is_the_job_default() -> None:
 def test_kuberec_train_prints_the_selection_table(dataset: Dataset, tmp_path: Path) -> None:
     events = tmp_path / "events.csv"
     dataset.interactions.to_csv(events, index=False)
-    result = kuberec("train", "--interactions", str(events), "--candidates",
-                     "sparse_ease,popularity", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    result = kuberec(
+        "train",
+        "--interactions",
+        str(events),
+        "--candidates",
+        "sparse_ease,popularity",
+        "--out",
+        str(tmp_path / "run"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "model auto: chose" in result.stdout and "sparse_ease" in result.stdout
 

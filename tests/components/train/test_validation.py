@@ -87,8 +87,9 @@ def test_random_protocols_keep_the_random_share_per_user(dataset: Dataset) -> No
 
 
 def test_without_timestamps_temporal_falls_back_to_the_random_share(dataset: Dataset) -> None:
-    untimed = Dataset(dataset.name, dataset.interactions, dataset.items, dataset.users,
-                      has_timestamps=False)
+    untimed = Dataset(
+        dataset.name, dataset.interactions, dataset.items, dataset.users, has_timestamps=False
+    )
     _, held = carve_validation(untimed, "temporal", 0.1, seed=4)
     _, random_held = carve_holdout(untimed, 0.1, seed=4)
     assert _pairs(held) == _pairs(random_held)

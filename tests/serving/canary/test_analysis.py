@@ -152,7 +152,10 @@ def _walk(policy: RolloutPolicy, intervals: list[VersionMetrics]) -> list[tuple[
 def test_a_good_candidate_is_promoted_through_every_step() -> None:
     assert start(POLICY).weight == 10
     assert _walk(POLICY, [GOOD] * 6) == [
-        ("advance", 25), ("advance", 50), ("advance", 100), ("promote", 100)
+        ("advance", 25),
+        ("advance", 50),
+        ("advance", 100),
+        ("promote", 100),
     ]
 
 

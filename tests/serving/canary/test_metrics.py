@@ -34,7 +34,7 @@ kuberec_feedback_events_total{{event="click",model_version="{version}"}} {clicks
 
 
 def test_the_services_counters_are_read_per_model_version() -> None:
-    (version, counters), = parse(_service_text(90, 10, 100, 0, 500, 40), SERVICE).items()
+    ((version, counters),) = parse(_service_text(90, 10, 100, 0, 500, 40), SERVICE).items()
     assert version == "recs:v2"
     assert (counters.requests, counters.errors) == (100, 10)  # 200s and 503s; /feedback apart
     assert (counters.impressions, counters.clicks) == (500, 40)
@@ -56,9 +56,7 @@ def test_a_restarted_server_counts_from_zero() -> None:
 
 
 def test_the_p95_interpolates_within_the_bucket_like_histogram_quantile() -> None:
-    assert quantile(0.95, ((0.1, 50.0), (0.2, 100.0), (float("inf"), 100.0))) == pytest.approx(
-        0.19
-    )
+    assert quantile(0.95, ((0.1, 50.0), (0.2, 100.0), (float("inf"), 100.0))) == pytest.approx(0.19)
     assert quantile(0.95, ((0.1, 0.0), (float("inf"), 10.0))) == 0.1
     assert quantile(0.95, ()) is None
     assert Counters().metrics().latency_p95_ms is None

@@ -24,8 +24,9 @@ def server() -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
     async def answer(request: web.Request) -> web.Response:
         seen.append((request.path, request.headers.get(TRAFFIC_HEADER)))
         if request.path == "/recommend":
-            return web.json_response({"items": [{"item_id": 7}], "model_version": "v1",
-                                      "request_id": "r-1"})
+            return web.json_response(
+                {"items": [{"item_id": 7}], "model_version": "v1", "request_id": "r-1"}
+            )
         return web.json_response({"accepted": True})
 
     app = web.Application()
