@@ -312,19 +312,38 @@ class _Penalty:
         self._slots = np.zeros(len(pool) + 1)
         self.nearest = self._slots[:-1]
         self.table = signals.similarity.neighbour_table()
-        if self.table is not None:
-            self.position = np.full(signals.n_items, len(pool), dtype=np.int64)
-            self.position[pool] = np.arange(len(pool))
+        if self.table is not None and signals.n_items <= ROW_RATIO * len(pool):
+            position = np.full(signals.n_items, len(pool), dtype=np.int64)
+            position[pool] = np.arange(len(pool))
+            self.position = position.__getitem__
+        elif self.table is not None:  # a lookup over the whole catalogue would cost more
+            self.position = _PoolPositions(pool)
+        elif signals.n_items > ROW_RATIO * len(pool):
+            self.to_pool = signals.similarity.against(pool)
 
     def add(self, item: int) -> None:
         if self.table is not None:
-            where = self.position[self.table[0][item]]
+            where = self.position(self.table[0][item])
             self._slots[where] = np.maximum(self._slots[where], self.table[1][item])
         elif self.signals.n_items <= ROW_RATIO * len(self.pool):
             np.maximum(self.nearest, self.signals.similarity.row(item)[self.pool], out=self.nearest)
         else:
-            row = self.signals.similarity.between(np.asarray([item]), self.pool)[0]
-            np.maximum(self.nearest, row, out=self.nearest)
+            np.maximum(self.nearest, self.to_pool(item), out=self.nearest)
+
+
+class _PoolPositions:
+    """Item indices -> their place in the pool (``len(pool)`` outside it), by binary search."""
+
+    def __init__(self, pool: np.ndarray) -> None:
+        self.order = np.argsort(pool, kind="stable")
+        self.sorted = pool[self.order]
+        self.outside = len(pool)
+
+    def __call__(self, items: np.ndarray) -> np.ndarray:
+        if not self.outside:
+            return np.zeros(len(items), dtype=np.int64)
+        at = np.minimum(np.searchsorted(self.sorted, items), self.outside - 1)
+        return np.where(self.sorted[at] == items, self.order[at], self.outside)
 
 
 def _unit_scores(scores: np.ndarray) -> np.ndarray:

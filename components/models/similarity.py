@@ -7,6 +7,8 @@ the recommendation step both import it downwards.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -83,6 +85,18 @@ class Similarity:
             assert self._sparse is not None
             dots = np.asarray((self._sparse[left] @ self._sparse[right].T).todense())
         return _cosines(dots, self._scale[left], self._scale[right])
+
+    def against(self, right: np.ndarray) -> Callable[[int], np.ndarray]:
+        """``item -> between([item], right)[0]`` for a fixed ``right``, its vectors gathered once.
+
+        MMR compares each pick with the same pool; at a million items gathering the
+        pool's rows from the catalogue's matrix cost 10x the product itself.
+        """
+        right = np.asarray(right, dtype=np.int64)
+        if self._dense is None:
+            return lambda item: self.between(np.asarray([item]), right)[0]
+        dense, block, scale = self._dense, self._dense[right], self._scale[right]
+        return lambda item: _cosines(dense[[item]] @ block.T, self._scale[[item]], scale)[0]
 
     def row(self, item: int) -> np.ndarray:
         """(n_items,) cosine similarities of one item to every item (one matrix-vector product)."""

@@ -7,7 +7,10 @@ import pytest
 
 from kuberec.components.datasets.canonical import IdIndex
 from kuberec.components.models import UserHistory, top_k
+from kuberec.components.models import ranking as ranking_module
+from kuberec.components.models import similarity as similarity_module
 from kuberec.components.models.ranking import (
+    ItemSignals,
     Ranker,
     RankingSpec,
     item_signals,
@@ -158,3 +161,44 @@ def test_a_request_override_replaces_fields_and_adds_exclusions() -> None:
     merged = job.override(request)
     assert (merged.diversity, merged.novelty, merged.pinned) == (0.2, 0.3, [5])
     assert merged.excluded == [1, 2]
+
+
+def _large_catalogue(embeddings: bool) -> tuple[ItemSignals, np.ndarray]:
+    """300 items, a pool of 8: far more items than pool, the case the cheap lookups serve."""
+    rng = np.random.default_rng(3)
+    n_items = 300
+    rows = [np.sort(rng.choice(n_items, 6, replace=False)) for _ in range(400)]
+    history = UserHistory(
+        np.arange(0, 401 * 6, 6, dtype=np.int64), np.concatenate(rows).astype(np.int64), n_items
+    )
+    vectors = rng.standard_normal((n_items, 8)).astype(np.float32) if embeddings else None
+    genres = np.ones((n_items, 1), dtype=np.float32)
+    signals = item_signals(history, genres, Similarity(history, vectors))
+    return signals, rng.standard_normal((5, n_items))
+
+
+def _lists(signals: ItemSignals, scores: np.ndarray) -> np.ndarray:
+    index = IdIndex(np.arange(signals.n_items, dtype=object))
+    spec = RankingSpec(diversity=0.6, candidates=8)
+    return Ranker(resolve(spec, index, signals), signals)(scores, 5).items
+
+
+def test_the_pool_lookup_by_binary_search_picks_what_the_catalogue_wide_one_picks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    signals, scores = _large_catalogue(embeddings=False)
+    assert signals.similarity.neighbour_table() is not None
+    searched = _lists(signals, scores)
+    monkeypatch.setattr(ranking_module, "ROW_RATIO", 10**9)  # every catalogue counts as small
+    np.testing.assert_array_equal(searched, _lists(signals, scores))
+
+
+def test_similarities_to_a_gathered_pool_pick_what_whole_rows_pick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(similarity_module, "NEIGHBOUR_BUDGET", 0)  # no table: compute them
+    signals, scores = _large_catalogue(embeddings=True)
+    assert signals.similarity.neighbour_table() is None
+    gathered = _lists(signals, scores)
+    monkeypatch.setattr(ranking_module, "ROW_RATIO", 10**9)
+    np.testing.assert_array_equal(gathered, _lists(signals, scores))

@@ -65,3 +65,16 @@ def test_a_table_row_lists_only_items_that_co_occur_above_its_padding(
     item = int(np.argmin(np.bincount(history.items, minlength=history.n_items) > 0) or 3999)
     padded = sims[item] == 0
     assert (neighbours[item][padded] == item).all()
+
+
+@pytest.mark.parametrize("embeddings", [True, False])
+def test_similarities_to_a_fixed_set_equal_the_pairwise_ones(embeddings: bool) -> None:
+    history = _history(n_users=300, n_items=200, per_user=5)
+    vectors = np.random.default_rng(1).standard_normal((200, 16)) if embeddings else None
+    similarity = Similarity(history, vectors)
+    right = np.array([5, 190, 3, 77, 5])
+    to_right = similarity.against(right)
+    for item in (0, 3, 150):
+        np.testing.assert_array_equal(
+            to_right(item), similarity.between(np.array([item]), right)[0]
+        )
