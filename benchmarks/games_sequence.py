@@ -68,6 +68,17 @@ def _args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--speed", default="", help="comma-separated losses to time instead")
     parser.add_argument("--batches", type=int, default=30, help="steps per loss with --speed")
+    parser.add_argument(
+        "--budgets",
+        default="",
+        help="epoch budgets (comma-separated): also test the best validation epoch within each",
+    )
+    parser.add_argument(
+        "--full-ranking",
+        default="",
+        help="also rank all unseen items for the same test users, beside these models "
+        "(comma-separated, e.g. sparse_ease,popularity; fitted on train + validation)",
+    )
     return parser.parse_args(argv)
 
 
@@ -137,6 +148,8 @@ def speed(args: argparse.Namespace, losses: list[str], data: EncodedData) -> Non
 
 def run(args, losses, train_data, test_data, parts, valid_split, dataset) -> None:
     """Train one model per loss, an epoch of each in turn; validate; test the best once."""
+    budgets = {int(x) for x in args.budgets.split(",") if x}
+    baselines(args, test_data, parts, dataset)
     setups = {}
     for loss in losses:
         hparams = resolve_hparams(
@@ -180,13 +193,24 @@ def run(args, losses, train_data, test_data, parts, valid_split, dataset) -> Non
                     state.best = line
                     state.weights = copy.deepcopy(state.model.state_dict())
             print(json.dumps(line), flush=True)
+            if epoch + 1 in budgets and state.best is not None:
+                state.at_budget[epoch + 1] = (state.best, state.weights)
         if _out_of_time(args, setups, epoch):
             break
+    full = dataclasses.replace(parts, protocol="leave-one-out", negatives=None)
     for loss, state in setups.items():
+        for budget, (best, weights) in sorted(state.at_budget.items()):
+            state.model.load_state_dict(weights)
+            test = _rounded(evaluate_split(state.model, test_data, parts, dataset))
+            print(json.dumps({"loss": loss, "epoch_budget": budget, "best_on_valid": best,
+                              "test_at_best": test}), flush=True)  # fmt: skip
         if state.weights is not None:
             state.model.load_state_dict(state.weights)
         test = evaluate_split(state.model, test_data, parts, dataset)
-        result = {"hit_rate": round(test["hit_rate"], 4), "ndcg": round(test["ndcg"], 4)}
+        result = _rounded(test)
+        if args.full_ranking:
+            ranked = _rounded(evaluate_split(state.model, test_data, full, dataset))
+            print(json.dumps({"loss": loss, "full_ranking": ranked}), flush=True)
         print(
             json.dumps(
                 {
@@ -201,6 +225,24 @@ def run(args, losses, train_data, test_data, parts, valid_split, dataset) -> Non
         )
 
 
+def baselines(args: argparse.Namespace, data: EncodedData, parts, dataset) -> None:
+    """``--full-ranking`` models, fitted on train + validation, ranked both ways."""
+    full = dataclasses.replace(parts, protocol="leave-one-out", negatives=None)
+    for name in (x for x in args.full_ranking.split(",") if x):
+        started = time.process_time()
+        model = build_model(name, data, resolve_hparams(name, {})).eval()  # closed form: fitted
+        line = {"model": name, "fit_cpu_s": round(time.process_time() - started, 1),
+                "sampled": _rounded(evaluate_split(model, data, parts, dataset)),
+                "full_ranking": _rounded(evaluate_split(model, data, full, dataset))}  # fmt: skip
+        print(json.dumps(line), flush=True)
+
+
+def _rounded(metrics: dict) -> dict:
+    return {m: round(metrics[m], 4) for m in ("hit_rate", "ndcg") if m in metrics} | {
+        "test_users": metrics["test_users"]
+    }
+
+
 @dataclasses.dataclass
 class _Run:
     """One loss's model, optimiser, sampler and its progress."""
@@ -213,6 +255,7 @@ class _Run:
     cpu: float = 0.0
     best: dict | None = None
     weights: dict | None = None
+    at_budget: dict = dataclasses.field(default_factory=dict)
 
 
 def _out_of_time(args: argparse.Namespace, setups: dict, epoch: int) -> bool:
