@@ -33,7 +33,8 @@ import pandas as pd
 import torch
 
 from kuberec.components.datasets.amazon_games import read_games
-from kuberec.components.evaluation import split
+from kuberec.components.datasets.canonical import Dataset
+from kuberec.components.evaluation import Split, split
 from kuberec.components.models import EncodedData, build_model, make_optimizer, make_sampler
 from kuberec.components.models.registry import resolve_hparams
 from kuberec.components.train.local_runner import timed_epoch
@@ -85,26 +86,46 @@ def _args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = _args(argv)
     torch.set_num_threads(args.threads)
-    dataset = read_games(args.data)
-    parts = split("leave-one-out-sampled", dataset.interactions, seed=args.seed, n_users=10_000)
-    train_data = EncodedData.from_dataset(dataset.with_interactions(parts.train))
-    with_valid = pd.concat([parts.train, parts.valid], ignore_index=True)
-    test_data = EncodedData.from_dataset(dataset.with_interactions(with_valid))
-    valid_split = dataclasses.replace(parts, test=parts.valid)
-    print(json.dumps(parts.summary()), flush=True)
+    paper = paper_protocol(args.data, args.seed)
+    print(json.dumps(paper.parts.summary()), flush=True)
     if args.speed:
-        speed(args, [x for x in args.speed.split(",") if x], train_data)
+        speed(args, [x for x in args.speed.split(",") if x], paper.train_data)
         return 0
     run(
         args,
         [x for x in args.loss.split(",") if x],
-        train_data,
-        test_data,
-        parts,
-        valid_split,
-        dataset,
+        paper.train_data,
+        paper.test_data,
+        paper.parts,
+        paper.valid_split,
+        paper.dataset,
     )
     return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperProtocol:
+    """The paper's split and what each phase reads (also ``sasrec_reference.py``'s)."""
+
+    dataset: Dataset
+    parts: Split
+    train_data: EncodedData  # the training sequences: what validation reads
+    test_data: EncodedData  # training + validation items: what the test reads
+    valid_split: Split  # ``parts`` with the validation items as its test
+
+
+def paper_protocol(path: Path, seed: int) -> PaperProtocol:
+    """``path``'s interactions split as the paper splits them, over 10,000 sampled users."""
+    dataset = read_games(path)
+    parts = split("leave-one-out-sampled", dataset.interactions, seed=seed, n_users=10_000)
+    with_valid = pd.concat([parts.train, parts.valid], ignore_index=True)
+    return PaperProtocol(
+        dataset,
+        parts,
+        EncodedData.from_dataset(dataset.with_interactions(parts.train)),
+        EncodedData.from_dataset(dataset.with_interactions(with_valid)),
+        dataclasses.replace(parts, test=parts.valid),
+    )
 
 
 def speed(args: argparse.Namespace, losses: list[str], data: EncodedData) -> None:

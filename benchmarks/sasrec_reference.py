@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import dataclasses
 import json
 import queue
 import sys
@@ -30,14 +29,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
-from games_sequence import PAPER  # benchmarks/games_sequence.py: sys.path[0]
+from games_sequence import PAPER, paper_protocol  # benchmarks/games_sequence.py: sys.path[0]
 from torch import Tensor, nn
 
-from kuberec.components.datasets.amazon_games import read_games
-from kuberec.components.evaluation import split
-from kuberec.components.models import EncodedData
 from kuberec.components.train.offline_eval import evaluate_split
 
 
@@ -82,12 +77,9 @@ def main(argv: list[str]) -> int:
     from model import SASRec  # the reference's model.py
     from utils import sample_function  # the reference's sampler
 
-    dataset = read_games(args.data)
-    parts = split("leave-one-out-sampled", dataset.interactions, seed=args.seed, n_users=10_000)
-    train_data = EncodedData.from_dataset(dataset.with_interactions(parts.train))
-    with_valid = pd.concat([parts.train, parts.valid], ignore_index=True)
-    test_data = EncodedData.from_dataset(dataset.with_interactions(with_valid))
-    valid_split = dataclasses.replace(parts, test=parts.valid)
+    paper = paper_protocol(args.data, args.seed)
+    dataset, parts, train_data = paper.dataset, paper.parts, paper.train_data
+    test_data, valid_split = paper.test_data, paper.valid_split
     hist = train_data.history
     user_train = {
         u + 1: (hist.items[hist.indptr[u] : hist.indptr[u + 1]] + 1).tolist()

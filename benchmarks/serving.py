@@ -194,12 +194,12 @@ def floor_main(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def start_helper(flag: str, port: int, *args: str) -> subprocess.Popen[bytes]:
-    """This script in a child process as one of its helper servers (its own session)."""
-    handle, _log = tempfile.mkstemp(prefix=f"kuberec-bench{flag.replace('-', '_')}-", suffix=".log")
+def _spawn(command: list[str], prefix: str) -> subprocess.Popen[bytes]:
+    """``command`` in its own session, one OpenMP thread, its output in a temporary log."""
+    handle, _log = tempfile.mkstemp(prefix=f"kuberec-bench-{prefix}-", suffix=".log")
     try:
         return subprocess.Popen(
-            [sys.executable, __file__, flag, *args, "--port", str(port)],
+            command,
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -207,36 +207,22 @@ def start_helper(flag: str, port: int, *args: str) -> subprocess.Popen[bytes]:
         )
     finally:
         os.close(handle)
+
+
+def start_helper(flag: str, port: int, *args: str) -> subprocess.Popen[bytes]:
+    """This script in a child process as one of its helper servers."""
+    command = [sys.executable, __file__, flag, *args, "--port", str(port)]
+    return _spawn(command, flag.removeprefix("--").replace("-", "_"))
 
 
 SERVERS = ("bentoml", "noop-bentoml", "fastapi", "floor")
 
 
 def start_noop(port: int) -> subprocess.Popen[bytes]:
-    """``benchmarks/serving_noop.py``'s no-op BentoML service (its own session)."""
-    handle, _log = tempfile.mkstemp(prefix="kuberec-bench-noop-", suffix=".log")
-    try:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                "serving_noop:NoopRecommender",
-                "--working-dir",
-                str(Path(__file__).parent),
-                "--port",
-                str(port),
-                "--host",
-                "127.0.0.1",
-            ],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )
-    finally:
-        os.close(handle)
+    """``benchmarks/serving_noop.py``'s no-op BentoML service."""
+    service, here = "serving_noop:NoopRecommender", str(Path(__file__).parent)
+    command = [sys.executable, "-m", "bentoml", "serve", service, "--working-dir", here]
+    return _spawn([*command, "--port", str(port), "--host", "127.0.0.1"], "noop")
 
 
 def measure(

@@ -125,7 +125,8 @@ def features_step(job_text: str, context_text: str, dataset_dir: str, frame_path
 
 def train_step(job_text: str, context_text: str, dataset_dir: str, run_dir: str) -> dict:
     """Train the job's model on the evaluation protocol's training part (Ray, or closed form)."""
-    from kuberec.components.train.auto import AUTO, require_no_hparams, select
+    from kuberec.api.names import AUTO_MODEL
+    from kuberec.components.train.auto import require_no_hparams, select
     from kuberec.components.train.job_training import job_training
     from kuberec.components.train.run import train_run
 
@@ -140,7 +141,7 @@ def train_step(job_text: str, context_text: str, dataset_dir: str, run_dir: str)
         model_type, hparams, settings = run.model_type, run.hparams, run.settings
         embeddings = _embeddings(job, dataset)
         selection = None
-        if model_type == AUTO:  # chosen on validation carved from the training part
+        if model_type == AUTO_MODEL:  # chosen on validation carved from the training part
             require_no_hparams(hparams)
             selection = select(
                 train_set,

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kuberec.api.names import MOVIELENS_RELEASES, check_registry
 from kuberec.components.datasets.canonical import Dataset, empty_items
 from kuberec.components.datasets.download import DATA_DIR_ENV, cache_dir, fetch_archive
 from kuberec.components.datasets.parsing import (
@@ -210,3 +211,4 @@ RELEASES: dict[str, Release] = {
     "ml-25m": Release("ml-25m", "6b51fb2759a8657d3bfcbfc42b592ada", "ratings.csv", _CSV),
     "ml-32m": Release("ml-32m", "d472be332d4daa821edc399621853b57", "ratings.csv", _CSV),
 }
+check_registry(RELEASES, MOVIELENS_RELEASES, "MovieLens releases (movielens.RELEASES)")

@@ -56,6 +56,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from kuberec.api.names import PROTOCOL_NAMES, check_registry
 from kuberec.components.evaluation._frames import require_columns
 from kuberec.components.evaluation.negatives import sample_negatives
 from kuberec.errors import ConfigError, DataError
@@ -320,6 +321,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "temporal": temporal,
     "cold-items": cold_items,
 }
+check_registry(PROTOCOLS, PROTOCOL_NAMES, "evaluation protocols (protocols.PROTOCOLS)")
 
 
 def protocol_options(name: str) -> dict[str, object]:

@@ -27,14 +27,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import psutil
 
-from kuberec.api.names import AUTO_BUDGET_SECONDS, AUTO_CANDIDATES, AUTO_MEMORY_GIB
+from kuberec.api.names import AUTO_BUDGET_SECONDS, AUTO_CANDIDATES, AUTO_MEMORY_GIB, AUTO_MODEL
+from kuberec.api.status import CandidateRecord, SelectionRecord
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.evaluation.metrics import RANKING_METRICS
 from kuberec.components.models import EncodedData, build_model, resolve_hparams
@@ -52,7 +53,6 @@ from kuberec.components.train.validation import (
 )
 from kuberec.errors import ConfigError, KuberecError
 
-AUTO = "auto"
 #: Holdout users scored per candidate: bounds validation time at any catalogue size.
 VALIDATION_USERS = 3000
 SEQUENCE_TYPES = ("sasrec", "gru4rec")
@@ -88,45 +88,26 @@ class AutoSpec:
         if not self.candidates:
             raise ConfigError("model.auto.candidates: list at least one model type")
         for name in self.candidates:
-            if name == AUTO:
+            if name == AUTO_MODEL:
                 raise ConfigError("model.auto.candidates: 'auto' cannot be its own candidate")
             model_type(name)  # unknown names fail here, listing the valid ones
         if self.budget_seconds <= 0 or self.memory_gib <= 0:
             raise ConfigError("model.auto: budgetSeconds and memoryGiB must be > 0")
 
 
-@dataclass
-class Candidate:
-    """One row of the selection table."""
-
-    model_type: str
-    status: str  # "chosen", "trained", "skipped", "failed"
-    reason: str = ""
-    validation: dict[str, float] = field(default_factory=dict)
-    estimated_seconds: float = 0.0
-    estimated_memory_mb: float = 0.0
-    fit_seconds: float | None = None
-    peak_memory_mb: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 @dataclass(frozen=True)
 class Selection:
     chosen: str
     metric: str
-    candidates: list[Candidate]
+    candidates: list[CandidateRecord]  # the selection table's rows, in candidate order
     #: How validation was held out (``validation_rule``): "temporal", "latest" or "random".
     #: Not in ``to_dict``: the job status's selection record has no field for it yet.
     validation: str = "random"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "chosen": self.chosen,
-            "metric": self.metric,
-            "candidates": [c.to_dict() for c in self.candidates],
-        }
+        """The job status's selection record, snake_case (as ``metrics.json`` holds it)."""
+        record = SelectionRecord(chosen=self.chosen, metric=self.metric, candidates=self.candidates)
+        return record.model_dump()
 
 
 @dataclass(frozen=True)
@@ -225,16 +206,17 @@ def select(
     size = DataSize.of(data, dataset.has_timestamps)
     metric = settings.validation_metric
     left = spec.budget_seconds
-    rows: list[Candidate] = []
+    rows: list[CandidateRecord] = []
     per_user: dict[str, np.ndarray] = {}  # each trained candidate's metric per holdout user
     clock = 0.0  # wall seconds the fitted candidates took: the backstop's measure
     for name in spec.candidates:
         hparams = resolve_hparams(name)
         seconds, memory = estimate(name, hparams, size, settings)
-        row = Candidate(
-            name, "skipped", estimated_seconds=round(seconds, 1), estimated_memory_mb=round(memory)
-        )
-        rows.append(row)
+        row: dict[str, Any] = {
+            "model_type": name,
+            "estimated_seconds": round(seconds, 1),
+            "estimated_memory_mb": round(memory),
+        }
         reason = fits(name, hparams, size)
         if not reason and memory > spec.memory_gib * 1024:
             reason = f"needs ~{memory / 1024:.1f} GiB, above memoryGiB {spec.memory_gib:g}"
@@ -250,7 +232,7 @@ def select(
                 "than the estimates)"
             )
         if reason:
-            row.reason = reason
+            rows.append(CandidateRecord(**row, status="skipped", reason=reason))
             progress(f"auto: {name} skipped: {reason}")
             continue
         left -= seconds
@@ -259,19 +241,21 @@ def select(
         try:
             with PeakMemory() as peak:
                 scores = _fit_and_validate(name, hparams, data, holdout, settings)
-                row.fit_seconds = round(time.perf_counter() - started, 2)
-            row.validation = {m: float(scores[m].mean()) for m in RANKING_METRICS if len(scores)}
-            row.peak_memory_mb = peak.mb
+                row["fit_seconds"] = round(time.perf_counter() - started, 2)
+            row["validation"] = {m: float(scores[m].mean()) for m in RANKING_METRICS if len(scores)}
+            row["peak_memory_mb"] = peak.mb
         except (KuberecError, ArithmeticError, RuntimeError, ValueError, MemoryError) as exc:
-            row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
-            progress(f"auto: {name} failed: {row.reason}")
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            rows.append(CandidateRecord(**row, status="failed", reason=reason))
+            progress(f"auto: {name} failed: {reason}")
             continue
         finally:
             clock += time.perf_counter() - started
-        if not np.isfinite(row.validation.get(metric, np.nan)):
-            row.status, row.reason = "failed", f"validation {metric} is not finite (diverged)"
+        if not np.isfinite(row["validation"].get(metric, np.nan)):
+            reason = f"validation {metric} is not finite (diverged)"
+            rows.append(CandidateRecord(**row, status="failed", reason=reason))
             continue
-        row.status = "trained"
+        rows.append(CandidateRecord(**row, status="trained"))
         per_user[name] = scores[metric].to_numpy()
     return _decide(rows, metric, per_user, rule)
 
@@ -286,12 +270,12 @@ def _fit_and_validate(
     return validate_per_user(model, data, holdout, settings.validation_k)
 
 
-def _any_trained(rows: list[Candidate]) -> bool:
+def _any_trained(rows: list[CandidateRecord]) -> bool:
     return any(r.status == "trained" for r in rows)
 
 
 def _decide(
-    rows: list[Candidate], metric: str, per_user: dict[str, np.ndarray], rule: str
+    rows: list[CandidateRecord], metric: str, per_user: dict[str, np.ndarray], rule: str
 ) -> Selection:
     trained = [r for r in rows if r.status == "trained"]
     if not trained:
@@ -302,8 +286,10 @@ def _decide(
             "(sparse_ease fits any catalogue), or set model.type"
         )
     chosen, reason = one_standard_error_choice([r.model_type for r in trained], per_user)
-    row = next(r for r in trained if r.model_type == chosen)
-    row.status, row.reason = "chosen", reason
+    rows = [
+        r.model_copy(update={"status": "chosen", "reason": reason}) if r.model_type == chosen else r
+        for r in rows
+    ]
     return Selection(chosen, metric, rows, rule)
 
 

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kuberec.api.names import AUTO_MODEL
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.evaluation import split
 from kuberec.components.models.recipes import load_recipe
-from kuberec.components.train.auto import AUTO, AutoSpec, select
+from kuberec.components.train.auto import AutoSpec, select
 from kuberec.components.train.offline_eval import evaluate_split
 from kuberec.components.train.run import DEFAULT_MODEL
 from kuberec.components.train.settings import TrainSettings
@@ -74,11 +75,11 @@ RECIPES: tuple[Recipe, ...] = (
     tuned("multvae"),
     Recipe("dcn", {}),
     Recipe("sparse_ease", {}),
-    Recipe(AUTO, {}),
+    Recipe(AUTO_MODEL, {}),
 )
 #: Amazon Games (leave-one-out, full ranking): the closed-form types and auto's choice.
 GAMES_RECIPES = tuple(
-    r for r in RECIPES if r.model_type in ("popularity", "item_knn", "sparse_ease", AUTO)
+    r for r in RECIPES if r.model_type in ("popularity", "item_knn", "sparse_ease", AUTO_MODEL)
 )
 
 
@@ -105,7 +106,9 @@ def run_protocol(
             )
             started = time.perf_counter()
             chosen = recipe.model_type
-            if chosen == AUTO:  # selected on validation carved from the protocol's train split
+            if (
+                chosen == AUTO_MODEL
+            ):  # selected on validation carved from the protocol's train split
                 chosen = select(train_set, AutoSpec(), settings, protocol=protocol).chosen
             outcome = train(
                 chosen, train_set, recipe.hparams, settings,
@@ -182,7 +185,7 @@ def default_model_meets_target(results: pd.DataFrame) -> tuple[bool, dict[str, f
 
 def _auto_choices(results: pd.DataFrame) -> list[str]:
     """A line naming what auto chose per seed (empty when auto did not run)."""
-    rows = results[results["model"] == AUTO]
+    rows = results[results["model"] == AUTO_MODEL]
     if rows.empty:
         return []
     chosen = ", ".join(f"seed {r.seed}: {r.chosen}" for r in rows.itertuples())
@@ -215,7 +218,7 @@ def run_benchmark(
     for protocol in protocols:
         subset = recipes
         if protocol == "leave-one-out-sampled":
-            subset = [r for r in recipes if r.model_type in (*SEQUENCE_MODELS, AUTO)]
+            subset = [r for r in recipes if r.model_type in (*SEQUENCE_MODELS, AUTO_MODEL)]
 
         def show(row: dict[str, Any], protocol: str = protocol) -> None:
             progress(f"{protocol}: {row['model']} seed {row['seed']} ndcg {row['ndcg']:.4f}")

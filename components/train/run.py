@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from kuberec import __version__
+from kuberec.api.names import AUTO_MODEL
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.models import save_model
-from kuberec.components.train.auto import AUTO, AutoSpec, Selection, require_no_hparams, select
+from kuberec.components.train.auto import AutoSpec, Selection, require_no_hparams, select
 from kuberec.components.train.run_dir import (
     CONFIG,
     ITEMS,
@@ -28,7 +29,7 @@ from kuberec.components.train.trainer import TrainOutcome, train
 from kuberec.errors import ConfigError
 
 #: The default: choose among the candidates on validation data (components/train/auto.py).
-DEFAULT_MODEL = AUTO
+DEFAULT_MODEL = AUTO_MODEL
 #: The best single model measured on ml-100k (benchmarks/RESULTS.md, quality).
 BEST_MEASURED = "ease_t"
 
@@ -68,7 +69,7 @@ def train_run(
         raise ConfigError(f"{out} already holds a run; choose another --out or remove it")
     settings = settings or TrainSettings()
     model_type = model_type or DEFAULT_MODEL
-    if model_type == AUTO:
+    if model_type == AUTO_MODEL:
         require_no_hparams(hparams)
         selection = selection or select(
             dataset,

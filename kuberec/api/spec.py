@@ -33,7 +33,9 @@ from kuberec.api.names import (
     AUTO_MEMORY_GIB,
     AUTO_MODEL,
     METRICS,
+    JobProtocol,
     Metric,
+    MovieLensRelease,
 )
 from kuberec.api.status import JobStatus
 from kuberec.errors import ConfigError
@@ -95,7 +97,7 @@ class DataSpec(CamelModel):
          "items and users files go with interactions"),
     )  # fmt: skip
 
-    movielens: Literal["ml-100k", "ml-1m", "ml-latest-small", "ml-25m", "ml-32m"] | None = None
+    movielens: MovieLensRelease | None = None
     interactions: FileSpec | None = None
     items: FileSpec | None = None
     users: FileSpec | None = None
@@ -266,7 +268,7 @@ class GatesSpec(CamelModel):
 class EvaluationSpec(CamelModel):
     """The holdout both champion and challenger are scored on, and the gate."""
 
-    protocol: Literal["temporal", "stratified", "random-811", "leave-one-out"] = "temporal"
+    protocol: JobProtocol = "temporal"
     k: int = Field(10, ge=1, le=1000)
     metric: Metric = "ndcg"
     seed: int = 42

@@ -45,11 +45,16 @@ class Lineage(CamelModel):
     trained_at: str
 
 
+CandidateStatus = Literal["chosen", "trained", "skipped", "failed"]
+
+
+# components/train/auto.py builds these rows itself: the selection table, metrics.json and
+# the job status hold one record type (the docstring is the CRD's description).
 class CandidateRecord(CamelModel):
     """One model type ``auto`` considered: its validation metrics, cost, or why it was skipped."""
 
     model_type: str
-    status: Literal["chosen", "trained", "skipped", "failed"]
+    status: CandidateStatus
     reason: str = ""
     validation: dict[str, float] = Field(default_factory=dict)
     estimated_seconds: float = 0.0

@@ -1,7 +1,8 @@
 """The contract (kuberec/api/) stands alone, and the names it lists are the registries' names.
 
 The contract cannot import the registries (they live above it, beside the models, datasets and
-protocols), so what it lists by name is checked against them here.
+protocols), so what it lists by name is checked against them here; the release and protocol
+registries also check themselves against the contract's names when imported.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import sys
 from typing import get_args
 
 import pandas as pd
+import pytest
 
 from kuberec.api import model_types
-from kuberec.api.names import AUTO_CANDIDATES, AUTO_MODEL, METRICS
+from kuberec.api.names import AUTO_CANDIDATES, AUTO_MODEL, METRICS, check_registry
 from kuberec.api.spec import DataSpec, EvaluationSpec, ModelSpec
 
 
@@ -63,3 +65,13 @@ def test_every_protocol_a_job_names_is_a_registered_protocol() -> None:
     from kuberec.components.evaluation.protocols import PROTOCOLS
 
     assert set(get_args(EvaluationSpec.model_fields["protocol"].annotation)) <= set(PROTOCOLS)
+
+
+def test_a_registry_entry_the_contract_does_not_name_fails_naming_it() -> None:
+    with pytest.raises(LookupError, match=r"entries \['ml-7'\] have no name"):
+        check_registry({"ml-100k": 1, "ml-7": 2}, ("ml-100k",), "releases")
+
+
+def test_a_name_the_registry_has_no_entry_for_fails_naming_it() -> None:
+    with pytest.raises(LookupError, match=r"names \['temporal'\] no entry"):
+        check_registry({"stratified": 1}, ("stratified", "temporal"), "protocols")

@@ -16,22 +16,9 @@ from kuberec.serving.engine import Engine, Query, RequestError
 
 
 @pytest.fixture(scope="module")
-def ease_run(ml100k: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("serving-engine") / "ease"
-    train_run(
-        ml100k,
-        out,
-        model_type="ease_t",
-        settings=TrainSettings(backend="local"),
-        source={"spec": {"movielens": "ml-100k"}},
-    )
-    return out
-
-
-@pytest.fixture(scope="module")
-def engine(ease_run: Path) -> Engine:
+def engine(ease_t_run: Path) -> Engine:
     """Plain top-K (diversity 0): these tests are about retrieval; the ranking ones say theirs."""
-    return Engine.load(ease_run, ranking=RankingSpec(diversity=0.0))
+    return Engine.load(ease_t_run, ranking=RankingSpec(diversity=0.0))
 
 
 def test_string_and_number_ids_name_the_same_user_and_item(engine: Engine) -> None:
@@ -158,8 +145,8 @@ def test_a_request_ranking_pins_first_and_never_shows_excluded(engine: Engine) -
     assert plain.items[0] not in ranked.items.tolist() and len(ranked.items) == 5
 
 
-def test_the_jobs_exclusions_hold_for_cold_users_too(ease_run: Path) -> None:
-    engine = Engine.load(ease_run, ranking=RankingSpec(excluded=[50]), with_index=False)
+def test_the_jobs_exclusions_hold_for_cold_users_too(ease_t_run: Path) -> None:
+    engine = Engine.load(ease_t_run, ranking=RankingSpec(excluded=[50]), with_index=False)
     star_wars = int(engine.items([50])[0][0])
     assert star_wars in engine.popular_order[:5].tolist()
     [ranked] = engine.rank([Query(user=-1, k=5)])
@@ -180,7 +167,7 @@ def test_diversity_changes_the_list_but_keeps_its_length(engine: Engine) -> None
     assert ranked.items[0] == plain.items[0]
 
 
-def test_a_sparse_ease_run_ranks_by_its_sparse_scores(tmp_path: Path) -> None:
+def test_a_sparse_ease_t_run_ranks_by_its_sparse_scores(tmp_path: Path) -> None:
     from kuberec.components.datasets.synthetic import SyntheticSpec, generate
 
     out = tmp_path / "sparse"

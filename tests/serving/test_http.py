@@ -18,10 +18,7 @@ from typing import Any
 
 import pytest
 
-from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.package import package_run
-from kuberec.components.train.run import train_run
-from kuberec.components.train.settings import TrainSettings
 from kuberec.serving.server import (
     RANKING_ENV,
     free_port,
@@ -35,16 +32,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tag(ml100k: Dataset, tmp_path_factory: pytest.TempPathFactory) -> str:
-    run = tmp_path_factory.mktemp("serving-http") / "run"
-    train_run(
-        ml100k,
-        run,
-        model_type="ease_t",
-        settings=TrainSettings(backend="local"),
-        source={"spec": {"movielens": "ml-100k"}},
-    )
-    return package_run(run, "ml100k-ease", {"dataset": "ml-100k"}).tag
+def tag(ease_t_run: Path) -> str:
+    return package_run(ease_t_run, "ml100k-ease", {"dataset": "ml-100k"}).tag
 
 
 @pytest.fixture(scope="module")

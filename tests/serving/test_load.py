@@ -17,28 +17,12 @@ from typing import Any
 
 import pytest
 
-from kuberec.components.datasets.canonical import Dataset
-from kuberec.components.train.run import train_run
-from kuberec.components.train.settings import TrainSettings
 from kuberec.serving.processes import process_tree
 from kuberec.serving.server import free_port, start_server, stop_server, wait_ready
 
 pytestmark = pytest.mark.slow
 
 CONCURRENCY = 32
-
-
-@pytest.fixture(scope="module")
-def run(ml100k: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("serving-load") / "run"
-    train_run(
-        ml100k,
-        out,
-        model_type="ease_t",
-        settings=TrainSettings(backend="local"),
-        source={"spec": {"movielens": "ml-100k"}},
-    )
-    return out
 
 
 def _requests(n_recommend: int, n_score: int) -> list[tuple[str, dict[str, Any]]]:
@@ -79,9 +63,9 @@ async def _burst(url: str, requests: list[tuple[str, dict[str, Any]]]) -> list[i
     return statuses
 
 
-def test_a_burst_on_a_freshly_started_server_gets_no_server_errors(run: Path) -> None:
+def test_a_burst_on_a_freshly_started_server_gets_no_server_errors(ease_t_run: Path) -> None:
     port = free_port()
-    process = start_server(run, port)
+    process = start_server(ease_t_run, port)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, timeout=120, process=process)
@@ -95,9 +79,9 @@ def test_a_burst_on_a_freshly_started_server_gets_no_server_errors(run: Path) ->
 
 
 @pytest.fixture
-def server(run: Path) -> Iterator[tuple[str, Any]]:
+def server(ease_t_run: Path) -> Iterator[tuple[str, Any]]:
     port = free_port()
-    process = start_server(run, port)
+    process = start_server(ease_t_run, port)
     try:
         wait_ready(f"http://127.0.0.1:{port}", timeout=120, process=process)
         yield f"http://127.0.0.1:{port}", process
