@@ -190,20 +190,15 @@ def measure(
         )
         print(json.dumps({"profile": profile, "push": push, "latency": lag}), flush=True)
         plains, mixes, pushed_rates, dropped = [], [], [], 0.0
-        cpu = "process_cpu_seconds_total"  # the server's own, from its /metrics
         for _ in range(args.repeats):  # alternated: a load spike hits one pair, not a column
-            before = counter(url, cpu)
             plains.append(asyncio.run(load(url, users, items, args.concurrency, 0, args.seconds)))
-            plains[-1]["server_cpu_s"] = counter(url, cpu) - before
             pushed_before = counter(url, "kuberec_feedback_pushed_total")
             dropped_before = counter(url, "kuberec_feedback_dropped_total")
-            before = counter(url, cpu)
             mixes.append(
                 asyncio.run(
                     load(url, users, items, args.concurrency, args.feedback_clients, args.seconds)
                 )
             )
-            mixes[-1]["server_cpu_s"] = counter(url, cpu) - before
             time.sleep(2)  # what was queued is pushed
             pushed = counter(url, "kuberec_feedback_pushed_total") - pushed_before
             pushed_rates.append(pushed / mixes[-1]["seconds"])
@@ -269,7 +264,7 @@ def main() -> int:
     print(
         f"{'profile':<18} | {'feedback->feature p50':>21} {'p99':>8} | {'recommend req/s':>15} "
         f"{'with feedback':>13} {'ratio':>6} | {'feedback/s':>10} {'pushed/s':>8} "
-        f"{'dropped':>7} | {'server CPU s':>12} {'load':>5}"
+        f"{'dropped':>7} | {'client CPU s':>12} {'load':>5}"
     )
     for r in rows:
         lag, plain, mixed = r["latency"], r["serving_only"], r["with_feedback"]
@@ -278,7 +273,7 @@ def main() -> int:
             f"{plain['recommend_rps']:>15.1f} {mixed['recommend_rps']:>13.1f} "
             f"{mixed['recommend_rps'] / plain['recommend_rps']:>6.2f} | "
             f"{mixed['feedback_rps']:>10.1f} {r['pushed_per_s']:>8.1f} {r['dropped']:>7.0f} | "
-            f"{plain['server_cpu_s']:>5.1f}/{mixed['server_cpu_s']:<6.1f} {mixed['load1']:>5.1f}"
+            f"{plain['client_cpu_s']:>5.2f}/{mixed['client_cpu_s']:<6.2f} {mixed['load1']:>5.1f}"
         )
     return 0
 
