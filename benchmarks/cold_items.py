@@ -15,6 +15,7 @@ training items (``all``), beside popularity and random.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -48,7 +49,11 @@ def main() -> None:
         help="also dcn (slow on CPU: it scores every user-item pair)",
     )
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (shared machine)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     dataset = load_movielens("ml-100k", args.data_dir)
     contenders: list[tuple[str, str, dict[str, object]]] = [
         (f"two_tower id_dropout={p}", "two_tower", {"id_dropout": float(p)})
@@ -68,15 +73,16 @@ def main() -> None:
             f"{len(parts.test)} test interactions of {parts.test['user_id'].nunique()} users",
             flush=True,
         )
-        scored: list[tuple[str, object, str, dict[str, object], float]] = [
-            (name, name, "", {}, 0.0) for name in BASELINES
+        scored: list[tuple[str, object, str, dict[str, object], tuple[float, float]]] = [
+            (name, name, "", {}, (0.0, 0.0)) for name in BASELINES
         ]
         for label, model_type, hparams in contenders:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             model, _ = fit(model_type, data, hparams, seed=seed, epochs=args.epochs)
-            scored.append((label, model, model_type, hparams, time.perf_counter() - started))
-        for label, model, model_type, hparams, seconds in scored:
-            row = {"train_s": seconds}
+            seconds = (time.perf_counter() - started, time.process_time() - cpu)
+            scored.append((label, model, model_type, hparams, seconds))
+        for label, model, model_type, hparams, (wall, cpu_s) in scored:
+            row = {"train_s": wall, "train_cpu_s": cpu_s, "load1": os.getloadavg()[0]}
             for candidates in ("cold", "all"):
                 result = evaluate_cold(
                     model,
@@ -96,15 +102,19 @@ def main() -> None:
         f"\nml-100k, cold-items share={args.share}, seeds {args.seeds}, "
         f"{args.epochs} epochs (mean ± std over seeds)\n"
     )
-    print("| model | HR@10 (cold) | NDCG@10 (cold) | HR@10 (all) | NDCG@10 (all) | train s |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| model | HR@10 (cold) | NDCG@10 (cold) | HR@10 (all) | NDCG@10 (all) "
+        "| train s | train CPU s |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for label, results in rows.items():
         cells = [
             _cell([r[key] for r in results])
             for key in ("hr_cold", "ndcg_cold", "hr_all", "ndcg_all")
         ]
         train_s = np.mean([r["train_s"] for r in results])
-        print(f"| {label} | {' | '.join(cells)} | {train_s:.0f} |")
+        cpu_s = np.mean([r["train_cpu_s"] for r in results])
+        print(f"| {label} | {' | '.join(cells)} | {train_s:.0f} | {cpu_s:.0f} |")
 
 
 def _cell(values: list[float]) -> str:

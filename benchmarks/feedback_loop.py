@@ -17,8 +17,8 @@ profile (SQLite) and the production one (Redis + PostgreSQL registry), one
   ``--repeats N`` alternates the two loads N times and shows medians, so one
   load spike on the shared machine skews a pair, not a column.
 
-Load comes from this process on loopback (raw HTTP/1.1, ``benchmarks/serving.py``'s
-client). The machine is shared: compare the columns of one run. Run from the
+Load comes from this process on loopback (``benchmarks/http_load.py``'s closed loop).
+The machine is shared: compare the columns of one run. Run from the
 repository root::
 
     python benchmarks/feedback_loop.py                 # ~4 minutes on 2 cores
@@ -43,7 +43,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import Connection, ml100k_run  # the serving benchmark's client
+from http_load import Connection, closed_loop  # the serving benchmarks' load generator
+
+from serving import ml100k_run
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT.parent / "shared" / "datasets"
@@ -118,49 +120,30 @@ async def load(
     feedback_clients: int,
     seconds: float,
 ) -> dict[str, float]:
-    """Closed-loop /recommend clients, and as many /feedback clients clicking meanwhile."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    counts = {"recommend": 0, "feedback": 0, "errors": 0}
-    stop = time.perf_counter() + seconds
-
-    async def recommender(offset: int) -> None:
-        connection = Connection(host, int(port))
-        i = offset
-        while time.perf_counter() < stop:
-            body = json.dumps({"user_id": users[i % len(users)], "k": 10}).encode()
-            status, _ = await connection.post("/recommend", body)
-            counts["recommend" if status == 200 else "errors"] += 1
-            i += concurrency
-        connection.close()
-
-    async def clicker(offset: int) -> None:
-        connection = Connection(host, int(port))
-        i = offset
-        while time.perf_counter() < stop:
-            body = json.dumps(
-                {
-                    "request_id": f"bench-{i}",
-                    "user_id": users[i % len(users)],
-                    "item_id": items[i % len(items)],
-                    "event": "click",
-                }
-            ).encode()
-            status, _ = await connection.post("/feedback", body)
-            counts["feedback" if status == 200 else "errors"] += 1
-            i += feedback_clients
-        connection.close()
-
-    began = time.perf_counter()
-    await asyncio.gather(
-        *(recommender(j) for j in range(concurrency)),
-        *(clicker(j) for j in range(feedback_clients)),
-    )
-    elapsed = time.perf_counter() - began
+    """Closed-loop /recommend clients, and ``feedback_clients`` clicking meanwhile
+    (two ``http_load.closed_loop`` streams on one event loop)."""
+    recommend = [json.dumps({"user_id": u, "k": 10}).encode() for u in users]
+    streams = [closed_loop(url, recommend, concurrency, seconds)]
+    if feedback_clients:
+        clicks = [
+            json.dumps({"request_id": f"bench-{uuid.uuid4().hex[:8]}-{i}",
+                        "user_id": users[i % len(users)], "item_id": items[i % len(items)],
+                        "event": "click"}).encode()
+            for i in range(20_000)
+        ]  # fmt: skip
+        streams.append(closed_loop(url, clicks, feedback_clients, seconds, path="/feedback"))
+    cpu = time.process_time()
+    results = await asyncio.gather(*streams)
+    served = results[0]
+    clicked = results[1] if feedback_clients else {"rps": 0.0, "errors": 0}
     return {
-        "recommend_rps": counts["recommend"] / elapsed,
-        "feedback_rps": counts["feedback"] / elapsed,
-        "errors": counts["errors"],
-        "seconds": elapsed,
+        "recommend_rps": served["rps"],
+        "recommend_p99_ms": served["p99_ms"],
+        "feedback_rps": clicked["rps"],
+        "errors": served["errors"] + clicked["errors"],
+        "seconds": seconds,
+        "client_cpu_s": time.process_time() - cpu,
+        "load1": os.getloadavg()[0],
     }
 
 
@@ -281,7 +264,7 @@ def main() -> int:
     print(
         f"{'profile':<18} | {'feedback->feature p50':>21} {'p99':>8} | {'recommend req/s':>15} "
         f"{'with feedback':>13} {'ratio':>6} | {'feedback/s':>10} {'pushed/s':>8} "
-        f"{'dropped':>7}"
+        f"{'dropped':>7} | {'client CPU s':>12} {'load':>5}"
     )
     for r in rows:
         lag, plain, mixed = r["latency"], r["serving_only"], r["with_feedback"]
@@ -289,7 +272,8 @@ def main() -> int:
             f"{r['profile']:<18} | {lag['p50_ms']:>19.1f}ms {lag['p99_ms']:>6.1f}ms | "
             f"{plain['recommend_rps']:>15.1f} {mixed['recommend_rps']:>13.1f} "
             f"{mixed['recommend_rps'] / plain['recommend_rps']:>6.2f} | "
-            f"{mixed['feedback_rps']:>10.1f} {r['pushed_per_s']:>8.1f} {r['dropped']:>7.0f}"
+            f"{mixed['feedback_rps']:>10.1f} {r['pushed_per_s']:>8.1f} {r['dropped']:>7.0f} | "
+            f"{plain['client_cpu_s']:>5.2f}/{mixed['client_cpu_s']:<6.2f} {mixed['load1']:>5.1f}"
         )
     return 0
 

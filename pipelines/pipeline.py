@@ -8,6 +8,7 @@ so the bodies only import and call. This module deliberately has no
 """
 
 import os
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from kfp import dsl
@@ -122,27 +123,52 @@ def package(
     return json.dumps(result)
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME,
-    description="RecommenderJob: Feast features, Ray training, gated evaluation, BentoML model",
-)
-def recommender_pipeline(job: str, context: str) -> str:
-    loaded = ingest(job=job, context=context).set_display_name("ingest")
-    feats = features(job=job, context=context, dataset=loaded.outputs["dataset"])
-    trained = train(job=job, context=context, dataset=loaded.outputs["dataset"]).after(feats)
-    evaluated = evaluate(
-        job=job,
-        context=context,
-        dataset=loaded.outputs["dataset"],
-        model=trained.outputs["model"],
+def pipeline_with_env(env: Mapping[str, str]):
+    """The pipeline with ``env`` set on every step's container (KFP's task environment).
+
+    On Kubernetes the operator passes the shared Feast stores (``KUBEREC_FEAST_REDIS``,
+    ``KUBEREC_FEAST_REGISTRY``) so the features step fills the stores the serving pods
+    read; locally the environment is empty and the steps inherit the process's own.
+    """
+    settings = sorted(env.items())
+
+    def _env(task):
+        for name, value in settings:
+            task.set_env_variable(name, value)
+        return task
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="RecommenderJob: Feast features, Ray training, gated evaluation, BentoML model",
     )
-    packaged = package(
-        job=job,
-        context=context,
-        model=trained.outputs["model"],
-        train_info=trained.outputs["Output"],
-        evaluation=evaluated.outputs["Output"],
-        digest=loaded.outputs["digest"],
-        interactions=loaded.outputs["interactions"],
-    )
-    return packaged.outputs["Output"]
+    def recommender_pipeline(job: str, context: str) -> str:
+        loaded = _env(ingest(job=job, context=context).set_display_name("ingest"))
+        feats = _env(features(job=job, context=context, dataset=loaded.outputs["dataset"]))
+        trained = _env(
+            train(job=job, context=context, dataset=loaded.outputs["dataset"]).after(feats)
+        )
+        evaluated = _env(
+            evaluate(
+                job=job,
+                context=context,
+                dataset=loaded.outputs["dataset"],
+                model=trained.outputs["model"],
+            )
+        )
+        packaged = _env(
+            package(
+                job=job,
+                context=context,
+                model=trained.outputs["model"],
+                train_info=trained.outputs["Output"],
+                evaluation=evaluated.outputs["Output"],
+                digest=loaded.outputs["digest"],
+                interactions=loaded.outputs["interactions"],
+            )
+        )
+        return packaged.outputs["Output"]
+
+    return recommender_pipeline
+
+
+recommender_pipeline = pipeline_with_env({})

@@ -13,8 +13,10 @@ whose item is not in the catalogue, are left out and logged.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,10 @@ SCHEMA = pa.schema([
     ("request_known", pa.bool_()),
 ])  # fmt: skip
 PARTITION = "date"
+#: A compacted day (:mod:`kuberec.components.datasets.feedback_compaction`) is one file named
+#: so, whose footer lists the files it replaces; those are dropped by :func:`live_files`.
+COMPACTED_PREFIX = "compacted-"
+COVERS_KEY = b"kuberec.covers"
 #: The events that are interactions (they move features); impressions are only stored.
 INTERACTIONS = frozenset({"click", "purchase"})
 
@@ -51,27 +57,57 @@ def sink_uri(spec: JobSpec, base: Path = Path()) -> str | None:
     return str(path if path.is_absolute() else Path(base) / path)
 
 
+def live_files(fs: Any, root: str) -> list[tuple[str, int]]:
+    """``(path, size)`` of the sink's Parquet files a reader takes, sorted (day, then name).
+
+    Skipped: anything under a dot name (written, then renamed into place), and the files
+    a compacted day's file covers, so a day compacted but not yet cleaned up (a compaction
+    interrupted after its rename) is still read once.
+    """
+    if not fs.exists(root):
+        return []
+    prefix = root.rstrip("/") + "/"
+    found = {
+        str(p): int(i.get("size") or 0)
+        for p, i in fs.find(root, detail=True).items()
+        if str(p).endswith(".parquet")
+        and not any(part.startswith(".") for part in str(p)[len(prefix) :].split("/"))
+    }
+    covered: set[str] = set()
+    for path in found:
+        if PurePosixPath(path).name.startswith(COMPACTED_PREFIX):
+            folder = str(PurePosixPath(path).parent)
+            covered |= {f"{folder}/{name}" for name in covers(fs, path)}
+    return sorted((p, size) for p, size in found.items() if p not in covered)
+
+
+def covers(fs: Any, path: str) -> list[str]:
+    """The file names (in the same day folder) that a compacted file replaces."""
+    import pyarrow.parquet as pq
+
+    with fs.open(path, "rb") as handle:
+        metadata = pq.read_metadata(handle).metadata or {}
+    return json.loads(metadata.get(COVERS_KEY, b"[]"))
+
+
 def read_sink(uri: str) -> pd.DataFrame:
     """Every stored event (no rows when the sink does not exist yet)."""
     import fsspec
     import pyarrow.dataset as ds
 
     fs, root = fsspec.core.url_to_fs(uri)
-    if not fs.exists(root):
+    files = [path for path, _ in live_files(fs, root)]
+    if not files:
         return SCHEMA.empty_table().to_pandas()
-    table = ds.dataset(
-        root,
-        filesystem=fs,
-        format="parquet",
-        schema=SCHEMA,
-        partitioning="hive",
-        exclude_invalid_files=True,
-    ).to_table(columns=SCHEMA.names)
+    dataset = ds.dataset(
+        files, filesystem=fs, format="parquet", schema=SCHEMA, exclude_invalid_files=True
+    )
+    table = dataset.to_table(columns=SCHEMA.names)
     return table.to_pandas()
 
 
 def fingerprint(uri: str | None) -> str:
-    """Cheap: the sink's file names and sizes. Files are only ever added, never rewritten."""
+    """Cheap: the names and sizes of the files a reader takes (:func:`live_files`)."""
     if uri is None:
         return ""
     import fsspec
@@ -79,11 +115,7 @@ def fingerprint(uri: str | None) -> str:
     fs, root = fsspec.core.url_to_fs(uri)
     if not fs.exists(root):
         return "empty"
-    files = sorted(
-        (p, int(i.get("size") or 0))
-        for p, i in fs.find(root, detail=True).items()
-        if not Path(p).name.startswith(".")
-    )
+    files = live_files(fs, root)
     digest = hashlib.sha256(repr(files).encode()).hexdigest()[:12]
     return f"{len(files)}:{sum(s for _, s in files)}:{digest}"
 

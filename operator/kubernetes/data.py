@@ -14,9 +14,11 @@ hundreds of jobs cannot load ml-25m every few seconds. Here:
   (other formats: any change counts as enough new data).
 * ``spec.data.feedback.include`` with a ``feedback.sink`` URI (the one the
   serving pods write): the sink is watched too, whatever the base source. Its
-  part of the fingerprint is ``sink:<events>:<digest of file names and sizes>``
+  part of the fingerprint is ``sink:<events>:<digest of the rows per day>``
   where ``<events>`` counts the stored events of the listed types (the
-  ``event`` column of each file, read once: sink files are only ever added).
+  ``event`` column of each file a reader takes, read once per file name and
+  size). Compacting a day (:mod:`kuberec.components.datasets.feedback_compaction`)
+  changes its files but neither count, so it is not new data.
   New interactions are the sink's events since the fingerprint the model was
   launched with (a MovieLens or synthetic base is fixed by the spec), plus the
   base file's Parquet rows when it has them. Synthetic traffic is never stored
@@ -36,6 +38,7 @@ from typing import Any
 
 from kuberec.api.spec import RecommenderJob
 from kuberec.api.status import JobStatus
+from kuberec.components.datasets.feedback import live_files
 from kuberec.operator.observations import DataObservation
 
 TRAINED_DATA_ANNOTATION = "kuberec.io/trained-data"
@@ -50,7 +53,7 @@ class DataWatcher:
         self.poll_s = poll_s
         self._cache: dict[str, tuple[float, str, int | None]] = {}
         self._sink_cache: dict[str, tuple[float, str, int]] = {}
-        self._file_events: dict[tuple[str, int, str], int] = {}
+        self._file_events: dict[tuple[str, int, str], tuple[int, int]] = {}
         self._lock = threading.Lock()
 
     def observe(self, job: RecommenderJob, status: JobStatus, trained: str | None
@@ -84,7 +87,7 @@ class DataWatcher:
         return DataObservation(f"fp:{fingerprint}", rows)
 
     def sink_fingerprint(self, uri: str, events: Sequence[str]) -> tuple[str, int]:
-        """``(digest of the sink's file names and sizes, stored events of those types)``,
+        """``(digest of the sink's rows per day, stored events of those types)``,
         cached for ``poll_s``; each file's events are read once."""
         key = f"{uri}|{','.join(sorted(events))}"
         with self._lock:
@@ -94,15 +97,19 @@ class DataWatcher:
         import fsspec
 
         fs, root = fsspec.core.url_to_fs(uri)
-        files = _sink_files(fs, root)
         total = 0
-        for path, size in files:
+        per_day: dict[str, int] = {}
+        for path, size in live_files(fs, root):
             counted = self._file_events.get((path, size, key))
             if counted is None:
                 counted = _count_events(fs, path, events)
                 self._file_events[(path, size, key)] = counted
-            total += counted
-        digest = hashlib.sha256(repr(files).encode()).hexdigest()[:16] if files else "empty"
+            total += counted[0]
+            day = PurePosixPath(path).parent.name
+            per_day[day] = per_day.get(day, 0) + counted[1]
+        # rows per day, not file names: compacting a day changes its files, not its rows
+        listed = sorted(per_day.items())
+        digest = hashlib.sha256(repr(listed).encode()).hexdigest()[:16] if listed else "empty"
         with self._lock:
             self._sink_cache[key] = (time.monotonic(), digest, total)
         return digest, total
@@ -137,19 +144,8 @@ def _sink_events(fingerprint: str | None) -> int | None:
     return None
 
 
-def _sink_files(fs: Any, root: str) -> list[tuple[str, int]]:
-    """The sink's Parquet files (written under dot names and renamed: those are skipped)."""
-    if not fs.exists(root):
-        return []
-    found = fs.find(root, detail=True)
-    return sorted(
-        (str(p), int(i.get("size") or 0))
-        for p, i in found.items()
-        if str(p).endswith(".parquet") and not PurePosixPath(str(p)).name.startswith(".")
-    )
-
-
-def _count_events(fs: Any, path: str, events: Sequence[str]) -> int:
+def _count_events(fs: Any, path: str, events: Sequence[str]) -> tuple[int, int]:
+    """``(events of the listed types, rows)`` in one sink file; ``(0, 0)`` when unreadable."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -159,9 +155,9 @@ def _count_events(fs: Any, path: str, events: Sequence[str]) -> int:
             column = pq.read_table(handle, columns=["event"]).column("event")
     except (OSError, pa.ArrowException, KeyError) as exc:  # one bad file must not stop the pass
         log.warning("feedback sink file %s unreadable, counted as 0 events: %s", path, exc)
-        return 0
+        return 0, 0
     wanted = pa.array(list(events), type=pa.string())
-    return int(pc.sum(pc.is_in(column, value_set=wanted)).as_py() or 0)
+    return int(pc.sum(pc.is_in(column, value_set=wanted)).as_py() or 0), len(column)
 
 
 def _read(uri: str) -> tuple[str, int | None]:

@@ -20,6 +20,8 @@ import fsspec
 
 from kuberec.api.spec import RecommenderJob
 from kuberec.errors import KuberecError
+from kuberec.operator.kubernetes.manifests import feast_store_env
+from kuberec.operator.kubernetes.settings import ClusterSettings
 from kuberec.operator.observations import RunObservation
 from kuberec.pipelines.compile import compile_pipeline
 from kuberec.pipelines.context import RunContext, job_json, run_result_uri
@@ -44,13 +46,15 @@ class KfpRuns:
     """Holds one ``kfp.Client`` (a connection pool and auth state) for many jobs."""
 
     def __init__(self, host: str, *, artifact_root: str, namespace: str | None = None,
-                 existing_token: str | None = None) -> None:  # fmt: skip
+                 existing_token: str | None = None,
+                 settings: ClusterSettings | None = None) -> None:  # fmt: skip
         import warnings
 
         from kfp import Client
 
         self.artifact_root = artifact_root
         self.namespace = namespace
+        self.settings = settings or ClusterSettings()  # the Feast stores the steps fill
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             self.client = Client(host=host, namespace=namespace or "kubeflow",
@@ -65,7 +69,8 @@ class KfpRuns:
         if existing is not None:
             return str(existing.run_id)
         with tempfile.TemporaryDirectory() as tmp:
-            package = compile_pipeline(job, Path(tmp) / "pipeline.yaml")
+            package = compile_pipeline(job, Path(tmp) / "pipeline.yaml",
+                                       env=feast_store_env(job, self.settings))  # fmt: skip
             run = self._call(
                 self.client.run_pipeline,
                 experiment_id=experiment.experiment_id,

@@ -43,8 +43,8 @@ WEIGHT_ANNOTATION = "kuberec.io/weight"
 HASH_ANNOTATION = "kuberec.io/manifest-hash"
 MANAGED_BY = "kuberec-operator"
 FEAST_REPO_PATH = f"/tmp/kuberec/{REPO_FOLDER}"  # on the pod's writable emptyDir
-REDIS_ENV = "KUBEREC_FEAST_REDIS"  # components/features/store.py reads it (kept out of the
-# operator's imports: that module imports Feast)
+REDIS_ENV = "KUBEREC_FEAST_REDIS"  # components/features/store.py reads both (kept out of
+REGISTRY_ENV = "KUBEREC_FEAST_REGISTRY"  # the operator's imports: that module imports Feast)
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 
 
@@ -124,9 +124,10 @@ def replicas_for(job: RecommenderJob, weight: int, gateway: bool) -> dict[Track,
     return {"stable": max(1, total - canary), "canary": canary}
 
 
-def feast_env(job: RecommenderJob, settings: ClusterSettings) -> dict[str, str]:
-    """What a pod renders the job's Feast repo from (:mod:`kuberec.serving.feast_repo`): the
-    recent items it reads and the feedback it pushes go to the stores the pipeline filled.
+def feast_store_env(job: RecommenderJob, settings: ClusterSettings) -> dict[str, str]:
+    """The shared Feast stores (the chart's ``platform.feastRedis`` / ``feastRegistry``) that
+    the pipeline's steps fill and the serving pods read: the same values in both, so both
+    render the same ``feature_store.yaml``.
 
     Only with ``spec.features.profile: production`` (Redis and a registry service both
     reach): the default profile's registry and online store are SQLite files in the
@@ -134,14 +135,23 @@ def feast_env(job: RecommenderJob, settings: ClusterSettings) -> dict[str, str]:
     """
     if job.spec.features.profile != "production":
         return {}
-    env = {
+    stores = {REGISTRY_ENV: settings.feast_registry, REDIS_ENV: settings.feast_redis}
+    return {name: value for name, value in stores.items() if value}
+
+
+def feast_env(job: RecommenderJob, settings: ClusterSettings) -> dict[str, str]:
+    """What a serving pod renders the job's Feast repo from (:mod:`kuberec.serving.feast_repo`):
+    the recent items it reads and the feedback it pushes go to the stores the pipeline filled.
+    Nothing for the default profile (:func:`feast_store_env`).
+    """
+    if job.spec.features.profile != "production":
+        return {}
+    return {
         FEAST_REPO_ENV: FEAST_REPO_PATH,
         PROJECT_ENV: job.metadata.name,
         PROFILE_ENV: job.spec.features.profile,
+        **feast_store_env(job, settings),
     }
-    if settings.feast_redis:
-        env[REDIS_ENV] = settings.feast_redis
-    return env
 
 
 def deployment(
@@ -162,7 +172,6 @@ def deployment(
             {"name": "KUBEREC_MODEL", "value": model.uri},
             {"name": "KUBEREC_MODEL_VERSION", "value": model.version},
             {"name": "KUBEREC_TRACK", "value": track},
-            {"name": "KUBEREC_FEAST_REGISTRY", "value": settings.feast_registry},
             {"name": "KUBEREC_RANKING", "value": job.spec.serving.ranking.to_json()},
             *({"name": k, "value": v} for k, v in feedback_env(
                 job.spec.feedback, job.spec.feedback.sink).items()),  # a URI the pods share

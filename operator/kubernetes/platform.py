@@ -224,7 +224,8 @@ class KubernetesPlatform:
                 try:
                     self._runs = KfpRuns(self.settings.kfp_endpoint,
                                          artifact_root=self.settings.artifact_store,
-                                         namespace=self.settings.kfp_namespace)  # fmt: skip
+                                         namespace=self.settings.kfp_namespace,
+                                         settings=self.settings)  # fmt: skip
                 except (HTTPError, OSError, ApiException) as exc:
                     raise KfpUnavailable(
                         f"KFP API at {self.settings.kfp_endpoint} is unreachable: {exc}"

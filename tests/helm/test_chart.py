@@ -7,6 +7,7 @@ cluster-wide install with the ServiceMonitor on.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import helm_python as helm
@@ -145,6 +146,27 @@ def test_values_schema_rejects_an_unknown_top_level_key() -> None:
 def test_values_schema_rejects_a_non_url_prometheus_endpoint() -> None:
     with pytest.raises(helm.HelmValuesError, match="prometheusUrl"):
         render({"platform": {"prometheusUrl": "prometheus:9090"}})
+
+
+def test_the_default_feast_registry_is_a_sql_registry_the_production_profile_renders(
+    tmp_path: Path,
+) -> None:
+    from feast.repo_config import load_repo_config
+
+    from kuberec.components.features.store import StoreSettings, render_repo
+
+    (configmap,) = [m for m in render() if m["kind"] == "ConfigMap"]
+    url = configmap["data"]["KUBEREC_FEAST_REGISTRY"]
+    repo = render_repo(StoreSettings(tmp_path, profile="production", project="p",
+                                     redis="redis:6379", registry_url=url))  # fmt: skip
+    registry = load_repo_config(repo, repo / "feature_store.yaml").registry
+    assert (registry.registry_type, registry.path) == ("sql", url)
+    assert url.startswith("postgresql+psycopg://")
+
+
+def test_a_file_feast_registry_is_refused_naming_the_sql_url_it_needs() -> None:
+    with pytest.raises(helm.HelmRenderError, match=r"platform.feastRegistry must be .*postgresql"):
+        render({"platform": {"feastRegistry": "s3://kuberec/feast/registry.db"}})
 
 
 # -- operator Deployment ---------------------------------------------------------------------

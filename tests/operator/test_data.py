@@ -154,3 +154,18 @@ def test_an_unreadable_sink_file_counts_no_events_and_stops_nothing(tmp_path: Pa
     (sink / "date=2026-01-01" / "part-broken.parquet").write_bytes(b"not parquet")
     _, events = DataWatcher(poll_s=0).sink_fingerprint(sink.as_uri(), ["click"])
     assert events == 5
+
+
+def test_compacting_the_sink_is_not_new_data(tmp_path: Path) -> None:
+    from datetime import date, timedelta
+
+    from kuberec.components.datasets.feedback_compaction import compact_sink
+
+    sink = tmp_path / "sink"
+    for _ in range(3):
+        store(sink.as_uri(), 10, impressions=5)
+    before = DataWatcher(poll_s=0).sink_fingerprint(sink.as_uri(), ["click"])
+    (day,) = (date.fromisoformat(p.name.removeprefix("date=")) for p in sink.iterdir())
+    assert compact_sink(sink.as_uri(), today=day + timedelta(days=1)).days == {str(day): 3}
+    assert DataWatcher(poll_s=0).sink_fingerprint(sink.as_uri(), ["click"]) == before
+    assert before[1] == 30

@@ -7,13 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from kuberec.api.spec import load_job
+from kuberec.api.spec import RecommenderJob, load_job
 from kuberec.operator.kubernetes.kfp_client import KfpRuns, KfpUnavailable, experiment_name
+from kuberec.operator.kubernetes.settings import ClusterSettings
 from kuberec.pipelines.context import RunContext, run_result_uri
 from tests.support.kfp_standin import KfpStandIn
 from tests.support.paths import ROOT
 
 JOB = load_job(ROOT / "examples" / "movielens-100k.yaml")
+STORES = ClusterSettings(feast_registry="postgresql+psycopg://feast@pg/feast",
+                         feast_redis="redis.feast:6379")  # fmt: skip
 
 
 @pytest.fixture
@@ -121,3 +124,39 @@ def test_cancel_leaves_a_finished_run_alone(runs: KfpRuns, standin: KfpStandIn) 
     standin.set_state(run_id, "SUCCEEDED")
     assert runs.cancel(JOB, "k1") is False
     assert standin.runs[run_id]["state"] == "SUCCEEDED"
+
+
+def _step_env(standin: KfpStandIn, run_id: str) -> dict[str, dict[str, str]]:
+    executors = standin.runs[run_id]["pipeline_spec"]["deploymentSpec"]["executors"]
+    return {name: {e["name"]: e["value"] for e in executor["container"].get("env", [])}
+            for name, executor in executors.items()}  # fmt: skip
+
+
+def _production(job: RecommenderJob) -> RecommenderJob:
+    document = job.model_dump(mode="json", by_alias=True, exclude_none=True)
+    document["spec"]["features"] = {"profile": "production"}
+    return RecommenderJob.model_validate(document)
+
+
+def test_a_production_profile_run_gives_every_step_the_shared_feast_stores(
+    standin: KfpStandIn, tmp_path: Path
+) -> None:
+    runs = KfpRuns(standin.url, artifact_root=tmp_path.as_uri(), settings=STORES)
+    env = _step_env(standin, runs.submit(_production(JOB), _context(runs)))
+    assert set(env) == {f"exec-{s}" for s in ("ingest", "features", "train", "evaluate", "package")}
+    assert all(e == {"KUBEREC_FEAST_REGISTRY": "postgresql+psycopg://feast@pg/feast",
+                     "KUBEREC_FEAST_REDIS": "redis.feast:6379"} for e in env.values())  # fmt: skip
+
+
+def test_a_default_profile_run_sets_no_step_environment(
+    standin: KfpStandIn, tmp_path: Path
+) -> None:
+    runs = KfpRuns(standin.url, artifact_root=tmp_path.as_uri(), settings=STORES)
+    env = _step_env(standin, runs.submit(JOB, _context(runs)))
+    assert not any(env.values())
+
+
+def test_unset_cluster_stores_set_no_step_environment(standin: KfpStandIn, tmp_path: Path) -> None:
+    runs = KfpRuns(standin.url, artifact_root=tmp_path.as_uri())
+    env = _step_env(standin, runs.submit(_production(JOB), _context(runs)))
+    assert not any(env.values())

@@ -181,4 +181,6 @@ def test_a_production_profile_pod_gets_what_it_renders_the_pipelines_feast_repo_
 def test_a_default_profile_pod_gets_no_feast_repo() -> None:
     deployment = manifests.deployment(job(), "stable", model(), 1, 0, SETTINGS)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert "KUBEREC_FEAST_REPO" not in {e["name"] for e in container["env"]}
+    assert not {"KUBEREC_FEAST_REPO", "KUBEREC_FEAST_REGISTRY"} & {
+        e["name"] for e in container["env"]
+    }

@@ -41,6 +41,25 @@ def test_artifacts_are_typed_for_the_kfp_ui(tmp_path: Path) -> None:
     assert outputs["report"]["artifactType"]["schemaTitle"] == "system.Markdown"
 
 
+def _executor_env(ir: dict) -> dict[str, list[dict[str, str]] | None]:
+    return {
+        name: e["container"].get("env") for name, e in ir["deploymentSpec"]["executors"].items()
+    }
+
+
+def test_the_given_environment_is_set_on_every_steps_container(tmp_path: Path) -> None:
+    env = {"KUBEREC_FEAST_REDIS": "redis:6379", "KUBEREC_FEAST_REGISTRY": "postgresql://pg/f"}
+    out = compile_pipeline(load_job(EXAMPLE), tmp_path / "p.yaml", env=env)
+    steps = _executor_env(yaml.safe_load(out.read_text()))
+    assert len(steps) == 5
+    assert all({e["name"]: e["value"] for e in s or []} == env for s in steps.values())
+
+
+def test_without_an_environment_no_step_sets_one(tmp_path: Path) -> None:
+    out = compile_pipeline(load_job(EXAMPLE), tmp_path / "p.yaml")
+    assert set(_executor_env(yaml.safe_load(out.read_text())).values()) == {None}
+
+
 def test_kuberec_compile_writes_the_file(tmp_path: Path) -> None:
     out = tmp_path / "pipeline.yaml"
     assert main(["compile", "-f", str(EXAMPLE), "-o", str(out)]) == 0

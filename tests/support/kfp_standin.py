@@ -112,6 +112,7 @@ class KfpStandIn:
             "run_id": str(uuid.uuid4()), "display_name": body["display_name"],
             "experiment_id": body["experiment_id"], "state": "PENDING", "created_at": _now(),
             "runtime_config": body["runtime_config"], "storage_state": "AVAILABLE",
+            "pipeline_spec": spec,
         }  # fmt: skip
         self.runs[run["run_id"]] = run
         return 200, run

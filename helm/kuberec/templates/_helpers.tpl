@@ -75,3 +75,17 @@ app.kubernetes.io/part-of: kuberec
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+The Feast registry URL. The production feature profile (feature_repo/feature_store.production.yaml)
+renders registry_type: sql, so only a SQLAlchemy URL of a shared PostgreSQL through psycopg 3 (the
+driver feast[postgres] installs in the images) works; a file registry
+(s3://.../registry.db) is refused here rather than failing in the pipeline's features step.
+*/}}
+{{- define "kuberec.feastRegistry" -}}
+{{- $url := .Values.platform.feastRegistry -}}
+{{- if not (hasPrefix "postgresql+psycopg://" $url) -}}
+{{- fail (printf "platform.feastRegistry must be a Feast SQL registry URL postgresql+psycopg://USER@HOST:5432/DB (the production feature profile renders registry_type: sql; the images ship psycopg 3), got %q" $url) -}}
+{{- end -}}
+{{- $url -}}
+{{- end -}}
