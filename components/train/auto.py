@@ -10,7 +10,9 @@ run is decided *before* fitting, from the data:
 
 * catalogue size against a type's ``max_items`` (EASE's dense inverse) and a
   memory estimate against ``memory_gib``;
-* timestamps for sequence models and EASE-T (whose time kernel is EASE without them);
+* timestamps for EASE-T (whose time kernel is EASE without them), and usable order
+  for the sequence models (:func:`order_reason`: most users' histories have a few
+  items at more than one timestamp);
 * an estimate of fit seconds from the data's size against what is left of the budget.
 
 Skip decisions use estimates, so a run is deterministic for a seed on any machine
@@ -61,10 +63,17 @@ _SECONDS_PER_SAMPLE = {
     "mf": 5e-6,
     "ncf": 3e-5,
     "two_tower": 3e-5,
-    "sasrec": 1e-4,
-    "gru4rec": 1e-4,
+    # ml-100k (98,114 interactions, 1,682 items, the default hyperparameters auto always
+    # runs), one thread, validation included: 8.4e-5 and 5.9e-5 CPU-s; the ce loss's
+    # softmax grows with the catalogue, which these do not model yet.
+    "sasrec": 9e-5,
+    "gru4rec": 6e-5,
     "dcn": 5e-5,
 }
+#: A user's history has order when it holds at least this many items, not all at one time.
+ORDER_MIN_ITEMS = 3
+#: The data has usable order when at least this share of its users have such a history.
+ORDER_MIN_SHARE = 0.5
 #: Dense float32 multiply-adds per second on 2 busy CPU cores (multvae's estimate).
 _FLOPS = 1e10
 
@@ -120,9 +129,11 @@ class DataSize:
     pairs: float  # Σ_u |u|²: nonzeros bound of the Gram matrix, pairs of the time kernel
     partners: np.ndarray  # per item, Σ over its users of |u| - 1: bound of its Gram row
     has_timestamps: bool
+    unordered: str = ""  # why a sequence model has no order to learn (empty: it has)
 
     @classmethod
-    def of(cls, data: EncodedData, has_timestamps: bool) -> DataSize:
+    def of(cls, data: EncodedData, dataset: Dataset) -> DataSize:
+        """The sizes of ``data``, encoded from ``dataset`` (read for its order)."""
         lengths = data.history.lengths().astype(np.float64)
         per_item = np.bincount(data.items, weights=lengths[data.users] - 1, minlength=data.n_items)
         return cls(
@@ -131,8 +142,33 @@ class DataSize:
             data.n_interactions,
             float((lengths**2).sum()),
             per_item,
-            has_timestamps,
+            dataset.has_timestamps,
+            order_reason(dataset),
         )
+
+
+def order_reason(dataset: Dataset) -> str:
+    """Why ``dataset`` has no usable order for a sequence model (empty when it has).
+
+    Usable order: timestamps, and at least ``ORDER_MIN_SHARE`` of the users have
+    ``ORDER_MIN_ITEMS`` or more interactions that are not all at one timestamp. A
+    timestamp column that is constant per user (a bulk import's load time) or
+    histories of one or two items give a next-item model nothing to learn from.
+    Sequence files without times (Amazon Games' ``Video.txt``) carry their line
+    position as the timestamp, so they have order.
+    """
+    if not dataset.has_timestamps:
+        return "the data has no timestamps: no order for a sequence model"
+    frame = dataset.interactions
+    per_user = frame.groupby("user_id", observed=True)["timestamp"].agg(["size", "nunique"])
+    ordered = (per_user["size"] >= ORDER_MIN_ITEMS) & (per_user["nunique"] > 1)
+    share = float(ordered.mean()) if len(per_user) else 0.0
+    if share < ORDER_MIN_SHARE:
+        return (
+            f"no usable order: {share:.0%} of users have >= {ORDER_MIN_ITEMS} interactions "
+            f"at more than one timestamp (a sequence model needs {ORDER_MIN_SHARE:.0%})"
+        )
+    return ""
 
 
 def estimate(
@@ -176,8 +212,8 @@ def fits(name: str, hparams: dict[str, Any], size: DataSize) -> str:
     """Why ``name`` cannot be fitted on this data at all (empty when it can)."""
     if name in ("ease", "ease_t") and size.n_items > hparams["max_items"]:
         return f"{size.n_items} items > max_items {hparams['max_items']} (dense n_items² inverse)"
-    if name in SEQUENCE_TYPES and not size.has_timestamps:
-        return "the data has no timestamps: no order for a sequence model"
+    if name in SEQUENCE_TYPES and size.unordered:
+        return size.unordered
     if name == "ease_t" and not size.has_timestamps:
         return "the data has no timestamps: ease_t is ease without them"
     return ""
@@ -203,7 +239,7 @@ def select(
     progress(f"auto: validation holds out {_RULES[rule]} of the training part")
     data = EncodedData.from_dataset(fit_set, text_embeddings=text_embeddings)
     holdout = _subsample(encode_holdout(data, held_out), VALIDATION_USERS, settings.seed)
-    size = DataSize.of(data, dataset.has_timestamps)
+    size = DataSize.of(data, fit_set)
     metric = settings.validation_metric
     left = spec.budget_seconds
     rows: list[CandidateRecord] = []

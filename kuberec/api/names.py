@@ -17,9 +17,11 @@ Metric = Literal["ndcg", "precision", "recall", "map", "hit_rate", "mrr"]
 METRICS: tuple[str, ...] = get_args(Metric)
 
 #: ``model.type: auto``'s defaults (components/train/auto.py): the closed-form types, which
-#: fit in seconds on 2 CPU cores; deep models only when listed in ``model.auto.candidates``.
+#: fit in seconds on 2 CPU cores, then the sequence models, tried only where the data has
+#: usable order; last, so that the one-standard-error rule keeps a closed-form type unless
+#: a sequence model is clearly better. Other deep models only when listed.
 AUTO_MODEL = "auto"
-AUTO_CANDIDATES = ("ease_t", "ease", "sparse_ease", "item_knn", "popularity")
+AUTO_CANDIDATES = ("ease_t", "ease", "sparse_ease", "item_knn", "popularity", "sasrec", "gru4rec")
 AUTO_BUDGET_SECONDS = 300.0
 AUTO_MEMORY_GIB = 12.0
 

@@ -7,13 +7,22 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from kuberec.api.spec import ModelSpec
+from kuberec.components.datasets.amazon_games import read_games
 from kuberec.components.datasets.canonical import Dataset
 from kuberec.components.datasets.synthetic import SyntheticSpec, generate
+from kuberec.components.models.registry import MODEL_TYPES
 from kuberec.components.train import auto as auto_module
-from kuberec.components.train.auto import AutoSpec, one_standard_error_choice, select
+from kuberec.components.train.auto import (
+    SEQUENCE_TYPES,
+    AutoSpec,
+    one_standard_error_choice,
+    order_reason,
+    select,
+)
 from kuberec.components.train.run import train_run
 from kuberec.components.train.settings import TrainSettings
 from kuberec.errors import ConfigError
@@ -113,6 +122,83 @@ def test_ease_t_and_sequence_models_need_timestamps(dataset: Dataset) -> None:
     spec = AutoSpec(candidates=("ease_t", "sasrec", "popularity"))
     reasons = {c.model_type: c.reason for c in select(untimed, spec, SETTINGS).candidates}
     assert "no timestamps" in reasons["ease_t"] and "no timestamps" in reasons["sasrec"]
+
+
+def _timed(dataset: Dataset, times: dict[int, list[int]]) -> Dataset:
+    """``dataset`` with, per user, one interaction at each of the given seconds."""
+    rows = [(u, i, t) for u, seconds in times.items() for i, t in enumerate(seconds)]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "seconds"])
+    frame["rating"] = np.float32(1.0)
+    frame["timestamp"] = pd.to_datetime(frame.pop("seconds"), unit="s", utc=True)
+    return dataset.with_interactions(frame)
+
+
+def test_the_default_candidates_try_the_sequence_models_after_every_closed_form_type() -> None:
+    defaults = list(AutoSpec().candidates)
+    sequence = [defaults.index(name) for name in SEQUENCE_TYPES]
+    closed_form = [i for i, name in enumerate(defaults) if not MODEL_TYPES[name].trainable]
+    assert sequence and closed_form and min(sequence) > max(closed_form)
+
+
+def test_sequence_candidates_join_when_the_data_has_order(dataset: Dataset) -> None:
+    assert order_reason(dataset) == ""
+    spec = AutoSpec(candidates=("popularity", "gru4rec"))
+    gru4rec = select(dataset, spec, replace(SETTINGS, epochs=2)).candidates[1]
+    assert gru4rec.status in ("trained", "chosen") and gru4rec.validation["ndcg"] > 0
+
+
+def test_sequence_candidates_are_skipped_with_the_reason_when_the_data_has_no_order(
+    dataset: Dataset,
+) -> None:
+    frame = dataset.interactions.copy()  # a bulk load: one timestamp per user
+    frame["timestamp"] = frame.groupby("user_id")["timestamp"].transform("min")
+    unordered = dataset.with_interactions(frame)
+    spec = AutoSpec(candidates=("popularity", "sasrec", "gru4rec"))
+    rows = select(unordered, spec, SETTINGS).candidates
+    assert [r.status for r in rows[1:]] == ["skipped", "skipped"]
+    assert all(r.reason.startswith("no usable order: 0% of users") for r in rows[1:])
+
+
+def test_order_is_usable_when_exactly_half_the_users_have_ordered_histories(
+    dataset: Dataset,
+) -> None:
+    half = _timed(dataset, {1: [1, 2, 3], 2: [1, 2, 3], 3: [5, 5, 5], 4: [7, 7, 7]})
+    quarter = _timed(dataset, {1: [1, 2, 3], 2: [4, 4, 4], 3: [5, 5, 5], 4: [7, 7, 7]})
+    assert order_reason(half) == ""
+    assert order_reason(quarter).startswith("no usable order: 25% of users")
+
+
+def test_histories_of_two_items_give_no_usable_order(dataset: Dataset) -> None:
+    assert "0% of users have >= 3" in order_reason(_timed(dataset, {1: [1, 2], 2: [3, 4]}))
+
+
+def test_one_repeated_timestamp_among_others_still_orders_a_history(dataset: Dataset) -> None:
+    assert order_reason(_timed(dataset, {1: [1, 1, 2], 2: [3, 3, 4]})) == ""
+
+
+def test_a_sequence_file_has_order_by_line_position(tmp_path: Path) -> None:
+    video = tmp_path / "Video.txt"
+    video.write_text("".join(f"{u} {i}\n" for u in (1, 2) for i in range(1, 5)))
+    assert order_reason(read_games(video)) == ""
+
+
+def test_a_sequence_candidate_selects_the_same_way_for_a_seed(dataset: Dataset) -> None:
+    spec = AutoSpec(candidates=("popularity", "sasrec"))
+    settings = replace(SETTINGS, epochs=2)
+    first, second = select(dataset, spec, settings), select(dataset, spec, settings)
+    assert first.chosen == second.chosen
+    assert [c.validation for c in first.candidates] == [c.validation for c in second.candidates]
+
+
+def test_the_sequence_models_estimate_every_epoch_at_their_measured_rate() -> None:
+    from kuberec.components.models import resolve_hparams
+    from kuberec.components.train.auto import DataSize, estimate
+
+    ml100k = DataSize(943, 1682, 98_114, 2.4e7, np.zeros(1682), True)  # loo's fit part
+    measured = {"sasrec": 8.4e-5, "gru4rec": 5.9e-5}  # CPU-s per interaction and epoch
+    for name, rate in measured.items():
+        seconds = estimate(name, resolve_hparams(name), ml100k, replace(SETTINGS, epochs=30))[0]
+        assert 30 * 98_114 * rate <= seconds <= 1.2 * 30 * 98_114 * rate
 
 
 def test_a_crashing_candidate_is_recorded_and_the_others_go_on(
