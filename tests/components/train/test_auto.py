@@ -201,6 +201,19 @@ def test_the_sequence_models_estimate_every_epoch_at_their_measured_rate() -> No
         assert 30 * 98_114 * rate <= seconds <= 1.2 * 30 * 98_114 * rate
 
 
+def test_a_full_softmax_sequence_estimate_grows_with_the_catalogue() -> None:
+    from kuberec.components.models import resolve_hparams
+    from kuberec.components.train.auto import DataSize, estimate
+
+    def seconds(n_items: int, loss: str) -> float:
+        size = DataSize(31_013, n_items, 225_305, 1e8, np.zeros(n_items), True)
+        return estimate("sasrec", resolve_hparams("sasrec", {"loss": loss}), size, SETTINGS)[0]
+
+    # Amazon Games' size: a softmax over 23,715 items per position, ~14x ml-100k's
+    assert seconds(23_715, "ce") > 5 * seconds(1_682, "ce")
+    assert seconds(23_715, "bce") == seconds(1_682, "bce")  # one negative: no catalogue term
+
+
 def test_a_crashing_candidate_is_recorded_and_the_others_go_on(
     dataset: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
