@@ -24,7 +24,7 @@ is exactly the plain top-K, and the stage is skipped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -305,30 +305,39 @@ class _Penalty:
     """
 
     def __init__(self, signals: ItemSignals, pool: np.ndarray) -> None:
-        self.signals = signals
-        self.pool = pool
         # One spare slot past the pool: neighbours outside the pool all land there,
-        # so an update is a gather, a maximum and a scatter, with no mask.
+        # so a table update is a gather, a maximum and a scatter, with no mask.
         self._slots = np.zeros(len(pool) + 1)
         self.nearest = self._slots[:-1]
-        self.table = signals.similarity.neighbour_table()
-        if self.table is not None and signals.n_items <= ROW_RATIO * len(pool):
-            position = np.full(signals.n_items, len(pool), dtype=np.int64)
-            position[pool] = np.arange(len(pool))
-            self.position = position.__getitem__
-        elif self.table is not None:  # a lookup over the whole catalogue would cost more
-            self.position = _PoolPositions(pool)
-        elif signals.n_items > ROW_RATIO * len(pool):
-            self.to_pool = signals.similarity.against(pool)
-
-    def add(self, item: int) -> None:
-        if self.table is not None:
-            where = self.position(self.table[0][item])
-            self._slots[where] = np.maximum(self._slots[where], self.table[1][item])
-        elif self.signals.n_items <= ROW_RATIO * len(self.pool):
-            np.maximum(self.nearest, self.signals.similarity.row(item)[self.pool], out=self.nearest)
+        self.pool = pool
+        small = signals.n_items <= ROW_RATIO * len(pool)
+        table = signals.similarity.neighbour_table()
+        self.add: Callable[[int], None]
+        if table is not None:
+            self.neighbours, self.weights = table
+            if small:
+                position = np.full(signals.n_items, len(pool), dtype=np.int64)
+                position[pool] = np.arange(len(pool))
+                self.position: Callable[[np.ndarray], np.ndarray] = position.__getitem__
+            else:  # a lookup over the whole catalogue would cost more
+                self.position = _PoolPositions(pool)
+            self.add = self._add_neighbours
+        elif small:
+            self.row = signals.similarity.row
+            self.add = self._add_row
         else:
-            np.maximum(self.nearest, self.to_pool(item), out=self.nearest)
+            self.to_pool = signals.similarity.against(pool)
+            self.add = self._add_to_pool
+
+    def _add_neighbours(self, item: int) -> None:
+        where = self.position(self.neighbours[item])
+        self._slots[where] = np.maximum(self._slots[where], self.weights[item])
+
+    def _add_row(self, item: int) -> None:
+        np.maximum(self.nearest, self.row(item)[self.pool], out=self.nearest)
+
+    def _add_to_pool(self, item: int) -> None:
+        np.maximum(self.nearest, self.to_pool(item), out=self.nearest)
 
 
 class _PoolPositions:

@@ -59,6 +59,8 @@ class ReplayReport:
     requests: int = 0
     errors: int = 0
     feedback_errors: int = 0
+    #: failed feedback posts by cause: the HTTP status, or the client error's class name
+    feedback_failures: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     by_version: dict[str, VersionTally] = field(default_factory=dict)
 
@@ -78,6 +80,7 @@ class ReplayReport:
             "requests": self.requests,
             "errors": self.errors,
             "feedback_errors": self.feedback_errors,
+            "feedback_failures": dict(sorted(self.feedback_failures.items())),
             "impressions": self.impressions,
             "clicks": self.clicks,
             "click_through": round(self.clicks / self.impressions, 4) if self.impressions else None,
@@ -226,13 +229,16 @@ class _Player:
         tally = report.tally(str(body.get("model_version", "unknown")))
         tally.requests += 1
         tally.latency_ms.append(latency_ms)
-        events = self._events(user, body)
-        results = await asyncio.gather(*(self._feedback(session, e) for e in events))
-        for event, ok in zip(events, results, strict=True):
-            if ok and event["event"] == "impression":
-                tally.impressions += 1
-            elif ok and event["event"] == "click":
-                tally.clicks += 1
+        # One after the other, in the order a user makes them: a version's feedback that lags
+        # (a busy server, a queue) is then cut at an interval's end with its clicks in the
+        # proportion they had, where a burst sent all at once had the clicks last in line and
+        # a lagging version's click-through measured low.
+        for event in self._events(user, body):
+            if await self._feedback(session, event):
+                if event["event"] == "impression":
+                    tally.impressions += 1
+                elif event["event"] == "click":
+                    tally.clicks += 1
 
     def _events(self, user: object, body: dict[str, Any]) -> list[dict[str, Any]]:
         items = [i.get("item_id") if isinstance(i, dict) else i for i in body["items"]]
@@ -241,24 +247,30 @@ class _Player:
         taken = self.truth.get(str(user), set())
         hits = [item for item in items if str(item) in taken]
         base = {"request_id": str(body.get("request_id", "")), "user_id": user}
-        if self.mode == "list":
-            shown, clicked = items[:1], hits[:1]
-        else:
-            shown, clicked = items, hits
-        return [{**base, "item_id": i, "event": "impression"} for i in shown] + [
-            {**base, "item_id": i, "event": "click"} for i in clicked
-        ]
+        impression = {**base, "event": "impression"}
+        if self.mode == "list":  # one impression per answer, one click if any item was a hit
+            return [{**impression, "item_id": items[0]}] + [
+                {**base, "item_id": hit, "event": "click"} for hit in hits[:1]
+            ]
+        events: list[dict[str, Any]] = []
+        for item in items:  # each click right after its item's impression
+            events.append({**impression, "item_id": item})
+            if str(item) in taken:
+                events.append({**base, "item_id": item, "event": "click"})
+        return events
 
     async def _feedback(self, session: aiohttp.ClientSession, event: dict[str, Any]) -> bool:
         try:
             async with session.post(self.url + "/feedback", json=event) as response:
                 await response.read()
-                ok = response.status < 400
-        except (aiohttp.ClientError, TimeoutError):
-            ok = False
-        if not ok:
-            self.report.feedback_errors += 1
-        return ok
+                cause = str(response.status) if response.status >= 400 else None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            cause = type(exc).__name__
+        if cause is not None:
+            report = self.report
+            report.feedback_errors += 1
+            report.feedback_failures[cause] = report.feedback_failures.get(cause, 0) + 1
+        return cause is None
 
 
 def _cycle(users: list[object]) -> Iterable[object]:

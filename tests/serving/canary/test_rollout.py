@@ -22,7 +22,7 @@ from kuberec.components.datasets.canonical import Dataset
 from kuberec.serving.canary.analysis import Thresholds
 from kuberec.serving.canary.local import LocalRollout
 from kuberec.serving.canary.replay import ReplayReport, replay
-from kuberec.serving.canary.steps import RolloutPolicy
+from kuberec.serving.canary.steps import RolloutPolicy, StepDecision
 from kuberec.serving.processes import ID_ENV, JOB_ENV, marked, process_tree
 
 pytestmark = pytest.mark.slow
@@ -97,6 +97,12 @@ def traffic(platform: LocalRollout, runs: Runs) -> Iterator[ReplayReport]:
         thread.join(timeout=30)
 
 
+def _explained(decisions: list[StepDecision], traffic: ReplayReport) -> str:
+    """A failed rollout assertion's message: each decision's reasons and values, the replay."""
+    lines = [f"{d.action} at {d.weight}: {list(d.reasons)} {d.values}" for d in decisions]
+    return "\n".join([*lines, f"replay: {traffic.to_dict()}"])
+
+
 def _served_version(platform: LocalRollout) -> str:
     import json
     import urllib.request
@@ -116,7 +122,7 @@ def test_a_good_candidate_is_promoted_through_every_step(
     old_stable = platform.records["stable"]
     decisions = platform.run_canary(runs.candidate, POLICY, interval_s=INTERVAL_S)
     advanced = [d for d in decisions if d.action in ("advance", "promote")]
-    assert [d.weight for d in advanced] == [25, 50, 100], [d.to_dict() for d in decisions]
+    assert [d.weight for d in advanced] == [25, 50, 100], _explained(decisions, traffic)
     assert decisions[-1].action == "promote"
     assert "canary" not in platform.records
     assert platform.records["stable"].reference == str(runs.candidate)
@@ -157,7 +163,7 @@ def test_a_candidate_with_worse_click_through_is_rolled_back(
 ) -> None:
     decisions = platform.run_canary(runs.popularity, POLICY, interval_s=INTERVAL_S)
     last = decisions[-1]
-    assert last.action == "rollback", [d.to_dict() for d in decisions]
+    assert last.action == "rollback", _explained(decisions, traffic)
     assert any("click-through" in r for r in last.reasons)
     assert last.values["canary_click_through"] < 0.7 * last.values["stable_click_through"]
     assert platform.records["stable"].reference == str(runs.candidate)
