@@ -58,11 +58,14 @@ class ReplayReport:
 
     requests: int = 0
     errors: int = 0
-    feedback_errors: int = 0
     #: failed feedback posts by cause: the HTTP status, or the client error's class name
     feedback_failures: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     by_version: dict[str, VersionTally] = field(default_factory=dict)
+
+    @property
+    def feedback_errors(self) -> int:
+        return sum(self.feedback_failures.values())
 
     @property
     def impressions(self) -> int:
@@ -245,18 +248,17 @@ class _Player:
         if not items:
             return []
         taken = self.truth.get(str(user), set())
-        hits = [item for item in items if str(item) in taken]
         base = {"request_id": str(body.get("request_id", "")), "user_id": user}
-        impression = {**base, "event": "impression"}
         if self.mode == "list":  # one impression per answer, one click if any item was a hit
-            return [{**impression, "item_id": items[0]}] + [
-                {**base, "item_id": hit, "event": "click"} for hit in hits[:1]
-            ]
+            hits = [item for item in items if str(item) in taken]
+            shown = [(items[0], hits[0] if hits else None)]
+        else:  # each click right after its item's impression
+            shown = [(item, item if str(item) in taken else None) for item in items]
         events: list[dict[str, Any]] = []
-        for item in items:  # each click right after its item's impression
-            events.append({**impression, "item_id": item})
-            if str(item) in taken:
-                events.append({**base, "item_id": item, "event": "click"})
+        for item, clicked in shown:
+            events.append({**base, "item_id": item, "event": "impression"})
+            if clicked is not None:
+                events.append({**base, "item_id": clicked, "event": "click"})
         return events
 
     async def _feedback(self, session: aiohttp.ClientSession, event: dict[str, Any]) -> bool:
@@ -267,9 +269,8 @@ class _Player:
         except (aiohttp.ClientError, TimeoutError) as exc:
             cause = type(exc).__name__
         if cause is not None:
-            report = self.report
-            report.feedback_errors += 1
-            report.feedback_failures[cause] = report.feedback_failures.get(cause, 0) + 1
+            failures = self.report.feedback_failures
+            failures[cause] = failures.get(cause, 0) + 1
         return cause is None
 
 

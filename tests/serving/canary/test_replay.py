@@ -74,3 +74,12 @@ def test_each_click_arrives_right_after_its_items_impression(
     assert feedback == [
         ("impression", 7), ("click", 7), ("impression", 8), ("impression", 9), ("click", 9),
     ]  # fmt: skip
+
+
+def test_list_impressions_send_the_top_item_and_at_most_one_click(
+    server: tuple[str, list, list],
+) -> None:
+    url, _, feedback = server
+    report = replay(url, HELD_OUT, rate=50, limit=1, impressions="list")
+    assert feedback == [("impression", 7), ("click", 7)]
+    assert report.feedback_errors == 0 and report.to_dict()["feedback_failures"] == {}
