@@ -18,6 +18,7 @@ import pandas as pd
 from feast import FeatureService, FeatureStore
 from feast.errors import FeastObjectNotFoundException
 
+from kuberec.components.features import online_load
 from kuberec.errors import FeatureStoreError
 from kuberec.feature_repo.definitions import SCHEMA_FILE, load
 
@@ -51,22 +52,29 @@ def apply(store: FeatureStore, sources_dir_name: str = "sources") -> list[str]:
     return sorted(wanted)
 
 
-def materialize(store: FeatureStore, *, full: bool = False) -> MaterializeResult:
+def materialize(
+    store: FeatureStore, *, full: bool = False, batch_rows: int = online_load.BATCH_ROWS
+) -> MaterializeResult:
     """Load the newest values into the online store, incrementally from the last watermark."""
     watermark = _watermark(store)
     end = watermark + timedelta(seconds=1)
     views = store.list_feature_views()
     if not views:
         raise FeatureStoreError("no feature views registered: run `kuberec features apply` first")
-    fresh = [v for v in views if v.most_recent_end_time is None or full]
-    if fresh:
-        start = _origin(store) - timedelta(days=1)
-        store.materialize(start_date=start, end_date=end, feature_views=[v.name for v in fresh])
-    stale = [v for v in views if v not in fresh and pd.Timestamp(v.most_recent_end_time) < end]
-    if stale:
-        store.materialize_incremental(end_date=end, feature_views=[v.name for v in stale])
-    start = None if not fresh else _origin(store)
-    return MaterializeResult(start, end, [v.name for v in fresh + stale])
+    origin = _origin(store) - timedelta(days=1)
+    loaded: list[str] = []
+    fresh = False
+    for view in views:
+        last = view.most_recent_end_time
+        if full or last is None:
+            start, fresh = origin, True
+        elif pd.Timestamp(last) < end:
+            start = pd.Timestamp(last)
+        else:
+            continue
+        online_load.load_view(store, view, start, end, batch_rows=batch_rows)
+        loaded.append(view.name)
+    return MaterializeResult(_origin(store) if fresh else None, end, loaded)
 
 
 def training_frame(

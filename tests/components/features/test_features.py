@@ -210,3 +210,24 @@ def test_redis_online_store_round_trips_the_same_values_as_sqlite(
     redis = operations.online_features(production_store, "user", users)
     sqlite = operations.online_features(store, "user", users)
     pd.testing.assert_frame_equal(redis[sorted(redis.columns)], sqlite[sorted(sqlite.columns)])
+
+
+def test_materializing_in_small_batches_writes_the_same_online_values(
+    store: FeatureStore, ml100k: Dataset, tmp_path: Path
+) -> None:
+    settings = StoreSettings(tmp_path / "data")
+    ingest(ml100k, settings.sources_dir, text_embeddings=False)
+    batched = open_store(settings)
+    operations.apply(batched)
+    operations.materialize(batched, batch_rows=97)
+    users = [str(u) for u in ml100k.users["user_id"]]
+    items = [str(i) for i in ml100k.items["item_id"]]
+    for entity, ids in (("user", users), ("item", items)):
+        got = operations.online_features(batched, entity, ids)
+        want = operations.online_features(store, entity, ids)[got.columns]
+        pd.testing.assert_frame_equal(got, want)
+
+
+def test_a_batch_size_below_one_is_refused(store: FeatureStore) -> None:
+    with pytest.raises(FeatureStoreError, match="batch_rows must be at least 1"):
+        operations.materialize(store, full=True, batch_rows=0)
