@@ -39,8 +39,8 @@ def load_view(
     """Write each entity's newest row in ``[start, end)``; returns the entities written."""
     if batch_rows < 1:
         raise FeatureStoreError(f"batch_rows must be at least 1, got {batch_rows}")
-    source = _file_source(view)
-    latest = newest_rows(source.path, _join_key(view), source.timestamp_field, start, end)
+    source = file_source(view)
+    latest = newest_rows(source.path, join_key(view), source.timestamp_field, start, end)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
     with Progress(*columns, transient=True) as bar:
@@ -64,7 +64,7 @@ def newest_rows(
     )
     rows = np.flatnonzero(in_window.to_numpy(zero_copy_only=False))
     if rows.size == 0:
-        return pq.read_table(path).slice(0, 0)
+        return pq.read_schema(path).empty_table()
     keys = index.column(key).take(rows).to_pandas()
     times = stamps.take(rows).to_pandas()
     # Stable sort by time, then the last row of each key is its newest snapshot.
@@ -87,7 +87,8 @@ def _scalar(moment: datetime, kind: pa.DataType) -> pa.Scalar:
     return pa.scalar(stamp, type=kind)
 
 
-def _file_source(view: FeatureView) -> FileSource:
+def file_source(view: FeatureView) -> FileSource:
+    """The view's Parquet source (a push source's batch source), or a typed error."""
     source = view.batch_source
     if not isinstance(source, FileSource):
         raise FeatureStoreError(
@@ -97,7 +98,8 @@ def _file_source(view: FeatureView) -> FileSource:
     return source
 
 
-def _join_key(view: FeatureView) -> str:
+def join_key(view: FeatureView) -> str:
+    """The view's one join key: kuberec's views each have one entity."""
     keys = [column.name for column in view.entity_columns]
     if len(keys) != 1:
         raise FeatureStoreError(f"feature view {view.name!r} has join keys {keys}; expected one")
