@@ -1,8 +1,9 @@
 """The recommendation step: scores -> drop seen and filtered items -> top-K.
 
-Top-K uses ``argpartition`` (linear in the catalogue) and then orders only the K
-winners. Ties are broken by the lower item index, also at the K-th place, so a
-list never depends on the partition's internal order. A user with fewer candidates
+Top-K finds each row's K-th best score with ``torch.topk`` (linear in the
+catalogue) and then orders only the K winners. Ties are broken by the lower item
+index, also at the K-th place, so a list never depends on the selection's
+internal order. A user with fewer candidates
 than K gets all of them; the rest of the row is padded with item -1 and score -inf.
 A NaN score ranks below every real score but above excluded items.
 """
@@ -84,13 +85,13 @@ def top_k(
 
 
 def top_k_among(values: np.ndarray, candidate: np.ndarray, k: int) -> TopK:
-    """:func:`top_k` of float64 ``values`` (B, n_items) over a (B, n_items) bool mask."""
+    """:func:`top_k` of float ``values`` (B, n_items) over a (B, n_items) bool mask."""
     n_rows, n_items = values.shape
-    key = np.where(np.isfinite(values), values, np.finfo(np.float64).min)
-    key = np.where(candidate, key, -np.inf)
     k_eff = min(int(k), n_items)
     if k_eff == 0 or n_rows == 0:
         return TopK(np.zeros((n_rows, 0), np.int64), np.zeros((n_rows, 0), np.float32))
+    key = np.where(np.isfinite(values), values, np.finfo(values.dtype).min)
+    np.putmask(key, ~candidate, -np.inf)
     index = _best_indices(key, k_eff)
     rows = np.arange(n_rows)[:, None]
     valid = candidate[rows, index]
@@ -101,9 +102,15 @@ def top_k_among(values: np.ndarray, candidate: np.ndarray, k: int) -> TopK:
 
 
 def _as_array(scores: np.ndarray | Tensor) -> np.ndarray:
+    """(B, n_items) float32 or float64 scores; float32 stays float32 (ranking is the same)."""
     if isinstance(scores, Tensor):
-        scores = scores.detach().float().cpu().numpy()
-    values = np.asarray(scores, dtype=np.float64)
+        scores = scores.detach().cpu()
+        scores = (
+            scores if scores.dtype in (torch.float32, torch.float64) else scores.float()
+        ).numpy()
+    values = np.asarray(scores)
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
     if values.ndim != 2:
         raise ValueError(f"scores must be (n_users, n_items), got shape {values.shape}")
     return values
@@ -140,35 +147,24 @@ def _allowed_mask(allowed: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _best_indices(key: np.ndarray, k: int) -> np.ndarray:
-    """(B, k) indices of the largest keys, best first, ties to the lower index."""
-    rows = np.arange(len(key))[:, None]
-    kth = _kth_largest(key, k, rows)
-    above = key > kth
-    need = k - above.sum(axis=1, keepdims=True)
-    if (need < 0).any():  # the tie-breaking shift reordered distinct (subnormal) keys
-        kth = _kth_largest(key, k, rows, shift=False)
-        above = key > kth
-        need = k - above.sum(axis=1, keepdims=True)
-    tied = key == kth
-    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need))
-    index = np.nonzero(chosen)[1].reshape(len(key), k)  # ascending index within each row
-    order = np.argsort(-key[rows, index], axis=1, kind="stable")
-    return np.take_along_axis(index, order, axis=1)
+    """(B, k) indices of the largest keys, best first, ties to the lower index.
 
-
-def _kth_largest(key: np.ndarray, k: int, rows: np.ndarray, *, shift: bool = True) -> np.ndarray:
-    """(B, 1) each row's k-th largest key.
-
-    Closed-form and neighbourhood models score most of a catalogue exactly 0, and
-    numpy's introselect degrades on such tie masses (Amazon Games, a pool of 1,000
-    from 23,715 items with 95 % zeros: 2.0 ms instead of 0.05 ms). Subtracting
-    ``index * 1e-300`` makes equal keys distinct without reordering any others
-    (the shift is below every normal float's resolution), so the partition stays
-    fast and the k-th value it finds is the exact one.
+    ``torch.topk`` selects each row's k largest keys (10-20x faster than numpy's
+    introselect, which also degrades on the tie masses closed-form models produce).
+    Its choice among keys equal to the k-th one is arbitrary, so in rows with more
+    such keys than places those places go to the lowest-indexed ones.
     """
-    shifted = key - np.arange(key.shape[1]) * 1e-300 if shift else key
-    part = np.argpartition(-shifted, k - 1, axis=1)[:, :k]
-    return key[rows, part].min(axis=1, keepdims=True)
+    top, index = torch.topk(torch.from_numpy(key), k, dim=1, sorted=False)
+    top, index = top.numpy(), index.numpy()
+    kth = top.min(axis=1, keepdims=True)
+    at_kth = top == kth
+    places = at_kth.sum(axis=1)
+    excess = np.flatnonzero((key == kth).sum(axis=1) > places)
+    for row in excess:
+        lowest = np.flatnonzero(key[row] == kth[row])[: places[row]]
+        index[row, at_kth[row]] = lowest
+    values = np.take_along_axis(key, index, axis=1)
+    return np.take_along_axis(index, np.lexsort((index, -values), axis=1), axis=1)
 
 
 def genre_mask(

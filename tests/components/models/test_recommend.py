@@ -72,7 +72,18 @@ def test_a_row_scored_mostly_zero_keeps_the_exact_order_and_tie_rule() -> None:
     np.testing.assert_array_equal(result.items, expected)
 
 
-def test_keys_too_small_for_the_tie_shift_still_rank_by_value() -> None:
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_with_and_without_ties_at_the_cut_all_follow_the_tie_rule(dtype: type) -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 4, (6, 300)).astype(dtype)  # heavy ties in every row
+    scores[0] = rng.permutation(300)  # a row with no ties at all
+    seen = rng.random((6, 300)) < 0.1
+    result = top_k(torch.from_numpy(scores), 25, exclude=seen)
+    key = np.where(seen, -np.inf, scores.astype(np.float64))
+    np.testing.assert_array_equal(result.items, np.argsort(-key, axis=1, kind="stable")[:, :25])
+
+
+def test_subnormal_keys_still_rank_by_value() -> None:
     scores = np.array([[1e-310, 3e-310, 2e-310, 0.0, 4e-310]])
     np.testing.assert_array_equal(top_k(scores, 2).items, [[4, 1]])
 
