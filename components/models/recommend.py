@@ -1,10 +1,10 @@
 """The recommendation step: scores -> drop seen and filtered items -> top-K.
 
-Top-K finds each row's K-th best score with ``torch.topk`` (linear in the
+Top-K selects each row's K best scores with ``torch.topk`` (linear in the
 catalogue) and then orders only the K winners. Ties are broken by the lower item
 index, also at the K-th place, so a list never depends on the selection's
-internal order. A user with fewer candidates
-than K gets all of them; the rest of the row is padded with item -1 and score -inf.
+internal order. A user with fewer candidates than K gets all of them; the rest
+of the row is padded with item -1 and score -inf.
 A NaN score ranks below every real score but above excluded items.
 """
 
@@ -163,8 +163,8 @@ def _best_indices(key: np.ndarray, k: int) -> np.ndarray:
     for row in excess:
         lowest = np.flatnonzero(key[row] == kth[row])[: places[row]]
         index[row, at_kth[row]] = lowest
-    values = np.take_along_axis(key, index, axis=1)
-    return np.take_along_axis(index, np.lexsort((index, -values), axis=1), axis=1)
+    # ``top`` is still each place's key: a replaced place and its replacement both hold the k-th
+    return np.take_along_axis(index, np.lexsort((index, -top), axis=1), axis=1)
 
 
 def genre_mask(
