@@ -40,6 +40,7 @@ from kuberec.components.evaluation.protocols import (
     random_811,
     split,
     stratified,
+    stratified_item,
     temporal,
 )
 from kuberec.components.evaluation.slices import slice_report, user_slices
@@ -74,6 +75,7 @@ __all__ = [
     "slice_report",
     "split",
     "stratified",
+    "stratified_item",
     "temporal",
     "top_k",
     "user_slices",

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from kuberec.components.models.encoded import EncodedData
 
 #: How a model's training batches are drawn (see :mod:`.samplers`); "none": not trained.
-Family = Literal["pairwise", "pointwise", "inbatch", "sequence", "user", "none"]
+Family = Literal["pairwise", "pointwise", "inbatch", "sequence", "user", "bilateral", "none"]
 Batch = dict[str, Tensor]
 
 

@@ -33,6 +33,7 @@ class GRU4Rec(SequenceRecommender):
         loss: SequenceLoss,
         n_negatives: int = 256,
         gbce_t: float = 0.75,
+        horizon: int = 1,
     ) -> None:
         super().__init__(
             schema,
@@ -41,6 +42,7 @@ class GRU4Rec(SequenceRecommender):
             loss=loss,
             n_negatives=n_negatives,
             gbce_t=gbce_t,
+            horizon=horizon,
         )
         self.dropout = nn.Dropout(dropout)
         self.gru = nn.GRU(

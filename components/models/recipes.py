@@ -26,6 +26,9 @@ class TunedRecipe:
     hparams: dict[str, Any]
     epochs: int
     patience: int
+    #: The early-stopping holdout's share; 0: train ``epochs`` on the whole training part
+    #: (a fixed budget chosen beforehand). ``None``: the run's default.
+    validation_fraction: float | None = None
 
 
 def recipe_path(model_type: str, dataset: str) -> Path:
@@ -41,12 +44,14 @@ def load_recipe(model_type: str, dataset: str) -> TunedRecipe | None:
         raw = json.loads(path.read_text())
         hparams = dict(raw["hparams"])
         epochs, patience = int(raw["epochs"]), int(raw["patience"])
+        fraction = raw.get("validation_fraction")
+        fraction = None if fraction is None else float(fraction)
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(
             f"{path}: not a recipe file ({exc}); rerun benchmarks/tune_recipe.py"
         ) from None
     resolve_hparams(model_type, hparams)  # a stale recipe fails here, naming the key
-    return TunedRecipe(model_type, dataset, hparams, epochs, patience)
+    return TunedRecipe(model_type, dataset, hparams, epochs, patience, fraction)
 
 
 def write_recipe(recipe: TunedRecipe, record: dict[str, Any]) -> Path:
@@ -57,6 +62,11 @@ def write_recipe(recipe: TunedRecipe, record: dict[str, Any]) -> Path:
         "hparams": recipe.hparams,
         "epochs": recipe.epochs,
         "patience": recipe.patience,
+        **(
+            {}
+            if recipe.validation_fraction is None
+            else {"validation_fraction": recipe.validation_fraction}
+        ),
         **record,
     }
     path.write_text(json.dumps(body, indent=2) + "\n")

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from kuberec.components.models import (
+    bivae,
     dcn,
     ease,
     gru4rec,
@@ -60,6 +61,7 @@ MODEL_TYPES: dict[str, ModelType] = {
         sasrec,
         gru4rec,
         vae,
+        bivae,
         dcn,
     )
     for m in module.MODEL_TYPES

@@ -184,11 +184,12 @@ class SequenceSampler(BatchSampler):
         history_length: int,
         negatives: bool = False,
         shared_negatives: int = 0,
+        horizon: int = 1,
         **kwargs: int,
     ) -> None:
         super().__init__(data, **kwargs)
         self.history_length, self.with_negatives = history_length, negatives
-        self.shared_negatives = shared_negatives
+        self.shared_negatives, self.horizon = shared_negatives, horizon
         self.window_end, self.window_user = _windows(data, history_length)
         self.negatives = NegativeSampler(data)
 
@@ -229,12 +230,26 @@ class SequenceSampler(BatchSampler):
         inputs = _window(self.data.items, ends - 1, start, length, pad)
         targets = np.where(inputs != pad, _window(self.data.items, ends, start, length, pad), pad)
         batch = {"users": users, "inputs": inputs, "targets": targets}
+        if self.horizon > 1:
+            batch["ahead"] = self._ahead(users, ends, length, inputs != pad)
         if self.with_negatives:
             drawn = self.negatives.draw(rng, np.repeat(users, length).reshape(targets.shape))
             batch["negatives"] = np.where(targets != pad, drawn, pad)
         elif self.shared_negatives:
             batch["negatives"] = rng.integers(0, pad, size=(len(units), self.shared_negatives))
         return batch
+
+    def _ahead(
+        self, users: np.ndarray, ends: np.ndarray, length: int, real: np.ndarray
+    ) -> np.ndarray:
+        """(B, length, horizon) the next ``horizon`` items after each input position, read
+        past the window up to the user's last training item; pad where there are none."""
+        rows = (ends - length + 1)[:, None, None] + np.arange(length)[None, :, None]
+        rows = rows + np.arange(self.horizon)[None, None, :]
+        last = self.data.history.indptr[users + 1][:, None, None] - 1
+        valid = (rows <= last) & real[:, :, None]
+        items = self.data.items[np.minimum(rows, len(self.data.items) - 1)]
+        return np.where(valid, items, self.data.n_items)
 
 
 class UserSampler(BatchSampler):
@@ -251,6 +266,53 @@ class UserSampler(BatchSampler):
     def make_batch(self, units: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
         users = self.active[units]
         return {"users": users, "history": self.data.history.recent(users, None)}
+
+
+class BilateralSampler(BatchSampler):
+    """Each step a batch of users with their histories and a batch of items with their users.
+
+    Bilateral models (BiVAE) encode both sides; pairing the two in one step lets one
+    optimiser train both encoders. An epoch covers the longer side once and cycles the
+    shorter, each side in its own shuffled order.
+    """
+
+    def __init__(self, data: EncodedData, **kwargs: int) -> None:
+        super().__init__(data, **kwargs)
+        self.active = np.flatnonzero(data.history.lengths() > 0)
+        columns = data.seen.tocsc()
+        self.item_indptr, self.item_users = columns.indptr, columns.indices.astype(np.int64)
+        self.active_items = np.flatnonzero(np.diff(self.item_indptr) > 0)
+
+    @property
+    def n_units(self) -> int:
+        return max(len(self.active), len(self.active_items))
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        shard = {"seed": self.seed, "epoch": epoch, "rank": self.rank}
+        users = self.active[shard_rows(len(self.active), **shard, world_size=self.world_size)]
+        items = self.active_items[
+            shard_rows(len(self.active_items), **shard, world_size=self.world_size)
+        ]
+        total = max(len(users), len(items)) if len(users) and len(items) else 0
+        for lo in range(0, total, self.batch_size):
+            at = np.arange(lo, min(lo + self.batch_size, total))
+            batch_users = users[at % len(users)]
+            batch_items = items[at % len(items)]
+            arrays = {
+                "users": batch_users,
+                "history": self.data.history.recent(batch_users, None),
+                "items": batch_items,
+                "item_users": self._users_of(batch_items),
+            }
+            yield {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+    def _users_of(self, items: np.ndarray) -> np.ndarray:
+        """(B, longest) users of each item, right-padded with ``n_users``."""
+        starts, stops = self.item_indptr[items], self.item_indptr[items + 1]
+        out = np.full((len(items), max(int((stops - starts).max(initial=1)), 1)), self.data.n_users)
+        for row, (lo, hi) in enumerate(zip(starts, stops, strict=True)):
+            out[row, : hi - lo] = self.item_users[lo:hi]
+        return out
 
 
 def _window(
@@ -307,8 +369,11 @@ def make_sampler(
             history_length=int(model.history_length or 1),
             negatives=loss == "bce",
             shared_negatives=shared,
+            horizon=int(getattr(model, "horizon", 1)),
             **common,
         )
     if family == "user":
         return UserSampler(data, **common)
+    if family == "bilateral":
+        return BilateralSampler(data, **common)
     raise ConfigError(f"{type(model).__name__} is not trained with batches (family {family!r})")

@@ -67,6 +67,7 @@ class SASRec(SequenceRecommender):
         loss: SequenceLoss,
         n_negatives: int = 256,
         gbce_t: float = 0.75,
+        horizon: int = 1,
     ) -> None:
         super().__init__(
             schema,
@@ -75,6 +76,7 @@ class SASRec(SequenceRecommender):
             loss=loss,
             n_negatives=n_negatives,
             gbce_t=gbce_t,
+            horizon=horizon,
         )
         self.n_heads, self.scale = n_heads, float(dim) ** 0.5
         self.positions = nn.Embedding(history_length, dim)

@@ -16,6 +16,11 @@ next item at every position (every real, non-pad target):
   ``t = 1`` it approaches full-softmax quality at a sampled loss's cost.
 * ``loss="sampled_ce"``: a softmax over the target and the same uniform negatives
   (uniform sampling needs no logQ correction: it is a constant).
+
+``horizon`` k > 1 (with ``ce``): each position predicts the next k items of the
+user's training sequence, not only the next one (the softmax's log-likelihood
+averaged over them, Pinnerformer's "dense all-action" loss): a model asked what a
+user takes over the coming period, as a temporal split asks, rather than next.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from torch import Tensor, nn
 from kuberec.components.models.base import Batch, Recommender, require_history
 from kuberec.components.models.encoded import DataSchema
 from kuberec.components.models.hparams import UNIT, FloatRange, HParam, IntRange, OneOf, Rule
+from kuberec.errors import ConfigError
 
 SequenceLoss = Literal["ce", "bce", "gbce", "sampled_ce"]
 #: Losses that read ``negatives`` from the batch: one per position (bce) or k per sequence.
@@ -47,12 +53,15 @@ class SequenceRecommender(Recommender):
         loss: SequenceLoss,
         n_negatives: int = 256,
         gbce_t: float = 0.75,
+        horizon: int = 1,
     ) -> None:
         super().__init__(schema)
+        if horizon > 1 and loss != "ce":
+            raise ConfigError(f"horizon {horizon} > 1 needs loss 'ce' (got {loss!r}); set one")
         self.pad = schema.pad_item
         self.history_length = history_length
         self.loss_type = loss
-        self.n_negatives, self.gbce_t = n_negatives, gbce_t
+        self.n_negatives, self.gbce_t, self.horizon = n_negatives, gbce_t, horizon
         self.item_embeddings = nn.Embedding(schema.n_items + 1, dim, padding_idx=self.pad)
         nn.init.normal_(self.item_embeddings.weight, std=0.1)
         with torch.no_grad():
@@ -70,7 +79,12 @@ class SequenceRecommender(Recommender):
         real = targets != self.pad
         if self.loss_type == "ce":
             logits = hidden[real] @ self._catalogue().T
-            return F.cross_entropy(logits, targets[real])
+            if "ahead" not in batch:
+                return F.cross_entropy(logits, targets[real])
+            ahead = batch["ahead"][real]  # (N, horizon): the next items, pad past the end
+            taken = ahead != self.pad
+            log_probs = F.log_softmax(logits, dim=1).gather(1, ahead.clamp(max=self.pad - 1))
+            return -(log_probs * taken).sum() / taken.sum()
         if self.loss_type in ("gbce", "sampled_ce"):
             return self._shared_negative_loss(hidden, targets, batch["negatives"], real)
         pos = (hidden * self.item_embeddings(targets)).sum(-1)[real]
@@ -108,7 +122,8 @@ SEQUENCE_RULES: dict[str, Rule] = {
     "loss": OneOf(("ce", "bce", "gbce", "sampled_ce")),
     "n_negatives": IntRange(1),
     "gbce_t": FloatRange(0.0, 1.0),
+    "horizon": IntRange(1),
 }
 #: What gbce / sampled_ce draw (gSASRec's 256 negatives, calibration t = 0.75).
-SEQUENCE_DEFAULTS: dict[str, HParam] = {"n_negatives": 256, "gbce_t": 0.75}
-SEQUENCE_KEYS = ("dim", "dropout", "history_length", "loss", "n_negatives", "gbce_t")
+SEQUENCE_DEFAULTS: dict[str, HParam] = {"n_negatives": 256, "gbce_t": 0.75, "horizon": 1}
+SEQUENCE_KEYS = ("dim", "dropout", "history_length", "loss", "n_negatives", "gbce_t", "horizon")

@@ -32,6 +32,7 @@ MOVIELENS_RELEASES: tuple[str, ...] = get_args(MovieLensRelease)
 #: Every registered evaluation protocol (``components/evaluation/protocols.py``).
 PROTOCOL_NAMES: tuple[str, ...] = (
     "stratified",
+    "stratified-item",
     "random-811",
     "leave-one-out",
     "leave-one-out-sampled",
@@ -39,7 +40,8 @@ PROTOCOL_NAMES: tuple[str, ...] = (
     "cold-items",
 )
 #: The protocols a job's ``evaluation.protocol`` names, in its CRD enum's order: the
-#: sampled leave-one-out and cold items are the library's and the benchmarks'.
+#: sampled leave-one-out, the per-item stratified split and cold items are the library's
+#: and the benchmarks'.
 JobProtocol = Literal["temporal", "stratified", "random-811", "leave-one-out"]
 
 

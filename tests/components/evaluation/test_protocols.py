@@ -122,6 +122,14 @@ def test_stratified_filter_by_item_stratifies_each_items_rows():
     assert got.equals(expected)
 
 
+def test_stratified_item_is_the_per_item_split_under_its_own_name():
+    per_item = stratified(DATA, seed=1, filter_by="item")
+    result = split("stratified-item", DATA, seed=1)
+    assert result.protocol == "stratified-item"
+    assert pairs(result.train) == pairs(per_item.train)
+    assert pairs(result.test) == pairs(per_item.test)
+
+
 def test_stratified_test_ratings_are_all_kept_as_relevant():
     result = stratified(DATA, seed=3)
     assert_partition(result, DATA)

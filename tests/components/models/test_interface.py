@@ -16,6 +16,7 @@ from kuberec.components.models import (
     resolve_hparams,
     score_users,
 )
+from kuberec.errors import ConfigError
 
 TRAINED = [name for name, spec in MODEL_TYPES.items() if spec.trainable]
 #: Small settings so a few epochs run in well under a second.
@@ -27,6 +28,7 @@ SMALL: dict[str, dict[str, object]] = {
     "gru4rec": {"dim": 8, "history_length": 8, "batch_size": 32, "lr": 0.01},
     "dcn": {"embed_dim": 4, "mlp_layers": [16], "batch_size": 256, "lr": 0.01},
     "multvae": {"dim": 8, "hidden": 16, "batch_size": 8, "lr": 0.01},
+    "bivae": {"dim": 8, "hidden": 16, "batch_size": 4, "lr": 0.01},
 }
 
 
@@ -124,3 +126,24 @@ def test_gbce_scales_the_positive_term_by_beta_from_the_sampling_rate(
     ).mean()
     with torch.no_grad():
         torch.testing.assert_close(model.loss(batch), expected)
+
+
+def test_a_horizon_of_two_averages_the_softmax_over_the_next_two_items(data: EncodedData) -> None:
+    torch.manual_seed(0)
+    hparams = resolve_hparams("sasrec", {**small("sasrec"), "horizon": 2, "dropout": 0.0})
+    model = build_model("sasrec", data, hparams).eval()
+    batch = next(iter(make_sampler(model, data, hparams, seed=0).batches(0)))
+    real = batch["targets"] != model.pad
+    logits = model.encode(batch["inputs"])[real] @ model.item_embeddings.weight[:-1].T
+    ahead = batch["ahead"][real]
+    taken = ahead != model.pad
+    nll = torch.nn.functional.cross_entropy(
+        logits[:, None, :].expand(-1, 2, -1)[taken], ahead[taken], reduction="sum"
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(model.loss(batch), nll / taken.sum())
+
+
+def test_a_horizon_needs_the_full_softmax(data: EncodedData) -> None:
+    with pytest.raises(ConfigError, match="horizon 3 > 1 needs loss 'ce'"):
+        build_model("gru4rec", data, {**small("gru4rec"), "horizon": 3, "loss": "bce"})

@@ -30,6 +30,7 @@ HPARAMS: dict[str, dict[str, object]] = {
     "gru4rec": {"dim": 8, "history_length": 6},
     "dcn": {"embed_dim": 4, "mlp_layers": [8]},
     "multvae": {"dim": 8, "hidden": 16},
+    "bivae": {"dim": 8, "hidden": 16},
 }
 
 

@@ -9,6 +9,7 @@ import torch
 from kuberec.components.datasets.synthetic import SyntheticSpec, generate
 from kuberec.components.models import EncodedData, shard_rows
 from kuberec.components.models.samplers import (
+    BilateralSampler,
     InBatchSampler,
     PairwiseSampler,
     PointwiseSampler,
@@ -135,3 +136,40 @@ def test_sequence_sampler_draws_k_shared_negatives_per_window(data: EncodedData)
     batch = next(iter(sampler.batches(0)))
     assert batch["negatives"].shape == (len(batch["users"]), 7)
     assert (batch["negatives"] < data.n_items).all()  # real items, never the pad
+
+
+def test_bilateral_epoch_covers_every_active_user_and_item(data: EncodedData) -> None:
+    sampler = BilateralSampler(data, batch_size=8, seed=0)
+    batches = list(sampler.batches(0))
+    users = torch.cat([b["users"] for b in batches]).unique().tolist()
+    items = torch.cat([b["items"] for b in batches]).unique().tolist()
+    assert users == np.flatnonzero(data.history.lengths() > 0).tolist()
+    assert items == np.flatnonzero(np.asarray(data.seen.sum(0)).ravel() > 0).tolist()
+
+
+def test_bilateral_items_carry_exactly_the_users_who_took_them(data: EncodedData) -> None:
+    batch = next(iter(BilateralSampler(data, batch_size=8, seed=0).batches(0)))
+    columns = data.seen.tocsc()
+    for item, row in zip(batch["items"].tolist(), batch["item_users"].tolist(), strict=True):
+        taken = sorted(u for u in row if u != data.n_users)  # n_users pads
+        assert taken == columns.indices[columns.indptr[item] : columns.indptr[item + 1]].tolist()
+
+
+def test_sequence_horizon_reads_the_next_items_past_the_window_up_to_the_last(
+    data: EncodedData,
+) -> None:
+    sampler = SequenceSampler(data, history_length=5, batch_size=8, seed=0, horizon=3)
+    units = np.arange(sampler.n_units)
+    batch = sampler.make_batch(units, np.random.default_rng(0))
+    pad, width = data.n_items, batch["targets"].shape[1]
+    assert (batch["ahead"][..., 0] == batch["targets"]).all()  # the first item ahead is next
+    for row, (end, user) in enumerate(zip(sampler.window_end, sampler.window_user, strict=True)):
+        last = data.history.indptr[user + 1] - 1
+        for position in range(width):
+            target_row = end - width + 1 + position
+            if batch["targets"][row, position] == pad:
+                assert (batch["ahead"][row, position] == pad).all()
+                continue
+            rows = [r for r in range(target_row, target_row + 3) if r <= last]
+            expected = [*data.items[rows].tolist(), pad, pad][:3]
+            assert batch["ahead"][row, position].tolist() == expected

@@ -294,16 +294,19 @@ def test_item_knn_on_a_million_items_is_estimated_by_its_pairs_not_the_catalogue
     assert seconds < 300 and memory_mb < 4096  # measured: 55 CPU-s, 1.8 GB peak
 
 
-def test_multvae_is_a_candidate_where_its_dense_layers_fit(dataset: Dataset) -> None:
+@pytest.mark.parametrize("name", ["multvae", "bivae"])
+def test_autoencoders_are_candidates_where_their_dense_layers_fit(
+    dataset: Dataset, name: str
+) -> None:
     from kuberec.components.models import resolve_hparams
     from kuberec.components.train.auto import DataSize, estimate
 
     def gib(n_items: int) -> float:
         size = DataSize(200_000, n_items, 3_000_000, 1e8, np.zeros(n_items), True)
-        return estimate("multvae", resolve_hparams("multvae"), size, SETTINGS)[1] / 1024
+        return estimate(name, resolve_hparams(name), size, SETTINGS)[1] / 1024
 
     assert gib(20_000) < AutoSpec().memory_gib < gib(1_000_000)
-    spec = AutoSpec(candidates=("multvae", "popularity"), budget_seconds=600)
+    spec = AutoSpec(candidates=(name, "popularity"), budget_seconds=600)
     row = select(dataset, spec, replace(SETTINGS, epochs=2)).candidates[0]
     assert row.status in ("trained", "chosen") and row.validation["ndcg"] > 0
 
