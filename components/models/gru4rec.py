@@ -68,7 +68,7 @@ MODEL_TYPES = (
             "n_layers": 1,
             "dropout": 0.1,
             "history_length": 50,
-            "loss": "ce",
+            "loss": "auto",
             **SEQUENCE_DEFAULTS,
             **training_defaults(0.005, 128),
         },

@@ -128,7 +128,7 @@ MODEL_TYPES = (
             "n_heads": 2,
             "dropout": 0.2,
             "history_length": 50,
-            "loss": "ce",
+            "loss": "auto",
             **SEQUENCE_DEFAULTS,
             **training_defaults(0.003, 128),
         },

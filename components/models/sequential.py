@@ -17,6 +17,11 @@ next item at every position (every real, non-pad target):
 * ``loss="sampled_ce"``: a softmax over the target and the same uniform negatives
   (uniform sampling needs no logQ correction: it is a constant).
 
+``loss="auto"`` (the default) is ``ce`` up to :data:`FULL_SOFTMAX_MAX_ITEMS` items and
+``sampled_ce`` above: on Amazon Games (23,715 items) an epoch of ``ce`` cost 76.9 CPU-s
+against 7.8 for ``sampled_ce`` (one thread), the output layer's share growing with the
+catalogue. It is resolved from the schema, so a saved model resolves it the same way.
+
 ``horizon`` k > 1 (with ``ce``): each position predicts the next k items of the
 user's training sequence, not only the next one (the softmax's log-likelihood
 averaged over them, Pinnerformer's "dense all-action" loss): a model asked what a
@@ -36,7 +41,10 @@ from kuberec.components.models.encoded import DataSchema
 from kuberec.components.models.hparams import UNIT, FloatRange, HParam, IntRange, OneOf, Rule
 from kuberec.errors import ConfigError
 
-SequenceLoss = Literal["ce", "bce", "gbce", "sampled_ce"]
+SequenceLoss = Literal["auto", "ce", "bce", "gbce", "sampled_ce"]
+#: Above this many items ``loss="auto"`` samples: a full softmax then costs several times
+#: the rest of a step (Games, 23,715 items: ``ce`` 9.9x ``sampled_ce`` per epoch).
+FULL_SOFTMAX_MAX_ITEMS = 10_000
 #: Losses that read ``negatives`` from the batch: one per position (bce) or k per sequence.
 SAMPLED_LOSSES = ("bce", "gbce", "sampled_ce")
 
@@ -56,6 +64,7 @@ class SequenceRecommender(Recommender):
         horizon: int = 1,
     ) -> None:
         super().__init__(schema)
+        loss = effective_loss(loss, schema.n_items)
         if horizon > 1 and loss != "ce":
             raise ConfigError(f"horizon {horizon} > 1 needs loss 'ce' (got {loss!r}); set one")
         self.pad = schema.pad_item
@@ -114,12 +123,19 @@ class SequenceRecommender(Recommender):
         return self.encode(sequence)[:, -1] @ self._catalogue().T
 
 
+def effective_loss(loss: str, n_items: int) -> str:
+    """The loss ``loss`` trains with on a catalogue of ``n_items`` ("auto" resolved)."""
+    if loss != "auto":
+        return loss
+    return "ce" if n_items <= FULL_SOFTMAX_MAX_ITEMS else "sampled_ce"
+
+
 #: The rules, defaults and constructor keys SASRec and GRU4Rec share.
 SEQUENCE_RULES: dict[str, Rule] = {
     "dim": IntRange(1),
     "dropout": UNIT,
     "history_length": IntRange(1),
-    "loss": OneOf(("ce", "bce", "gbce", "sampled_ce")),
+    "loss": OneOf(("auto", "ce", "bce", "gbce", "sampled_ce")),
     "n_negatives": IntRange(1),
     "gbce_t": FloatRange(0.0, 1.0),
     "horizon": IntRange(1),

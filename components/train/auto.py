@@ -44,6 +44,7 @@ from kuberec.components.models import EncodedData, build_model, resolve_hparams
 from kuberec.components.models.item_knn import DENSE_ITEMS as KNN_DENSE_ITEMS
 from kuberec.components.models.item_knn import neighbour_count
 from kuberec.components.models.registry import MODEL_TYPES, model_type
+from kuberec.components.models.sequential import effective_loss
 from kuberec.components.train.local_runner import fit_local
 from kuberec.components.train.settings import TrainSettings
 from kuberec.components.train.validation import (
@@ -216,7 +217,7 @@ def estimate(
         flops = 6.0 * max(size.n_users, n) * both * (width + dim)
         return settings.epochs * flops / _FLOPS, base_mb + memory / 2**20
     per_sample = _SECONDS_PER_SAMPLE.get(name, 1e-4)
-    if name in SEQUENCE_TYPES and hparams.get("loss") == "ce":
+    if name in SEQUENCE_TYPES and effective_loss(hparams["loss"], size.n_items) == "ce":
         # The measured rate holds a softmax over ml-100k's items; past them the output
         # layer's multiply-adds (forward and backward) grow with the catalogue.
         extra = max(0.0, n - _MEASURED_ITEMS)

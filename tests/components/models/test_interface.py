@@ -147,3 +147,15 @@ def test_a_horizon_of_two_averages_the_softmax_over_the_next_two_items(data: Enc
 def test_a_horizon_needs_the_full_softmax(data: EncodedData) -> None:
     with pytest.raises(ConfigError, match="horizon 3 > 1 needs loss 'ce'"):
         build_model("gru4rec", data, {**small("gru4rec"), "horizon": 3, "loss": "bce"})
+
+
+@pytest.mark.parametrize(("n_items", "expected"), [(10_000, "ce"), (10_001, "sampled_ce")])
+def test_the_default_loss_samples_only_where_a_full_softmax_is_too_costly(
+    n_items: int, expected: str
+) -> None:
+    from kuberec.components.models.encoded import DataSchema
+    from kuberec.components.models.registry import create_model
+
+    for name in ("sasrec", "gru4rec"):
+        model = create_model(name, DataSchema(n_users=5, n_items=n_items), {"dim": 8})
+        assert model.loss_type == expected

@@ -46,7 +46,11 @@ def test_unknown_model_type_lists_the_valid_ones(data: EncodedData) -> None:
         ("mf", {"lr": 0}, "'lr': must be > 0.0, got 0"),
         ("mf", {"lr": float("nan")}, "'lr': must be > 0.0"),
         ("sasrec", {"dropout": 1.0}, "'dropout': must be >= 0.0 and < 1.0"),
-        ("sasrec", {"loss": "mse"}, r"'loss': must be one of \['ce', 'bce', 'gbce', 'sampled_"),
+        (
+            "sasrec",
+            {"loss": "mse"},
+            r"'loss': must be one of \['auto', 'ce', 'bce', 'gbce', 'sampled_",
+        ),
         ("gru4rec", {"gbce_t": 1.5}, "'gbce_t': must be >= 0.0 and <= 1.0"),
         ("multvae", {"beta_cap": -1}, "'beta_cap': must be >= 0.0"),
         ("sasrec", {"dim": 10, "n_heads": 3}, "'n_heads': must divide dim"),

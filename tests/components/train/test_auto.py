@@ -212,6 +212,9 @@ def test_a_full_softmax_sequence_estimate_grows_with_the_catalogue() -> None:
     # Amazon Games' size: a softmax over 23,715 items per position, ~14x ml-100k's
     assert seconds(23_715, "ce") > 5 * seconds(1_682, "ce")
     assert seconds(23_715, "bce") == seconds(1_682, "bce")  # one negative: no catalogue term
+    # the default loss samples on Games' catalogue and is the full softmax on ml-100k's
+    assert seconds(23_715, "auto") == seconds(23_715, "sampled_ce")
+    assert seconds(1_682, "auto") == seconds(1_682, "ce")
 
 
 def test_a_crashing_candidate_is_recorded_and_the_others_go_on(
