@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from pathlib import Path
 
@@ -154,6 +155,7 @@ def test_train_epoch_runs_a_ddp_wrapped_model(data: EncodedData, tmp_path: Path)
     dist.init_process_group(
         "gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1
     )
+    wrapped: DistributedDataParallel | None = None
     try:
         hparams = resolve_hparams("sasrec", {"dim": 8, "history_length": 6, "batch_size": 16})
         torch.manual_seed(0)
@@ -163,5 +165,9 @@ def test_train_epoch_runs_a_ddp_wrapped_model(data: EncodedData, tmp_path: Path)
         optimizer = make_optimizer(wrapped, hparams)
         losses = [train_epoch(wrapped, optimizer, sampler.batches(e), epoch=e) for e in range(3)]
     finally:
+        # DDP's reducer holds the gloo group: freed after the group is destroyed, its
+        # destructor joined gloo's threads and hung CI once; free it while the group lives.
+        wrapped = None
+        gc.collect()
         dist.destroy_process_group()
     assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
