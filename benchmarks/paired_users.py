@@ -41,7 +41,7 @@ def main() -> None:
     torch.set_num_threads(1)
     dataset = load_movielens("ml-100k", args.data_dir)
     parts = split(args.protocol, dataset.interactions, seed=args.seed)
-    known = parts.train if parts.valid is None else pd.concat([parts.train, parts.valid])
+    known = parts.known()
     truth = parts.test[["user_id", "item_id"]]
     test_items = truth.groupby("user_id").size()
     history = known[known["user_id"].isin(test_items.index)].groupby("user_id").size()

@@ -47,7 +47,7 @@ def main() -> None:
     torch.set_num_threads(1)
     dataset = load_movielens("ml-100k", args.data_dir)
     parts = split(args.protocol, dataset.interactions, seed=args.seed)
-    known = parts.train if parts.valid is None else pd.concat([parts.train, parts.valid])
+    known = parts.known()
     whole = dataset.with_interactions(known)
     fit_set, held_out = carve_validation(whole, args.protocol, 0.1, args.seed)
     settings = TrainSettings(

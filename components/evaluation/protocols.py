@@ -88,6 +88,10 @@ class Split:
         """Full: rank every item the user has not seen. Sampled: rank target + negatives."""
         return "sampled" if self.negatives is not None else "full"
 
+    def known(self) -> pd.DataFrame:
+        """Train plus valid: every interaction a model tested on ``test`` may learn from."""
+        return self.train if self.valid is None else pd.concat([self.train, self.valid])
+
     def seen(self, phase: Phase = "test") -> pd.DataFrame:
         """``user_id, item_id`` pairs to drop from a user's candidates when ranking for ``phase``.
 

@@ -80,6 +80,13 @@ def pad_rows(table: np.ndarray, extra: int = 1) -> np.ndarray:
     return np.concatenate([table, pad])
 
 
+def multi_hot(indices: Tensor, width: int) -> Tensor:
+    """(B, width) 0/1 float rows from padded index lists (the pad is ``width``)."""
+    rows = torch.zeros(indices.shape[0], width + 1, device=indices.device)
+    rows.scatter_(1, indices, 1.0)
+    return rows[:, :width]
+
+
 def require_history(history: Tensor | None, model: str) -> Tensor:
     if history is None:
         raise ValueError(f"{model} scores from the user's item history; pass history (B, L)")

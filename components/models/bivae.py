@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from kuberec.components.models.base import Batch, Recommender, require_history
+from kuberec.components.models.base import Batch, Recommender, multi_hot, require_history
 from kuberec.components.models.encoded import DataSchema
 from kuberec.components.models.hparams import TRAINING_RULES, FloatRange, IntRange, OneOf
 from kuberec.components.models.model_type import ModelType, training_defaults
@@ -65,13 +65,6 @@ class BiVAE(Recommender):
         self.register_buffer("beta", torch.randn(n_items, dim) * 0.01)
         self.register_buffer("beta_mean", torch.zeros(n_items, dim))
 
-    @staticmethod
-    def _multi_hot(indices: Tensor, width: int) -> Tensor:
-        """(B, width) 0/1 rows from padded index lists (pad = width)."""
-        rows = torch.zeros(indices.shape[0], width + 1, device=indices.device)
-        rows.scatter_(1, indices, 1.0)
-        return rows[:, :width]
-
     def _side_loss(
         self, rows: Tensor, encoder: _Encoder, other: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
@@ -93,18 +86,18 @@ class BiVAE(Recommender):
         items, users = batch["items"], batch["users"]
         # The items decode against a copy of the users' samples: the users' rows of the
         # buffer are overwritten below, before the backward pass reads it.
-        item_rows = self._multi_hot(batch["item_users"], n_users)
+        item_rows = multi_hot(batch["item_users"], n_users)
         item_loss, beta, beta_mean = self._side_loss(
             item_rows, self.item_encoder, self.theta.clone()
         )
         self.beta[items], self.beta_mean[items] = beta, beta_mean
-        user_rows = self._multi_hot(batch["history"], n_items)
+        user_rows = multi_hot(batch["history"], n_items)
         user_loss, theta, _ = self._side_loss(user_rows, self.user_encoder, self.beta)
         self.theta[users] = theta
         return item_loss + user_loss
 
     def score(self, users: Tensor, history: Tensor | None = None) -> Tensor:
-        rows = self._multi_hot(require_history(history, type(self).__name__), self.schema.n_items)
+        rows = multi_hot(require_history(history, type(self).__name__), self.schema.n_items)
         mu, _ = self.user_encoder(rows)
         return mu @ self.beta_mean.T  # the logit: sigmoid is monotone, so the ranking is its
 

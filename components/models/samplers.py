@@ -268,7 +268,7 @@ class UserSampler(BatchSampler):
         return {"users": users, "history": self.data.history.recent(users, None)}
 
 
-class BilateralSampler(BatchSampler):
+class BilateralSampler(UserSampler):
     """Each step a batch of users with their histories and a batch of items with their users.
 
     Bilateral models (BiVAE) encode both sides; pairing the two in one step lets one
@@ -277,8 +277,7 @@ class BilateralSampler(BatchSampler):
     """
 
     def __init__(self, data: EncodedData, **kwargs: int) -> None:
-        super().__init__(data, **kwargs)
-        self.active = np.flatnonzero(data.history.lengths() > 0)
+        super().__init__(data, **kwargs)  # the active users and their batches
         columns = data.seen.tocsc()
         self.item_indptr, self.item_users = columns.indptr, columns.indices.astype(np.int64)
         self.active_items = np.flatnonzero(np.diff(self.item_indptr) > 0)
@@ -289,18 +288,17 @@ class BilateralSampler(BatchSampler):
 
     def batches(self, epoch: int) -> Iterator[Batch]:
         shard = {"seed": self.seed, "epoch": epoch, "rank": self.rank}
-        users = self.active[shard_rows(len(self.active), **shard, world_size=self.world_size)]
+        users = shard_rows(len(self.active), **shard, world_size=self.world_size)
         items = self.active_items[
             shard_rows(len(self.active_items), **shard, world_size=self.world_size)
         ]
+        rng = np.random.default_rng([self.seed, epoch, self.rank, 1])
         total = max(len(users), len(items)) if len(users) and len(items) else 0
         for lo in range(0, total, self.batch_size):
             at = np.arange(lo, min(lo + self.batch_size, total))
-            batch_users = users[at % len(users)]
             batch_items = items[at % len(items)]
             arrays = {
-                "users": batch_users,
-                "history": self.data.history.recent(batch_users, None),
+                **self.make_batch(users[at % len(users)], rng),
                 "items": batch_items,
                 "item_users": self._users_of(batch_items),
             }

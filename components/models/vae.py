@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kuberec.components.models.base import Batch, Recommender, require_history
+from kuberec.components.models.base import Batch, Recommender, multi_hot, require_history
 from kuberec.components.models.encoded import DataSchema
 from kuberec.components.models.hparams import TRAINING_RULES, UNIT, FloatRange, IntRange
 from kuberec.components.models.model_type import ModelType, training_defaults
@@ -46,13 +46,6 @@ class MultVAE(Recommender):
                 nn.init.normal_(layer.bias, std=0.001)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
-    def _multi_hot(self, history: Tensor) -> Tensor:
-        """(B, n_items) 0/1 rows from left-padded item histories (pad = n_items)."""
-        n = self.schema.n_items
-        rows = torch.zeros(history.shape[0], n + 1, device=history.device)
-        rows.scatter_(1, history, 1.0)
-        return rows[:, :n]
-
     def _posterior(self, items: Tensor) -> tuple[Tensor, Tensor]:
         x = F.normalize(items, dim=1)
         x = F.dropout(x, self.input_dropout, training=self.training)
@@ -60,7 +53,7 @@ class MultVAE(Recommender):
         return mu, logvar
 
     def loss(self, batch: Batch) -> Tensor:
-        items = self._multi_hot(batch["history"])
+        items = multi_hot(batch["history"], self.schema.n_items)
         mu, logvar = self._posterior(items)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         log_probs = F.log_softmax(self.decoder(z), dim=1)
@@ -71,7 +64,7 @@ class MultVAE(Recommender):
         return likelihood + beta * kl
 
     def score(self, users: Tensor, history: Tensor | None = None) -> Tensor:
-        items = self._multi_hot(require_history(history, type(self).__name__))
+        items = multi_hot(require_history(history, type(self).__name__), self.schema.n_items)
         mu, _ = self._posterior(items)
         return self.decoder(mu)
 

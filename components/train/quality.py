@@ -105,7 +105,7 @@ def run_protocol(
         parts = split(protocol, dataset.interactions, seed=seed)
         # The protocol's valid part trains too: early stopping has its own holdout, and
         # a sequence model must read the item just before the test target.
-        known = parts.train if parts.valid is None else pd.concat([parts.train, parts.valid])
+        known = parts.known()
         train_set = dataset.with_interactions(known)
         for recipe in recipes:
             fraction = (
